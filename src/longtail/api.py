@@ -1,0 +1,356 @@
+"""The Python API. Everything the CLI does goes through these functions, so a notebook can too.
+
+>>> import longtail
+>>> result = longtail.train("configs/quickstart.yaml", overrides=["train.epochs=3"])
+>>> longtail.evaluate(result.run_dir, split="test")["balanced_accuracy"]
+>>> longtail.predict(result.run_dir, ["lesion.jpg"], out="preds.csv")
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import rundir
+from .config import Config, dump, load_config
+from .errors import LongtailError
+
+log = logging.getLogger("longtail")
+
+DATA_META = "data.json"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    results: dict[str, Any] | None  # None when the run stopped early (train.stop_after) and can be resumed
+    finished: bool
+
+
+def _as_config(config: Config | str | Path | dict[str, Any], overrides: list[str] | None) -> Config:
+    if isinstance(config, Config):
+        if overrides:
+            return load_config(raw=config.model_dump(mode="json"), overrides=overrides)
+        return config
+    if isinstance(config, dict):
+        return load_config(raw=config, overrides=overrides)
+    return load_config(config, overrides)
+
+
+def train(
+    config: Config | str | Path | dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    *,
+    overwrite: bool = False,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train (or resume) a run; evaluate the best checkpoint on test once at the end.
+
+    ``resume`` is a run directory: its saved config is used (``overrides`` may extend it, e.g.
+    ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
+    call after that many epochs in total, leaving a resumable run (time-sliced training).
+    """
+    from .data import build_data
+    from .engine import Trainer, seed_everything, select_device
+    from .models import build_model
+
+    started = time.perf_counter()
+    if resume is not None:
+        run_dir = Path(resume)
+        rundir.prepare(run_dir, overwrite=False, resume=True)
+        cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    else:
+        if config is None:
+            raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
+        cfg = _as_config(config, overrides)
+        run_dir = Path(cfg.output_dir) / cfg.name
+        rundir.prepare(run_dir, overwrite=overwrite, resume=False)
+    (run_dir / rundir.CONFIG).write_text(dump(cfg))
+    rundir.write_json(run_dir / rundir.ENVIRONMENT, rundir.environment(cfg.seed))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed, cfg.train.deterministic)
+
+    splits = _saved_splits(run_dir, cfg)
+    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    rundir.write_json(run_dir / rundir.SPLITS, bundle.split_indices)
+    rundir.write_json(run_dir / DATA_META, _data_meta(bundle))
+
+    device = select_device(cfg.train.device)
+    model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
+    trainer = Trainer(cfg, run_dir, bundle, model, device)
+    resume_state = torch.load(run_dir / rundir.LAST, map_location=device, weights_only=False) if resume is not None else None
+    if resume_state is not None:
+        _check_checkpoint(resume_state, cfg, bundle.num_classes, run_dir / rundir.LAST)
+        _truncate_metrics(run_dir, resume_state["progress"]["global_epoch"])
+    trainer.fit(resume_state, stop_after=stop_after)
+    total_epochs = sum(s.epochs for s in trainer.stages)
+    if trainer.progress.global_epoch < total_epochs:
+        log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, run_dir)
+        return TrainResult(run_dir, None, finished=False)
+    results = finalize(run_dir, cfg, bundle, trainer, train_seconds=time.perf_counter() - started)
+    return TrainResult(run_dir, results, finished=True)
+
+
+def _truncate_metrics(run_dir: Path, finished_epochs: int) -> None:
+    """Drop log lines of an epoch that was interrupted after logging but before its checkpoint."""
+    path = run_dir / rundir.METRICS
+    kept = [r for r in rundir.read_jsonl(path) if r.get("epoch", 0) <= finished_epochs]
+    rundir.atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def _saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
+    if (run_dir / rundir.SPLITS).is_file():
+        return rundir.read_json(run_dir / rundir.SPLITS)
+    if cfg.data.split.file:
+        path = Path(cfg.data.split.file)
+        if not path.is_file():
+            raise LongtailError(f"data.split.file '{path}' not found; point it at the splits.json of an earlier run")
+        return rundir.read_json(path)
+    return None
+
+
+def _data_meta(bundle: Any) -> dict[str, Any]:
+    return {
+        "class_names": list(bundle.class_names),
+        "train_counts": [int(c) for c in bundle.train_counts],
+        "channels": int(bundle.channels),
+        "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
+        "norm_mean": [float(m) for m in bundle.norm_mean],
+        "norm_std": [float(s) for s in bundle.norm_std],
+    }
+
+
+def _check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int, path: Path) -> None:
+    if state.get("model_name") != cfg.model.name or state.get("num_classes") != num_classes:
+        raise LongtailError(
+            f"checkpoint '{path}' is from model '{state.get('model_name')}' with {state.get('num_classes')} classes, "
+            f"but the config asks for '{cfg.model.name}' with {num_classes}; resume with the run's own config"
+        )
+
+
+# ------------------------------------------------------------------------------ final evaluation
+def finalize(run_dir: Path, cfg: Config, bundle: Any, trainer: Any, train_seconds: float) -> dict[str, Any]:
+    """Evaluate the best checkpoint on validation and (once) on test; choose post-hoc strengths on validation."""
+    from .engine import predict_dataset
+    from .metrics import compute
+
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, trainer.device)
+    counts = np.asarray(bundle.train_counts)
+    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    outputs = {}
+    for split in ("val", "test"):
+        dataset = getattr(bundle, split)
+        if dataset is None:
+            continue
+        out = predict_dataset(model, dataset, trainer.eval_pipeline, trainer.device, cfg.data.eval_batch_size, cfg.train.precision, trainer.tta, cfg.data.num_workers)
+        rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+        outputs[split] = out
+    posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
+    rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
+    progress = trainer.progress
+    results: dict[str, Any] = {
+        "name": cfg.name,
+        "class_names": list(bundle.class_names),
+        "train_counts": [int(c) for c in counts],
+        "select_metric": cfg.train.select_metric,
+        "best_epoch": progress.best_epoch,
+        "best_val_score": progress.best_score,
+        "epochs": progress.global_epoch,
+        "train_seconds": round(train_seconds, 1),
+        "test_evaluated_once": True,
+        "val": compute(outputs["val"].logits, outputs["val"].targets, **kw),
+        "posthoc": posthoc,
+    }
+    if "test" in outputs:
+        test = outputs["test"]
+        results["test"] = compute(test.logits, test.targets, **kw)
+        if posthoc:
+            adjusted = apply_posthoc_to(model, test, posthoc, counts)
+            results["test_posthoc"] = compute(adjusted, test.targets, **kw)
+    rundir.write_json(run_dir / rundir.RESULTS, results)
+    try:
+        from .report import write_report
+
+        write_report(run_dir)
+    except Exception as e:  # a report failure must never lose a finished run
+        log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
+    return results
+
+
+def _head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    head = getattr(model, "head", None)
+    weight = getattr(head, "weight", None)
+    bias = getattr(head, "bias", None)
+    w = weight.detach().float().cpu().numpy() if isinstance(weight, torch.Tensor) else None
+    b = bias.detach().float().cpu().numpy() if isinstance(bias, torch.Tensor) else None
+    return w, b
+
+
+def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dict[str, Any]:
+    """Pick logit-adjustment / tau-norm strengths on the validation split only."""
+    from .posthoc import logit_adjust, select_tau, tau_norm_logits
+
+    chosen: dict[str, Any] = {}
+    if cfg.posthoc.tau_norm:
+        w, b = _head_params(model)
+        if w is None or val.features is None:
+            raise LongtailError("posthoc.tau_norm needs a linear head and saved features; use model.head=linear")
+        tau, scores = select_tau(cfg.posthoc.grid, lambda t: tau_norm_logits(val.features, w, b, t), val.targets, cfg.posthoc.metric)
+        chosen["tau_norm"] = {"tau": tau, "scores": scores}
+    if cfg.posthoc.logit_adjust:
+        base = val.logits
+        if "tau_norm" in chosen:
+            w, b = _head_params(model)
+            base = tau_norm_logits(val.features, w, b, chosen["tau_norm"]["tau"])
+        tau, scores = select_tau(cfg.posthoc.grid, lambda t: logit_adjust(base, counts, t), val.targets, cfg.posthoc.metric)
+        chosen["logit_adjust"] = {"tau": tau, "scores": scores}
+    return chosen
+
+
+def apply_posthoc_to(model: Any, out: Any, posthoc: dict[str, Any], counts: np.ndarray) -> np.ndarray:
+    from .posthoc import apply_posthoc
+
+    w, b = _head_params(model)
+    return apply_posthoc(out.logits, out.features, posthoc, w, b, counts)
+
+
+# ------------------------------------------------------------------------------ loading a run
+def load_run_config(run_dir: str | Path) -> Config:
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise LongtailError(f"'{run_dir}' is not a longtail run directory (no {rundir.CONFIG}); pass the folder `longtail train` created")
+    return load_config(run_dir / rundir.CONFIG)
+
+
+def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, counts: Any, device: torch.device, checkpoint: str = rundir.BEST) -> Any:
+    """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights."""
+    from .models import build_model
+
+    path = Path(run_dir) / checkpoint
+    if not path.is_file():
+        raise LongtailError(f"no checkpoint '{path}'; the run has not validated yet (train it, or resume it)")
+    state = torch.load(path, map_location=device, weights_only=False)
+    _check_checkpoint(state, cfg, num_classes, path)
+    model = build_model(cfg.model, num_classes, channels, np.asarray(counts)).to(device)
+    for head in state.get("heads", []):
+        if head is not None:
+            model.set_head(head, class_counts=np.asarray(counts))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise LongtailError(f"checkpoint '{path}' does not fit model '{cfg.model.name}' ({first}); was it trained with another architecture?") from None
+    model.to(device).eval()
+    return model
+
+
+def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """Metrics of the best checkpoint on ``split`` ('val' or 'test'), recomputed from the data."""
+    from .data import build_data, build_pipeline
+    from .engine import predict_dataset, select_device
+    from .metrics import compute
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
+    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    dataset = getattr(bundle, split, None)
+    if dataset is None:
+        raise LongtailError(f"this run's data has no '{split}' split; use --split val")
+    device = select_device(cfg.train.device)
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
+    pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
+    out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers)
+    rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+    counts = np.asarray(bundle.train_counts)
+    result = compute(out.logits, out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    posthoc = _read_posthoc(run_dir)
+    if posthoc:
+        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    return result
+
+
+def _tta(cfg: Config) -> Any:
+    from .engine import _build_tta
+
+    return _build_tta(cfg)
+
+
+def _read_posthoc(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / rundir.POSTHOC
+    return rundir.read_json(path) if path.is_file() else {}
+
+
+def find_images(paths: list[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into image files; keep explicit files as given."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise LongtailError(f"'{p}' does not exist; pass image files or folders of images")
+    if not found:
+        raise LongtailError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, paths))}")
+    return found
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+    """Class probabilities for image files or folders with the run's best model and post-hoc setting.
+
+    Returns one dict per image (``image`` + one probability per class name); writes a CSV when
+    ``out`` is given. Decoding matches training exactly (same pre-processing and size).
+    """
+    from .data import build_pipeline, decode_image_file
+    from .engine import autocast, select_device
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    meta = rundir.read_json(run_dir / DATA_META)
+    class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    device = select_device(cfg.train.device)
+    model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
+    pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
+    posthoc = _read_posthoc(run_dir)
+    tta = _tta(cfg)
+    files = find_images(list(images))
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        x = torch.stack([decode_image_file(f, cfg.data, meta["channels"]) for f in chunk]).to(device)
+        x = pipeline.batch(x)
+        with autocast(device, cfg.train.precision):
+            if tta is not None:
+                logits, feats = tta.predict(lambda v: model(v), x), None
+            else:
+                logits, feats = model(x, return_features=True)
+        logits_np = logits.float().cpu().numpy()
+        if posthoc:
+            from .posthoc import apply_posthoc
+
+            w, b = _head_params(model)
+            logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
+        probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
+        for f, p in zip(chunk, probs):
+            rows.append({"image": str(f), **{name: float(v) for name, v in zip(class_names, p)}})
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["image", *class_names])
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows

@@ -1,0 +1,209 @@
+"""Benchmark grids: methods x seeds (x datasets) at one budget, selected on validation, tested once.
+
+A grid is a YAML file::
+
+    name: ham10000
+    output_dir: benchmarks/runs/ham10000      # one run directory per cell
+    results: benchmarks/results/ham10000.csv  # one row per finished cell
+    seeds: [0, 1, 2]
+    overrides: [train.epochs=12]              # applied to every cell (the shared budget)
+    datasets: {ham64: []}                     # optional: name -> extra overrides
+    methods:
+      ce: {config: configs/ham10000/ce.yaml}
+      logit_adjust: {config: configs/ham10000/ce.yaml, overrides: [posthoc.logit_adjust=true], posthoc: true}
+
+Each cell is an ordinary run. A rerun skips finished cells (``results.json`` exists), resumes
+interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import rundir
+from .errors import ConfigError, LongtailError
+
+COLUMNS = ["dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece", "train_seconds", "epochs", "best_epoch", "run_dir"]
+SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece"]
+
+
+class MethodSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    config: str
+    overrides: list[str] = []
+    posthoc: bool = Field(False, description="report the test metrics after the post-hoc correction chosen on validation")
+
+
+class BenchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    output_dir: str
+    results: str
+    seeds: list[int] = [0]
+    overrides: list[str] = []
+    datasets: dict[str, list[str]] = {"default": []}
+    methods: dict[str, MethodSpec]
+
+
+def load_bench(path: str | Path) -> BenchSpec:
+    from .config import format_validation_error
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"benchmark file '{p}' not found; pass an existing YAML file with -c (see benchmarks/)")
+    try:
+        return BenchSpec.model_validate(yaml.safe_load(p.read_text()) or {})
+    except ValidationError as e:
+        msg = format_validation_error(e, str(p))
+        raise ConfigError(msg) from None
+
+
+def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, str, int]]:
+    unknown = [m for m in (only or []) if m not in spec.methods]
+    if unknown:
+        from .errors import did_you_mean
+
+        raise ConfigError(f"--only: unknown method '{unknown[0]}'{did_you_mean(unknown[0], spec.methods)}; methods: {', '.join(spec.methods)}")
+    methods = [m for m in spec.methods if not only or m in only]
+    chosen_seeds = [s for s in spec.seeds if seeds is None or s in seeds]
+    return [(d, m, s) for d in spec.datasets for m in methods for s in chosen_seeds]
+
+
+def cell_dir(spec: BenchSpec, dataset: str, method: str, seed: int) -> Path:
+    prefix = "" if list(spec.datasets) == ["default"] else f"{dataset}-"
+    return Path(spec.output_dir) / f"{prefix}{method}-s{seed}"
+
+
+def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int) -> dict[str, Any]:
+    """Train (or resume, or skip) one cell and return its CSV row."""
+    from . import api
+
+    run_dir = cell_dir(spec, dataset, method, seed)
+    m = spec.methods[method]
+    if not (run_dir / rundir.RESULTS).is_file():
+        if (run_dir / rundir.LAST).is_file():
+            api.train(resume=run_dir)
+        else:
+            overrides = [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
+            api.train(m.config, overrides, overwrite=True)
+    return row_of(run_dir, dataset, method, seed, m.posthoc)
+
+
+def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool) -> dict[str, Any]:
+    res = rundir.read_json(run_dir / rundir.RESULTS)
+    key = "test_posthoc" if posthoc and "test_posthoc" in res else ("test" if "test" in res else "val")
+    metrics = res[key]
+    row = {"dataset": dataset, "method": method, "seed": seed, "run_dir": str(run_dir)}
+    for col in COLUMNS:
+        if col in metrics:
+            row[col] = metrics[col]
+    row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
+    return row
+
+
+def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
+    todo = cells(spec, only, seeds)
+    for i, (dataset, method, seed) in enumerate(todo, 1):
+        finished = (cell_dir(spec, dataset, method, seed) / rundir.RESULTS).is_file()
+        print(f"[{i}/{len(todo)}] {dataset}/{method}/seed {seed}: {'done, skipped' if finished else 'running'}", flush=True)
+        t0 = time.perf_counter()
+        run_cell(spec, dataset, method, seed)
+        if not finished:
+            print(f"    finished in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = collect(spec)
+    write_outputs(spec, rows)
+    return rows
+
+
+def collect(spec: BenchSpec) -> list[dict[str, Any]]:
+    rows = []
+    for dataset, method, seed in cells(spec):
+        run_dir = cell_dir(spec, dataset, method, seed)
+        if (run_dir / rundir.RESULTS).is_file():
+            rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc))
+    return rows
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, method): mean ± std over seeds of each summary metric."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    out = []
+    for (dataset, method), rs in groups.items():
+        entry: dict[str, Any] = {"dataset": dataset, "method": method, "seeds": len(rs)}
+        for metric in [*SUMMARY_METRICS, "train_seconds"]:
+            vals = [float(r[metric]) for r in rs if r.get(metric) is not None]
+            if vals:
+                entry[metric] = mean_std(vals)
+        out.append(entry)
+    return out
+
+
+def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown") -> str:
+    headers = ["dataset", "method", "seeds", *SUMMARY_METRICS, "train_seconds"]
+
+    def cell(e: dict[str, Any], h: str) -> str:
+        v = e.get(h)
+        if isinstance(v, tuple):
+            return f"{v[0]:.1f} ± {v[1]:.1f}" if h == "train_seconds" else f"{v[0]:.4f} ± {v[1]:.4f}"
+        return "n/a" if v is None else str(v)
+
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(e, h))}</td>" for h in headers) + "</tr>" for e in summary)
+        return f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(e, h) for h in headers) + " |" for e in summary]
+    return "\n".join(lines)
+
+
+def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
+    csv_path = Path(spec.results)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = summarise(rows)
+    table = format_summary(summary)
+    csv_path.with_suffix(".md").write_text(f"# {spec.name}\n\nMean ± sample std over seeds; test split, best validation checkpoint.\n\n{table}\n")
+    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html')}</body></html>")
+    print(table)
+    print(f"\nrows: {csv_path}  summary: {csv_path.with_suffix('.md')}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    spec = load_bench(args.config)
+    only = [m for m in args.only.split(",") if m] if args.only else None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    if not cells(spec, only, seeds):
+        raise LongtailError("the selection has no cell; check --only and --seeds against the benchmark file")
+    run(spec, only, seeds)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("bench", help="run a methods x seeds benchmark grid")
+    p.add_argument("-c", "--config", required=True, help="benchmark YAML (see benchmarks/)")
+    p.add_argument("--only", help="comma-separated method names to run")
+    p.add_argument("--seeds", help="comma-separated seeds to run")
+    p.set_defaults(func=cmd_bench)

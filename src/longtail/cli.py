@@ -1,0 +1,159 @@
+"""`longtail` command line: a thin layer over :mod:`longtail.api`.
+
+Problems the user can fix are printed as one line (``error: ...``) with exit code 2, never a
+traceback; set ``LONGTAIL_DEBUG=1`` to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import LongtailError
+
+
+def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-c", "--config", required=required, help="YAML recipe (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=3 loss.name=focal loss.gamma=2")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import api
+    from .metrics import format_table
+
+    if args.resume is None and args.config is None:
+        raise LongtailError("train needs -c CONFIG (or --resume RUN_DIR to continue a run)")
+    result = api.train(args.config, args.overrides, overwrite=args.overwrite, resume=args.resume, stop_after=args.stop_after)
+    if not result.finished:
+        print(f"stopped early; continue with: longtail train --resume {result.run_dir}")
+        return 0
+    res = result.results or {}
+    split = "test" if "test" in res else "val"
+    print(f"\n{split} split, best checkpoint (epoch {res.get('best_epoch')}, chosen on validation {res.get('select_metric')}):")
+    print(format_table(res[split], res["class_names"]))
+    if "test_posthoc" in res:
+        chosen = ", ".join(f"{k} tau={v['tau']}" for k, v in res["posthoc"].items())
+        print(f"\nwith post-hoc correction chosen on validation ({chosen}):")
+        print(format_table(res["test_posthoc"], res["class_names"], per_class=False))
+    print(f"\nrun directory: {result.run_dir}")
+    report = Path(result.run_dir) / "report.html"
+    if report.is_file():
+        print(f"report: {report}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import api
+    from .metrics import format_table
+
+    result = api.evaluate(args.run_dir, split=args.split)
+    names = api.rundir.read_json(Path(args.run_dir) / api.DATA_META)["class_names"]
+    print(format_table(result, names))
+    if "posthoc" in result:
+        print("\nwith the post-hoc correction stored in the run:")
+        print(format_table(result["posthoc"], names, per_class=False))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import api
+
+    rows = api.predict(args.run_dir, args.images, out=args.out)
+    print(f"wrote {len(rows)} predictions to {args.out}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from .config import dump, load_config
+
+    print(dump(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import components  # noqa: F401
+    from .registry import ALL
+
+    kinds = [args.kind] if args.kind else sorted(ALL)
+    for kind in kinds:
+        entries = ALL[kind].describe()
+        if len(kinds) > 1:
+            print(f"{kind}:")
+        width = max((len(n) for n in entries), default=0)
+        for name, desc in entries.items():
+            print(f"  {name.ljust(width)}  {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import ALL
+
+    parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed image classification: train, evaluate, predict, benchmark.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a recipe")
+    _add_config_args(p, required=False)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs in total (resume later)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's best checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="class probabilities for images with a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--out", default="predictions.csv", help="CSV: image + one probability column per class")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("config", help="config tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    show = csub.add_parser("show", help="print the resolved config")
+    _add_config_args(show)
+    show.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("list", help="list registered components")
+    p.add_argument("kind", nargs="?", choices=sorted(ALL))
+    p.set_defaults(func=cmd_list)
+
+    for module in _plugin_modules():
+        module.add_commands(sub)
+    return parser
+
+
+def _plugin_modules() -> list:
+    """Modules that add their own sub-commands (data, report/compare, bench)."""
+    from . import bench, report
+    from .data import cli as data_cli
+
+    return [data_cli, report, bench]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.getLogger("longtail").setLevel(logging.DEBUG)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except LongtailError as e:
+        if os.environ.get("LONGTAIL_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished epochs are saved, continue with `longtail train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

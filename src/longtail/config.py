@@ -1,0 +1,415 @@
+"""Typed, validated run configuration: YAML recipe + dotted command-line overrides.
+
+The schema is strict (unknown keys are errors) so that a typo never silently falls back to a
+default. Component entries (``loss: {name: ldam, max_margin: 0.5}``) keep their extra keys as
+constructor kwargs, which :func:`check_components` verifies against the registered constructor.
+Every problem becomes a one-line :class:`~longtail.errors.ConfigError` naming the key, the file
+and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, did_you_mean
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """``{name: <registered name>, **kwargs}``; the extra keys are the constructor's kwargs."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ----------------------------------------------------------------------------------------- data
+class LongTailConfig(Strict):
+    """Make a labelled training set long-tailed (see ``longtail.data.longtail``)."""
+
+    recipe: Literal["ldam", "cdb", "pareto"] = "ldam"
+    profile: Literal["exp", "step"] = "exp"
+    imbalance_ratio: float = Field(100.0, ge=1.0)
+    val_per_class: int = Field(25, ge=1, description="cdb recipe: balanced validation images held out per class")
+    pareto_alpha: float = Field(6.0, gt=0)
+    seed: int = 0
+
+
+class SplitConfig(Strict):
+    """How to carve splits a source does not have. Validation is never carved from test."""
+
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    group_by_source_groups: bool = True
+    seed: int = 0
+    file: str | None = Field(None, description="reuse the splits.json of an earlier run")
+
+
+class NormalizeConfig(Strict):
+    mean: list[float]
+    std: list[float]
+
+
+class DataConfig(Strict):
+    source: Component
+    image_size: int | tuple[int, int] | None = None
+    channels: Literal[1, 3] | None = None
+    long_tail: LongTailConfig | None = None
+    split: SplitConfig = SplitConfig()
+    preprocess: list[Component] = []
+    train_transforms: list[Component] = []
+    eval_transforms: list[Component] = []
+    normalize: Literal["dataset", "imagenet", "none"] | NormalizeConfig = "dataset"
+    cache: bool = True
+    cache_dir: str | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------------------------------- model
+class ModelConfig(BaseModel):
+    """Backbone name + head; extra keys go to the backbone constructor."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "resnet32"
+    head: Literal["linear", "cosine", "lws"] = "linear"
+    head_bias: Literal["zero", "log_prior", "none"] = "zero"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pretrained: bool = False
+    weights: str | None = Field(None, description="local pretrained weight file")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ------------------------------------------------------------------------------ optimisation
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"], description="parameter-name keys excluded from weight decay ('norm' = all normalisation layers)")
+    lr_mult: dict[str, float] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "multistep", "cosine", "cyclic"] = "cosine"
+    milestones: list[int] = []
+    gamma: float = Field(0.1, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_start: float | None = Field(None, gt=0, le=1, description="lr factor at the first warm-up epoch; None = LDAM-style (e+1)/warmup_epochs")
+    min_lr: float = Field(0.0, ge=0)
+    cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
+    base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
+
+
+# ------------------------------------------------------------------------------------- stages
+class StageConfig(Strict):
+    """One training stage. Unset fields inherit the run's top-level sections."""
+
+    name: str | None = None
+    epochs: int = Field(..., ge=0)
+    loss: Component | None = None
+    class_weights: Component | None = None
+    sampler: Component | None = None
+    optimizer: OptimizerConfig | None = None
+    schedule: ScheduleConfig | None = None
+    mixing: Component | None = None
+    freeze_backbone: bool = False
+    reinit_head: bool = False
+    head: Literal["linear", "cosine", "lws"] | None = None
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=0)
+    select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
+    val_every: int = Field(1, ge=1)
+    select_metric: str = "balanced_accuracy"
+    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    deterministic: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+    mixing: Component | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    threads: int | None = Field(None, ge=1)
+
+
+class PosthocConfig(Strict):
+    """Post-hoc prior corrections, their strength chosen on validation only."""
+
+    logit_adjust: bool = False
+    tau_norm: bool = False
+    grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
+    metric: str = "balanced_accuracy"
+
+
+class EvalConfig(Strict):
+    shot_thresholds: tuple[int, int] = (100, 20)
+    tta: Component | None = None
+
+
+class Config(Strict):
+    seed: int = 0
+    name: str = "run"
+    output_dir: str = "runs"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    loss: Component = Component(name="ce")
+    class_weights: Component = Component(name="uniform")
+    sampler: Component = Component(name="instance")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    stages: list[StageConfig] = []
+    method: Component = Component(name="standard")
+    posthoc: PosthocConfig = PosthocConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        return v
+
+    @model_validator(mode="after")
+    def _stages_have_epochs(self) -> "Config":
+        if self.stages and sum(s.epochs for s in self.stages) == 0:
+            raise ValueError("every stage has 0 epochs")
+        return self
+
+    def resolved_stages(self) -> list["ResolvedStage"]:
+        """The stages to run, each with every field filled from the top-level sections."""
+        raw = self.stages or [StageConfig(name="main", epochs=self.train.epochs)]
+        out = []
+        for i, s in enumerate(raw):
+            out.append(
+                ResolvedStage(
+                    index=i,
+                    name=s.name or f"stage{i + 1}",
+                    epochs=s.epochs,
+                    loss=s.loss or self.loss,
+                    class_weights=s.class_weights or self.class_weights,
+                    sampler=s.sampler or self.sampler,
+                    optimizer=s.optimizer or self.optimizer,
+                    schedule=s.schedule or self.schedule,
+                    mixing=s.mixing if s.mixing is not None else self.train.mixing,
+                    freeze_backbone=s.freeze_backbone,
+                    reinit_head=s.reinit_head,
+                    head=s.head,
+                )
+            )
+        return out
+
+
+class ResolvedStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    name: str
+    epochs: int
+    loss: Component
+    class_weights: Component
+    sampler: Component
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    mixing: Component | None
+    freeze_backbone: bool
+    reinit_head: bool
+    head: str | None
+
+
+# ------------------------------------------------------------------------------- loading
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], yaml-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' has no '='; write it as key.path=value, e.g. train.epochs=3")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key; write it as key.path=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (creating intermediate dicts). Lists take integer keys."""
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = out
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                node = _list_item(node, part, path[: i + 1])
+                continue
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"override '{text}': '{'.'.join(path[: i + 1])}' is a value, not a section")
+        last = path[-1]
+        if isinstance(node, list):
+            idx = _index(last, path)
+            if idx >= len(node):
+                raise ConfigError(f"override '{text}': list '{'.'.join(path[:-1])}' has {len(node)} items")
+            node[idx] = value
+        else:
+            node[last] = value
+    return out
+
+
+def _index(part: str, path: list[str]) -> int:
+    try:
+        return int(part)
+    except ValueError:
+        raise ConfigError(f"'{'.'.join(path)}': '{part}' indexes a list and must be an integer") from None
+
+
+def _list_item(node: list[Any], part: str, path: list[str]) -> Any:
+    idx = _index(part, path)
+    if idx >= len(node):
+        raise ConfigError(f"'{'.'.join(path)}': list has {len(node)} items")
+    return node[idx]
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' not found; pass an existing YAML file with -c (see configs/ for recipes)")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}; fix the syntax ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (data:, model:, ...)")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, raw: dict[str, Any] | None = None) -> Config:
+    """Load, override, validate and check component kwargs. ``raw`` replaces the file (API use)."""
+    source = str(path) if path is not None else "<dict>"
+    data = load_raw(path) if path is not None else copy.deepcopy(raw or {})
+    data = apply_overrides(data, overrides or [])
+    cfg = validate(data, source)
+    check_components(cfg, source)
+    return cfg
+
+
+def validate(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """The first pydantic error as one line: key, problem, file, closest valid key."""
+    first = err.errors()[0]
+    loc = [str(x) for x in first["loc"] if not _is_union_tag(x)]
+    key = ".".join(loc) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys_at(loc[:-1])
+        return f"{source}: unknown key '{key}'{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}"
+    if kind == "missing":
+        return f"{source}: missing required key '{key}'; add it to the config"
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a mapping"
+    return f"{source}: bad value for '{key}' ({shown}): {first['msg']}"
+
+
+def _is_union_tag(x: Any) -> bool:
+    # pydantic puts union member names (e.g. 'literal['dataset','imagenet']', 'int') in loc paths
+    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig"})
+
+
+def _valid_keys_at(loc: list[str]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def check_components(cfg: Config, source: str = "<dict>") -> None:
+    """Check every ``{name, **kwargs}`` entry against its registry (unknown name, bad kwarg)."""
+    from . import components  # noqa: F401  (imports every module that registers something)
+    from .registry import LOSSES, METHODS, MODELS, SAMPLERS, TRANSFORMS, WEIGHTS, DATASETS
+
+    def check(registry: Any, comp: Component | None, where: str, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        if comp is None:
+            return
+        try:
+            registry.get(comp.name)
+            registry.check_kwargs(comp.name, [k for k in comp.kwargs if k not in skip], where=where)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {where}.name: {e}" if str(e).startswith("unknown") else f"{source}: {e}") from None
+
+    check(DATASETS, cfg.data.source, "data.source")
+    for i, t in enumerate(cfg.data.preprocess):
+        check(TRANSFORMS, t, f"data.preprocess.{i}")
+    for i, t in enumerate(cfg.data.train_transforms):
+        check(TRANSFORMS, t, f"data.train_transforms.{i}")
+    for i, t in enumerate(cfg.data.eval_transforms):
+        check(TRANSFORMS, t, f"data.eval_transforms.{i}")
+    check(MODELS, Component(name=cfg.model.name, **cfg.model.kwargs), "model")
+    check(METHODS, cfg.method, "method")
+    if cfg.eval.tta is not None:
+        check(METHODS, cfg.eval.tta, "eval.tta")
+    for stage in cfg.resolved_stages():
+        prefix = f"stages.{stage.index}" if cfg.stages else ""
+        sep = "." if prefix else ""
+        check(LOSSES, stage.loss, f"{prefix}{sep}loss")
+        check(WEIGHTS, stage.class_weights, f"{prefix}{sep}class_weights")
+        check(SAMPLERS, stage.sampler, f"{prefix}{sep}sampler")
+        if stage.mixing is not None:
+            check(METHODS, stage.mixing, f"{prefix}{sep}mixing")
+
+
+def dump(cfg: Config) -> str:
+    """The resolved config as YAML (what ``config show`` prints and the run directory stores)."""
+    return yaml.safe_dump(to_plain(cfg), sort_keys=False)
+
+
+def to_plain(cfg: Config) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")

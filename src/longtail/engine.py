@@ -1,0 +1,465 @@
+"""The training engine: ``fit`` over stages, evaluation, checkpoints and exact resume.
+
+One loop serves every method. What varies per method is expressed through components with
+explicit hooks (loss, class-weight schedule, sampler, train step, model), never through flags in
+the loop. Model selection uses the validation split only; the test split is evaluated once, at the
+end, with the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import rundir
+from .config import Config, ResolvedStage
+from .errors import LongtailError
+from .optim import build_optimizer, set_epoch_lr
+
+log = logging.getLogger("longtail")
+
+#: scalar metrics written to metrics.jsonl after each validation (the full dict goes to results.json)
+LOGGED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece")
+
+
+# ------------------------------------------------------------------------------ environment
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LongtailError("train.device=cuda but no CUDA GPU is visible; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed":
+        if device.type != "cuda":
+            raise LongtailError("train.precision=16-mixed needs a CUDA GPU; use bf16 or 32 on this device")
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------------ batches
+def iterate_batches(dataset: Any, indices: Any, batch_size: int, num_workers: int, seed: int, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images, targets) batches in the order given by ``indices`` (a sampler or list).
+
+    In-memory datasets without a per-sample transform are sliced directly (one tensor index per
+    batch, no per-item Python overhead); everything else goes through a seeded DataLoader.
+    """
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor) and getattr(dataset, "sample_transform", None) is None and num_workers == 0:
+        order = torch.as_tensor(list(iter(indices)), dtype=torch.long)
+        targets = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            yield images[idx], targets[idx]
+        return
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=generator,
+        worker_init_fn=_seed_worker,
+        persistent_workers=False,
+    )
+    for x, y in loader:
+        yield x, torch.as_tensor(y, dtype=torch.long)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# --------------------------------------------------------------------------------- evaluation
+@dataclass
+class Outputs:
+    logits: np.ndarray
+    targets: np.ndarray
+    ids: list[str]
+    features: np.ndarray | None
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32", tta: Any = None, num_workers: int = 0) -> Outputs:
+    """Logits (float32), targets and penultimate features for every item of ``dataset``, in order."""
+    model.eval()
+    logits, feats, targets = [], [], []
+    for x, y in iterate_batches(dataset, range(len(dataset)), batch_size, num_workers, seed=0):
+        x = pipeline.batch(x.to(device, non_blocking=True))
+        with autocast(device, precision):
+            if tta is not None:
+                out = tta.predict(lambda v: model(v), x)
+                f = None
+            else:
+                out, f = model(x, return_features=True)
+        logits.append(out.float().cpu())
+        if f is not None:
+            feats.append(f.float().cpu())
+        targets.append(y)
+    if not logits:
+        raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
+    return Outputs(
+        logits=torch.cat(logits).numpy(),
+        targets=torch.cat(targets).numpy(),
+        ids=list(getattr(dataset, "ids", [str(i) for i in range(len(dataset))])),
+        features=torch.cat(feats).numpy() if feats else None,
+    )
+
+
+def per_class_accuracy(logits: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of each class (NaN for a class absent from ``targets``)."""
+    pred = logits.argmax(1)
+    acc = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        mask = targets == c
+        if mask.any():
+            acc[c] = float((pred[mask] == c).mean())
+    return acc
+
+
+# ---------------------------------------------------------------------------------- the stage
+@dataclass
+class StageParts:
+    """Everything built for one stage from its config entry."""
+
+    stage: ResolvedStage
+    loss: Any
+    weights: Any
+    sampler: Any
+    optimizer: torch.optim.Optimizer
+    mixing: Any
+    step: Any
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    stage: int = 0
+    stage_epoch: int = 0  # finished epochs within the current stage
+    global_epoch: int = 0  # finished epochs over all stages
+    best_score: float = -float("inf")
+    best_epoch: int = 0
+    last_val_accuracy: list[float] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs a resolved config in a run directory. Use :func:`longtail.api.train` rather than this."""
+
+    def __init__(self, cfg: Config, run_dir: Path, bundle: Any, model: nn.Module, device: torch.device) -> None:
+        from .data import build_pipeline
+
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.bundle = bundle
+        self.model = model
+        self.device = device
+        self.counts = np.asarray(bundle.train_counts)
+        self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
+        self.eval_pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
+        bundle.train.sample_transform = self.train_pipeline.sample
+        self.stages = cfg.resolved_stages()
+        self.progress = Progress()
+        self.tta = _build_tta(cfg)
+        self.writer = _tensorboard(run_dir) if cfg.train.tensorboard else None
+
+    # ---------------------------------------------------------------- building per stage
+    def build_stage(self, stage: ResolvedStage, fresh: bool) -> StageParts:
+        """Apply the stage's structural changes to the model and build its components.
+
+        ``fresh`` is False when resuming inside the stage: the head is then not re-initialised
+        (the checkpoint's weights are loaded right after).
+        """
+        from .losses import build_loss, build_weights
+        from .registry import METHODS
+        from .samplers import build_sampler
+
+        if stage.head is not None:
+            self.model.set_head(stage.head, class_counts=self.counts)
+        if stage.reinit_head and fresh:
+            self.model.reset_head()
+        self.model.freeze_backbone(stage.freeze_backbone)
+        loss = build_loss(stage.loss, self.counts).to(self.device)
+        weights = build_weights(stage.class_weights, self.counts)
+        sampler = build_sampler(stage.sampler, np.asarray(self.bundle.train.targets), self.cfg.seed, max_epoch=stage.epochs)
+        optimizer = build_optimizer(self.model, stage.optimizer)
+        mixing = None
+        if stage.mixing is not None:
+            mixing = METHODS.create(stage.mixing.name, class_counts=self.counts, **stage.mixing.kwargs)
+        step = METHODS.create(self.cfg.method.name, **self.cfg.method.kwargs)
+        _warn_stacked_priors(stage, self.model)
+        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step)
+
+    # ------------------------------------------------------------------------- the loop
+    def fit(self, resume_state: dict[str, Any] | None = None, stop_after: int | None = None) -> Progress:
+        """Run every stage (from the resume point). ``stop_after`` ends after that many epochs in total."""
+        start_stage = 0
+        if resume_state is not None:
+            self.progress = Progress(**resume_state["progress"])
+            start_stage = self.progress.stage
+            # replay structural changes of earlier stages (e.g. an LWS head) before loading weights
+            for s in self.stages[:start_stage]:
+                if s.head is not None:
+                    self.model.set_head(s.head, class_counts=self.counts)
+        for stage in self.stages[start_stage:]:
+            resuming_here = resume_state is not None and stage.index == start_stage
+            parts = self.build_stage(stage, fresh=not resuming_here)
+            first_epoch = 0
+            if resuming_here:
+                self.model.load_state_dict(resume_state["model"])
+                parts.optimizer.load_state_dict(resume_state["optimizer"])
+                parts.loss.load_state_dict(resume_state["loss"], strict=False)
+                if self.progress.last_val_accuracy is not None:
+                    self._validation_hooks(parts, np.asarray(self.progress.last_val_accuracy, dtype=float))
+                set_rng_state(resume_state["rng"])
+                first_epoch = self.progress.stage_epoch
+            else:
+                self.progress.stage, self.progress.stage_epoch = stage.index, 0
+            for epoch in range(first_epoch, stage.epochs):
+                if stop_after is not None and self.progress.global_epoch >= stop_after:
+                    self._close()
+                    return self.progress
+                self._run_epoch(parts, epoch)
+        self._close()
+        return self.progress
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _competes(self, stage: ResolvedStage) -> bool:
+        return self.cfg.train.select_from == "all" or stage.index == len(self.stages) - 1
+
+    def _run_epoch(self, parts: StageParts, epoch: int) -> None:
+        stage, cfg = parts.stage, self.cfg
+        one_based = epoch + 1
+        factor = set_epoch_lr(parts.optimizer, epoch, stage.epochs, stage.schedule, stage.optimizer.lr)
+        parts.sampler.set_epoch(self.progress.global_epoch)
+        parts.loss.set_class_weights(_to_tensor(parts.weights.weights(one_based, stage.epochs), self.device))
+        for hook_owner in (parts.loss, self.model, parts.step):
+            hook = getattr(hook_owner, "on_epoch_start", None)
+            if hook is not None:
+                hook(one_based, stage.epochs)
+        t0 = time.perf_counter()
+        train_loss, seen = self._train_one_epoch(parts)
+        seconds = time.perf_counter() - t0
+        self.progress.global_epoch += 1
+        self.progress.stage_epoch = epoch + 1
+        record: dict[str, Any] = {
+            "epoch": self.progress.global_epoch,
+            "stage": stage.name,
+            "stage_epoch": epoch + 1,
+            "lr": stage.optimizer.lr * factor,
+            "train_loss": train_loss,
+            "train_images": seen,
+            "seconds": round(seconds, 3),
+            "images_per_second": round(seen / max(seconds, 1e-9), 1),
+        }
+        last_of_stage = epoch + 1 == stage.epochs
+        if (epoch + 1) % cfg.train.val_every == 0 or last_of_stage:
+            record.update(self._validate(parts))
+        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
+        self.progress.history.append({k: record[k] for k in ("epoch", "stage", "train_loss") if k in record})
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch",):
+                    self.writer.add_scalar(k, v, self.progress.global_epoch)
+        self._save_last(parts)
+
+    def _train_one_epoch(self, parts: StageParts) -> tuple[float, int]:
+        cfg, model, device = self.cfg, self.model, self.device
+        model.train()
+        total, seen = 0.0, 0
+        batches = iterate_batches(
+            self.bundle.train, parts.sampler, cfg.data.batch_size, cfg.data.num_workers,
+            seed=cfg.seed * 1000 + self.progress.global_epoch, drop_last=len(parts.sampler) > cfg.data.batch_size,
+        )
+        bar = _progress(batches, cfg.train.progress, total=_num_batches(parts.sampler, cfg.data.batch_size), desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
+        for x, y in bar:
+            x = self.train_pipeline.batch(x.to(device, non_blocking=True))
+            y = y.to(device, non_blocking=True)
+            with autocast(device, cfg.train.precision):
+                loss = parts.step(model=model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
+            if not torch.isfinite(loss):
+                raise LongtailError(
+                    f"training loss became {loss.item()} in stage '{parts.stage.name}'; lower optimizer.lr or set train.grad_clip"
+                )
+            parts.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            parts.optimizer.step()
+            total += float(loss.detach()) * len(y)
+            seen += len(y)
+        if seen == 0:
+            raise LongtailError("the training split produced no batch; lower data.batch_size or add data")
+        return total / seen, seen
+
+    def _validate(self, parts: StageParts) -> dict[str, Any]:
+        from .metrics import compute
+
+        out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers)
+        result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds)
+        acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
+        self._validation_hooks(parts, acc)
+        self.progress.last_val_accuracy = [float(a) for a in acc]
+        metric = self.cfg.train.select_metric
+        if metric not in result:
+            raise LongtailError(f"train.select_metric '{metric}' is not a metric; use one of {', '.join(k for k in result if isinstance(result[k], float))}")
+        score = float(result[metric])
+        record = {f"val_{k}": result[k] for k in LOGGED_METRICS if isinstance(result.get(k), float)}
+        if self._competes(parts.stage) and score > self.progress.best_score:
+            self.progress.best_score = score
+            self.progress.best_epoch = self.progress.global_epoch
+            record["best"] = True
+            self._save(rundir.BEST, parts, include_optimizer=False)
+        return record
+
+    def _validation_hooks(self, parts: StageParts, per_class_acc: np.ndarray) -> None:
+        for owner in (parts.loss, parts.weights):
+            hook = getattr(owner, "on_validation_end", None)
+            if hook is not None:
+                hook(per_class_acc)
+
+    # ---------------------------------------------------------------------- checkpoints
+    def _save_last(self, parts: StageParts) -> None:
+        self._save(rundir.LAST, parts, include_optimizer=True)
+
+    def _save(self, rel: str, parts: StageParts, include_optimizer: bool) -> None:
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "progress": self.progress.__dict__.copy(),
+            "stage_index": parts.stage.index,
+            "heads": [s.head for s in self.stages[: parts.stage.index + 1]],
+            "model_name": self.cfg.model.name,
+            "num_classes": self.bundle.num_classes,
+        }
+        if include_optimizer:
+            state["optimizer"] = parts.optimizer.state_dict()
+            state["loss"] = parts.loss.state_dict()
+            state["rng"] = rng_state()
+        rundir.atomic_torch_save(state, self.run_dir / rel)
+
+
+def _build_tta(cfg: Config) -> Any:
+    if cfg.eval.tta is None:
+        return None
+    from .registry import METHODS
+
+    return METHODS.create(cfg.eval.tta.name, **cfg.eval.tta.kwargs)
+
+
+def _to_tensor(w: Any, device: torch.device) -> torch.Tensor | None:
+    if w is None:
+        return None
+    return torch.as_tensor(np.asarray(w, dtype=np.float32), device=device)
+
+
+def _num_batches(sampler: Any, batch_size: int) -> int:
+    n = len(sampler)
+    return n // batch_size if n > batch_size else 1
+
+
+def _progress(it: Any, enabled: bool, total: int, desc: str) -> Any:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
+        log.warning("tensorboard is not importable; per-epoch metrics go to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+_PRIOR_LOSSES = {"balanced_softmax", "logit_adjusted", "cb", "cdb_ce", "cdb_focal"}
+_BALANCING_SAMPLERS = {"class_balanced", "square_root", "progressive", "reverse", "oversample", "effective_number"}
+_REWEIGHTING = {"inverse_frequency", "effective_number", "drw", "cls", "cdb"}
+
+
+def stacked_priors(stage: ResolvedStage) -> list[str]:
+    """Prior corrections that act together in a stage (each alone is fine, two usually over-correct)."""
+    active = []
+    if stage.loss.name in _PRIOR_LOSSES:
+        active.append(f"loss '{stage.loss.name}'")
+    if stage.sampler.name in _BALANCING_SAMPLERS:
+        active.append(f"sampler '{stage.sampler.name}'")
+    if stage.class_weights.name in _REWEIGHTING:
+        active.append(f"class weights '{stage.class_weights.name}'")
+    return active
+
+
+def _warn_stacked_priors(stage: ResolvedStage, model: nn.Module) -> None:
+    active = stacked_priors(stage)
+    if len(active) > 1:
+        log.warning("stage '%s' stacks prior corrections (%s): they compound and usually over-correct toward tail classes", stage.name, " + ".join(active))
+
+
+def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
+    """One forward + loss, with optional label mixing (mixup/cutmix/remix)."""
+    needs_features = getattr(loss_fn, "needs_features", False)
+    if mixing is not None:
+        x, y_a, y_b, lam = mixing(x, y)
+        logits, feats = model(x, return_features=True)
+        f = feats if needs_features else None
+        return loss_fn(logits, y_a, f, sample_weight=lam) + loss_fn(logits, y_b, f, sample_weight=1 - lam)
+    logits, feats = model(x, return_features=True)
+    return loss_fn(logits, y, feats if needs_features else None)
+
+
+StepFn = Callable[..., torch.Tensor]

@@ -1,0 +1,110 @@
+"""One tiny registry used for datasets, models, losses, samplers, weight schedules and methods.
+
+Components register under a name with a decorator and are built from config entries of the
+form ``{name: ..., **kwargs}``. Keyword arguments are checked against the constructor before it
+is called, so a typo in a config is a one-line error naming the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError, did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Name -> constructor table for one kind of component (e.g. ``"loss"``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T]] = {}
+        self._descriptions: dict[str, str] = {}
+
+    def register(self, name: str, description: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``@LOSSES.register("focal")``. The description defaults to the docstring's first line."""
+
+        def decorator(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = fn
+            doc = description or (inspect.getdoc(fn) or "").strip().splitlines()
+            self._descriptions[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            return fn
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Callable[..., T]:
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                f"run `longtail list {self.kind}s` to see the {len(self._entries)} available"
+            )
+        return self._entries[name]
+
+    def describe(self) -> dict[str, str]:
+        """name -> one-line description, for `longtail list`."""
+        return {n: self._descriptions[n] for n in self.names()}
+
+    def accepted_kwargs(self, name: str) -> set[str] | None:
+        """The keyword names the constructor accepts, or None if it takes ``**kwargs``."""
+        return accepted_kwargs(self.get(name))
+
+    def check_kwargs(self, name: str, kwargs: Iterable[str], where: str = "") -> None:
+        """Raise a one-line ConfigError if a kwarg is not a constructor parameter."""
+        accepted = self.accepted_kwargs(name)
+        if accepted is None:
+            return
+        for key in kwargs:
+            if key not in accepted:
+                loc = f"{where}." if where else ""
+                raise ConfigError(
+                    f"{loc}{key}: '{key}' is not a parameter of {self.kind} '{name}'"
+                    f"{did_you_mean(key, accepted)}; valid: {', '.join(sorted(accepted)) or '(none)'}"
+                )
+
+    def create(self, name: str, /, *args: Any, **kwargs: Any) -> T:
+        """Build ``name`` with ``kwargs`` after checking every keyword against its constructor."""
+        self.check_kwargs(name, kwargs)
+        return self.get(name)(*args, **kwargs)
+
+
+def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
+    """Keyword parameters of a callable (a class's ``__init__``), or None if it has ``**kwargs``."""
+    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    params = inspect.signature(target).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {
+        p.name
+        for p in params
+        if p.name != "self" and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+DATASETS: Registry[Any] = Registry("dataset")
+MODELS: Registry[Any] = Registry("model")
+LOSSES: Registry[Any] = Registry("loss")
+SAMPLERS: Registry[Any] = Registry("sampler")
+WEIGHTS: Registry[Any] = Registry("weight")
+METHODS: Registry[Any] = Registry("method")
+TRANSFORMS: Registry[Any] = Registry("transform")
+
+ALL: dict[str, Registry[Any]] = {
+    "datasets": DATASETS,
+    "models": MODELS,
+    "losses": LOSSES,
+    "samplers": SAMPLERS,
+    "weights": WEIGHTS,
+    "methods": METHODS,
+    "transforms": TRANSFORMS,
+}

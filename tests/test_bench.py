@@ -1,0 +1,78 @@
+"""Benchmark harness on digits: a 2 x 2 grid runs, the table has mean ± std, a rerun skips finished cells."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+import yaml
+
+from longtail import bench, rundir
+from longtail.errors import ConfigError
+
+from .helpers import tiny_config
+
+
+def make_grid(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(tiny_config(tmp_path, train={"epochs": 1})))
+    spec = {
+        "name": "digits-grid",
+        "output_dir": str(tmp_path / "grid"),
+        "results": str(tmp_path / "results" / "digits.csv"),
+        "seeds": [0, 1],
+        "overrides": ["train.epochs=1"],
+        "methods": {"ce": {"config": str(base)}, "balanced_softmax": {"config": str(base), "overrides": ["loss.name=balanced_softmax"]}},
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_grid_runs_summarises_and_skips_finished_cells(tmp_path, capsys):
+    path = make_grid(tmp_path)
+    spec = bench.load_bench(path)
+    rows = bench.run(spec)
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("balanced_softmax", 0), ("balanced_softmax", 1), ("ce", 0), ("ce", 1)]
+    with open(tmp_path / "results" / "digits.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4
+    for col in ("method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece", "train_seconds"):
+        assert col in table[0]
+    summary = {e["method"]: e for e in bench.summarise(rows)}
+    ce = [float(r["balanced_accuracy"]) for r in table if r["method"] == "ce"]
+    mean, std = summary["ce"]["balanced_accuracy"]
+    assert mean == pytest.approx(statistics.mean(ce)) and std == pytest.approx(statistics.stdev(ce))
+    md = (tmp_path / "results" / "digits.md").read_text()
+    assert "±" in md and "balanced_softmax" in md
+
+    # a rerun touches nothing: every cell's results.json keeps its mtime
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/results.json")}
+    capsys.readouterr()
+    bench.run(spec)
+    assert "done, skipped" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_subset_selection_and_unknown_method(tmp_path):
+    spec = bench.load_bench(make_grid(tmp_path))
+    assert bench.cells(spec, only=["ce"], seeds=[1]) == [("default", "ce", 1)]
+    with pytest.raises(ConfigError, match="did you mean 'ce'"):
+        bench.cells(spec, only=["cee"])
+
+
+def test_interrupted_cell_is_resumed_not_restarted(tmp_path):
+    import longtail
+
+    spec = bench.load_bench(make_grid(tmp_path))
+    spec.overrides = ["train.epochs=2"]
+    run_dir = bench.cell_dir(spec, "default", "ce", 0)
+    cfg = yaml.safe_load(open(spec.methods["ce"].config))
+    cfg.update(name=run_dir.name, output_dir=str(run_dir.parent))
+    cfg["train"]["epochs"] = 2
+    longtail.train(cfg, stop_after=1)
+    first_line = rundir.read_jsonl(run_dir / rundir.METRICS)[0]
+    bench.run(spec, only=["ce"], seeds=[0])
+    lines = rundir.read_jsonl(run_dir / rundir.METRICS)
+    assert lines[0] == first_line and [r["epoch"] for r in lines] == [1, 2]

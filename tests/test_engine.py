@@ -1,0 +1,190 @@
+"""End-to-end training behaviour: determinism, exact resume, kill + resume, stages, post-hoc, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import longtail
+from longtail import api, rundir
+from longtail.errors import LongtailError
+
+from .helpers import tiny_config
+
+
+def model_state(run_dir: Path, which: str = rundir.LAST) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / which, weights_only=False)["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    result = longtail.train(tiny_config(tmp_path))
+    run = result.run_dir
+    for rel in (rundir.CONFIG, rundir.ENVIRONMENT, rundir.SPLITS, rundir.METRICS, rundir.RESULTS, rundir.LAST, rundir.BEST, "predictions/test.npz", "predictions/val.npz"):
+        assert (run / rel).is_file(), rel
+    env = json.loads((run / rundir.ENVIRONMENT).read_text())
+    assert env["seed"] == 0 and env["packages"]["torch"]
+    lines = rundir.read_jsonl(run / rundir.METRICS)
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all("val_balanced_accuracy" in r for r in lines)
+    res = result.results
+    assert res["test_evaluated_once"] and 0.0 <= res["test"]["balanced_accuracy"] <= 1.0
+    preds = np.load(run / "predictions/test.npz")
+    assert preds["logits"].shape == (len(preds["targets"]), 10)
+    # the saved test logits reproduce the reported metric
+    from longtail.metrics import compute
+
+    assert compute(preds["logits"], preds["targets"])["accuracy"] == pytest.approx(res["test"]["accuracy"])
+
+
+def test_same_seed_gives_identical_weights(tmp_path):
+    a = longtail.train(tiny_config(tmp_path, name="a")).run_dir
+    b = longtail.train(tiny_config(tmp_path, name="b")).run_dir
+    assert_same_weights(model_state(a), model_state(b))
+    c = longtail.train(tiny_config(tmp_path, name="c", seed=1)).run_dir
+    assert not all(torch.equal(x, y) for x, y in zip(model_state(a).values(), model_state(c).values()))
+
+
+def test_four_epochs_straight_equal_two_plus_resume(tmp_path):
+    cfg = tiny_config(tmp_path, name="straight", train={"epochs": 4})
+    straight = longtail.train(cfg).run_dir
+    first = longtail.train({**cfg, "name": "sliced"}, stop_after=2)
+    assert not first.finished and len(rundir.read_jsonl(first.run_dir / rundir.METRICS)) == 2
+    resumed = longtail.train(resume=first.run_dir)
+    assert resumed.finished
+    assert_same_weights(model_state(straight), model_state(resumed.run_dir))
+    assert_same_weights(model_state(straight, rundir.BEST), model_state(resumed.run_dir, rundir.BEST))
+    assert [r["epoch"] for r in rundir.read_jsonl(resumed.run_dir / rundir.METRICS)] == [1, 2, 3, 4]
+
+
+def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):
+    cfg = tiny_config(tmp_path, name="killed", train={"epochs": 6}, data={"long_tail": None, "batch_size": 8})
+    cfg_path = tmp_path / "killed.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "runs" / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "longtail.cli", "train", "-c", str(cfg_path), "train.threads=1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(rundir.read_jsonl(run / rundir.METRICS)) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = rundir.read_jsonl(run / rundir.METRICS)
+    assert 2 <= len(done_before) < 6, "the kill should land while training is still running"
+    saved_epoch = torch.load(run / rundir.LAST, weights_only=False)["progress"]["global_epoch"]
+    assert saved_epoch >= 2
+    result = longtail.train(resume=run)
+    after = rundir.read_jsonl(run / rundir.METRICS)
+    assert [r["epoch"] for r in after] == [1, 2, 3, 4, 5, 6]
+    assert after[:saved_epoch] == done_before[:saved_epoch]
+    assert result.finished and (run / rundir.RESULTS).is_file()
+
+
+def test_existing_run_directory_is_refused_unless_overwrite(tmp_path):
+    cfg = tiny_config(tmp_path, train={"epochs": 1})
+    longtail.train(cfg)
+    with pytest.raises(LongtailError, match="already exists; pass --overwrite"):
+        longtail.train(cfg)
+    assert longtail.train(cfg, overwrite=True).finished
+
+
+def test_resume_with_another_architecture_is_a_clear_error(tmp_path):
+    first = longtail.train(tiny_config(tmp_path, train={"epochs": 2}), stop_after=1)
+    with pytest.raises(LongtailError, match="is from model 'small_cnn'"):
+        longtail.train(resume=first.run_dir, overrides=["model.name=resnet32"])
+
+
+def test_crt_second_stage_changes_only_the_head(tmp_path):
+    cfg = tiny_config(
+        tmp_path,
+        name="crt",
+        stages=[
+            {"name": "representation", "epochs": 2},
+            {"name": "crt", "epochs": 2, "freeze_backbone": True, "reinit_head": True, "sampler": {"name": "class_balanced"}},
+        ],
+    )
+    stage1 = longtail.train(cfg, stop_after=2).run_dir
+    before = {k: v.clone() for k, v in model_state(stage1).items()}
+    longtail.train(resume=stage1)
+    after = model_state(stage1)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("head.") for k in changed), changed
+
+
+def test_posthoc_tau_is_chosen_on_validation_and_used_by_predict(tmp_path):
+    from longtail.metrics import compute
+    from longtail.posthoc import logit_adjust
+
+    cfg = tiny_config(tmp_path, name="la", posthoc={"logit_adjust": True, "grid": [0.0, 0.5, 1.0, 1.5]})
+    result = longtail.train(cfg)
+    run = result.run_dir
+    posthoc = json.loads((run / rundir.POSTHOC).read_text())
+    tau = posthoc["logit_adjust"]["tau"]
+    val = np.load(run / "predictions/val.npz")
+    counts = np.asarray(result.results["train_counts"])
+    scores = {t: compute(logit_adjust(val["logits"], counts, t), val["targets"])["balanced_accuracy"] for t in [0.0, 0.5, 1.0, 1.5]}
+    assert scores[tau] == pytest.approx(max(scores.values()))
+
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(3):
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(img_dir / f"d{i}.png")
+    rows = api.predict(run, [img_dir])
+    assert len(rows) == 3
+    # same images through the model by hand, with the stored tau applied
+    meta = json.loads((run / api.DATA_META).read_text())
+    model = api.load_model(run, api.load_run_config(run), 10, meta["channels"], counts, torch.device("cpu"))
+    from longtail.data import build_pipeline, decode_image_file
+
+    cfg_obj = api.load_run_config(run)
+    pipe = build_pipeline(cfg_obj.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
+    x = pipe.batch(torch.stack([decode_image_file(img_dir / f"d{i}.png", cfg_obj.data, meta["channels"]) for i in range(3)]))
+    with torch.no_grad():
+        logits = model(x).numpy()
+    expected = torch.softmax(torch.as_tensor(logit_adjust(logits, counts, tau)), 1).numpy()
+    got = np.array([[r[name] for name in meta["class_names"]] for r in rows])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_predict_writes_csv_with_one_column_per_class(tmp_path):
+    cfg = tiny_config(tmp_path, name="cli", train={"epochs": 1})
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    train = subprocess.run([sys.executable, "-m", "longtail.cli", "train", "-c", str(cfg_path)], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    assert "balanced" in train.stdout.lower() and "run directory:" in train.stdout
+    img = tmp_path / "one.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    out = tmp_path / "preds.csv"
+    run = tmp_path / "runs" / "cli"
+    pred = subprocess.run([sys.executable, "-m", "longtail.cli", "predict", str(run), str(img), "--out", str(out)], capture_output=True, text=True)
+    assert pred.returncode == 0, pred.stderr
+    with open(out) as f:
+        rows = list(csv.reader(f))
+    names = json.loads((run / api.DATA_META).read_text())["class_names"]
+    assert rows[0] == ["image", *names]
+    assert len(rows) == 2 and abs(sum(map(float, rows[1][1:])) - 1) < 1e-5
+    missing = subprocess.run([sys.executable, "-m", "longtail.cli", "predict", str(run), str(tmp_path / "nope.png")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    ev = subprocess.run([sys.executable, "-m", "longtail.cli", "eval", str(run), "--split", "val"], capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
