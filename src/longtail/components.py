@@ -1,3 +1,3 @@
 """Import every module that registers a component, so registries are complete before use."""
 
-from . import data, losses, methods, models  # noqa: F401
+from . import augment, data, losses, methods, models, samplers  # noqa: F401

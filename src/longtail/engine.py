@@ -230,7 +230,9 @@ class Trainer:
         self.model.freeze_backbone(stage.freeze_backbone)
         loss = build_loss(stage.loss, self.counts).to(self.device)
         weights = build_weights(stage.class_weights, self.counts)
-        sampler = build_sampler(stage.sampler, np.asarray(self.bundle.train.targets), self.cfg.seed, max_epoch=stage.epochs)
+        # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
+        # later stage does not replay the first stage's index streams
+        sampler = build_sampler(stage.sampler, np.asarray(self.bundle.train.targets), self.cfg.seed + 1000 * stage.index, max_epoch=stage.epochs)
         optimizer = build_optimizer(self.model, stage.optimizer)
         mixing = None
         if stage.mixing is not None:
@@ -284,7 +286,7 @@ class Trainer:
         stage, cfg = parts.stage, self.cfg
         one_based = epoch + 1
         factor = set_epoch_lr(parts.optimizer, epoch, stage.epochs, stage.schedule, stage.optimizer.lr)
-        parts.sampler.set_epoch(self.progress.global_epoch)
+        parts.sampler.set_epoch(epoch)
         parts.loss.set_class_weights(_to_tensor(parts.weights.weights(one_based, stage.epochs), self.device))
         for hook_owner in (parts.loss, self.model, parts.step):
             hook = getattr(hook_owner, "on_epoch_start", None)
