@@ -88,8 +88,9 @@ def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):
     proc.wait()
     done_before = rundir.read_jsonl(run / rundir.METRICS)
     assert 2 <= len(done_before) < 6, "the kill should land while training is still running"
+    # the kill may land between an epoch's log line and its checkpoint: that epoch is then redone
     saved_epoch = torch.load(run / rundir.LAST, weights_only=False)["progress"]["global_epoch"]
-    assert saved_epoch >= 2
+    assert saved_epoch >= len(done_before) - 1
     result = longtail.train(resume=run)
     after = rundir.read_jsonl(run / rundir.METRICS)
     assert [r["epoch"] for r in after] == [1, 2, 3, 4, 5, 6]

@@ -260,6 +260,8 @@ class Trainer:
                 self.model.load_state_dict(resume_state["model"])
                 parts.optimizer.load_state_dict(resume_state["optimizer"])
                 parts.loss.load_state_dict(resume_state["loss"], strict=False)
+                if "weights" in resume_state and hasattr(parts.weights, "load_state_dict"):
+                    parts.weights.load_state_dict(resume_state["weights"])
                 if self.progress.last_val_accuracy is not None:
                     self._validation_hooks(parts, np.asarray(self.progress.last_val_accuracy, dtype=float))
                 set_rng_state(resume_state["rng"])
@@ -389,6 +391,8 @@ class Trainer:
         if include_optimizer:
             state["optimizer"] = parts.optimizer.state_dict()
             state["loss"] = parts.loss.state_dict()
+            if hasattr(parts.weights, "state_dict"):
+                state["weights"] = parts.weights.state_dict()
             state["rng"] = rng_state()
         rundir.atomic_torch_save(state, self.run_dir / rel)
 

@@ -19,8 +19,11 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Name -> constructor table for one kind of component (e.g. ``"loss"``)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None, supplied: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
+        #: constructor arguments the engine passes itself (e.g. class_counts); not config keys
+        self.supplied = frozenset(supplied)
         self._entries: dict[str, Callable[..., T]] = {}
         self._descriptions: dict[str, str] = {}
 
@@ -47,7 +50,7 @@ class Registry(Generic[T]):
         if name not in self._entries:
             raise ConfigError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
-                f"run `longtail list {self.kind}s` to see the {len(self._entries)} available"
+                f"run `longtail list {self.plural}` to see the {len(self._entries)} available"
             )
         return self._entries[name]
 
@@ -64,6 +67,7 @@ class Registry(Generic[T]):
         accepted = self.accepted_kwargs(name)
         if accepted is None:
             return
+        accepted = accepted - self.supplied
         for key in kwargs:
             if key not in accepted:
                 loc = f"{where}." if where else ""
@@ -74,7 +78,7 @@ class Registry(Generic[T]):
 
     def create(self, name: str, /, *args: Any, **kwargs: Any) -> T:
         """Build ``name`` with ``kwargs`` after checking every keyword against its constructor."""
-        self.check_kwargs(name, kwargs)
+        self.check_kwargs(name, [k for k in kwargs if k not in self.supplied])
         return self.get(name)(*args, **kwargs)
 
 
@@ -92,11 +96,11 @@ def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
 
 
 DATASETS: Registry[Any] = Registry("dataset")
-MODELS: Registry[Any] = Registry("model")
-LOSSES: Registry[Any] = Registry("loss")
-SAMPLERS: Registry[Any] = Registry("sampler")
-WEIGHTS: Registry[Any] = Registry("weight")
-METHODS: Registry[Any] = Registry("method")
+MODELS: Registry[Any] = Registry("model", supplied=("in_channels",))
+LOSSES: Registry[Any] = Registry("loss", plural="losses", supplied=("class_counts",))
+SAMPLERS: Registry[Any] = Registry("sampler", supplied=("targets", "seed", "max_epoch"))
+WEIGHTS: Registry[Any] = Registry("weight", supplied=("class_counts",))
+METHODS: Registry[Any] = Registry("method", supplied=("class_counts",))
 TRANSFORMS: Registry[Any] = Registry("transform")
 
 ALL: dict[str, Registry[Any]] = {

@@ -1,0 +1,45 @@
+"""Class-balanced loss via the effective number of samples (Cui et al., CVPR 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from ..registry import LOSSES
+from .base import LongTailLoss, check_choice, check_non_negative
+from .functional import cross_entropy_terms, sigmoid_focal_elements
+from .weighting import effective_number_weights
+
+
+@LOSSES.register("cb")
+class ClassBalancedLoss(LongTailLoss):
+    """Class-balanced loss (Cui et al., CVPR 2019): effective-number weights on softmax CE, sigmoid BCE or sigmoid focal.
+
+    As in the paper the weighted loss is summed over classes and averaged over the batch
+    (``sum_i s_i cb_{y_i} w_{y_i} l_i / N``); ``focal`` is the sigmoid focal loss of the paper.
+    (CDB's EGTEA ``CB_Focal`` used a softmax focal loss: use ``loss: focal`` with
+    ``class_weights: effective_number`` for that.) ``beta = 0`` gives plain CE / BCE.
+    """
+
+    def __init__(
+        self,
+        class_counts: Sequence[int],
+        beta: float = 0.9999,
+        base: Literal["softmax", "sigmoid", "focal"] = "softmax",
+        gamma: float = 1.0,
+    ) -> None:
+        super().__init__(class_counts)
+        check_choice("base", base, ("softmax", "sigmoid", "focal"))
+        check_non_negative("gamma", gamma)
+        self.beta, self.base, self.gamma = float(beta), base, float(gamma)
+        cb = effective_number_weights(self.class_counts.numpy(), self.beta)
+        self.register_buffer("cb_weights", torch.as_tensor(cb, dtype=torch.float32), persistent=False)
+
+    def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:
+        if self.base == "softmax":
+            per_sample = cross_entropy_terms(logits, targets)
+        else:
+            per_sample = sigmoid_focal_elements(logits, targets, self.gamma if self.base == "focal" else 0.0).sum(1)
+        return self.batch_mean(per_sample, targets, sample_weight, extra=self.cb_weights)
