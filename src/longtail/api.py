@@ -235,22 +235,20 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, counts: Any, device: torch.device, checkpoint: str = rundir.BEST) -> Any:
     """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights."""
-    from .models import build_model
+    from .models import build_model, load_checkpoint_weights
 
     path = Path(run_dir) / checkpoint
     if not path.is_file():
         raise LongtailError(f"no checkpoint '{path}'; the run has not validated yet (train it, or resume it)")
     state = torch.load(path, map_location=device, weights_only=False)
     _check_checkpoint(state, cfg, num_classes, path)
-    model = build_model(cfg.model, num_classes, channels, np.asarray(counts)).to(device)
+    # the checkpoint holds every weight: never fetch or read pretrained weights again here
+    model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
+    model = build_model(model_cfg, num_classes, channels, np.asarray(counts)).to(device)
     for head in state.get("heads", []):
         if head is not None:
             model.set_head(head, class_counts=np.asarray(counts))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise LongtailError(f"checkpoint '{path}' does not fit model '{cfg.model.name}' ({first}); was it trained with another architecture?") from None
+    load_checkpoint_weights(model, state["model"], str(path))
     model.to(device).eval()
     return model
 

@@ -1,0 +1,122 @@
+"""BBN: bilateral-branch network with cumulative learning (Zhou et al. 2020; MBIT, seeds.md 2.5).
+
+The backbone is a shared trunk (stem + every stage but the last) feeding two copies of the last
+stage: the *conventional* branch sees instance-sampled images, the *re-balancing* branch
+reverse-sampled ones. During training the pooled branch features are mixed as
+``concat(2*alpha*f_a, 2*(1-alpha)*f_b)`` with ``alpha = 1 - ((epoch - 1) / max_epoch)^2`` (1-based
+epochs, as the engine's ``on_epoch_start`` hooks and MBIT count them) and fed to one linear head
+on 2D features.
+Inference concatenates both branches' features of the same image without weighting.
+
+The two branches are initialised independently, as in BBN, not as copies of one another. In
+the official CIFAR ResNet-32 only the last block of the last stage is duplicated; MBIT (and this
+module) duplicate the whole last stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..registry import MODELS
+from .classifier import Classifier
+from .dropblock import DropBlock2d
+from .resnet import ResNet, make_resnet10, make_resnet32
+from .staged import global_pool
+
+Branch = Literal["conventional", "rebalancing"]
+
+
+def bbn_alpha(epoch: int, max_epoch: int) -> float:
+    """Cumulative-learning weight of the conventional branch at 1-based ``epoch``: 1 at the first epoch, falling parabolically."""
+    if max_epoch <= 0:
+        return 1.0
+    return 1.0 - (min(max(epoch - 1, 0), max_epoch) / max_epoch) ** 2
+
+
+class BilateralBackbone(nn.Module):
+    """Shared trunk + conventional and re-balancing copies of the last stage; ``forward`` concatenates both."""
+
+    def __init__(
+        self,
+        make_base: Callable[[], ResNet],
+        drop_block_prob: float = 0.0,
+        drop_block_size: int = 5,
+        drop_block_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        trunk = make_base()
+        self.arch = f"bbn_{trunk.arch}"
+        conventional = trunk.pop_last_stage()
+        rebalancing = make_base().pop_last_stage()
+        # BBN training runs the trunk twice per step (once per branch), so its ramp is twice as long
+        trunk_steps = 2 * drop_block_steps if drop_block_steps > 1 else drop_block_steps
+        trunk.add_drop_blocks(drop_block_prob, drop_block_size, trunk_steps, count=1)
+        self.trunk = trunk
+        self.conventional = conventional
+        self.rebalancing = rebalancing
+        self.conventional_drop = _maybe_drop_block(drop_block_prob, drop_block_size, drop_block_steps)
+        self.rebalancing_drop = _maybe_drop_block(drop_block_prob, drop_block_size, drop_block_steps)
+        self.branch_dim = int(conventional[-1].bn2.num_features)  # type: ignore[index]
+        self.feature_dim = 2 * self.branch_dim
+
+    def branch_features(self, x: Tensor, branch: Branch) -> Tensor:
+        """Pooled features of one branch (N x branch_dim)."""
+        maps = self.trunk.forward_maps(x)
+        if branch == "conventional":
+            return global_pool(self.conventional_drop(self.conventional(maps)))
+        return global_pool(self.rebalancing_drop(self.rebalancing(maps)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.trunk.forward_maps(x)
+        f_c = global_pool(self.conventional_drop(self.conventional(maps)))
+        f_r = global_pool(self.rebalancing_drop(self.rebalancing(maps)))
+        return torch.cat([f_c, f_r], dim=1)
+
+
+def _maybe_drop_block(prob: float, size: int, steps: int) -> nn.Module:
+    return DropBlock2d(prob, size, steps) if prob > 0 else nn.Identity()
+
+
+class BBNClassifier(Classifier):
+    """BBN model: ``forward`` for inference, ``forward_mixed(x_a, x_b, alpha)`` for cumulative-learning training."""
+
+    backbone: BilateralBackbone
+
+    def __init__(self, backbone: BilateralBackbone, num_classes: int, **kwargs: object) -> None:
+        super().__init__(backbone, num_classes, **kwargs)  # type: ignore[arg-type]
+        self.alpha = 1.0
+
+    def forward_mixed(self, x_a: Tensor, x_b: Tensor, alpha: float) -> Tensor:
+        """Logits of ``concat(2*alpha*f_conv(x_a), 2*(1-alpha)*f_rebal(x_b))``."""
+        f_a = self.backbone.branch_features(x_a, "conventional")
+        f_b = self.backbone.branch_features(x_b, "rebalancing")
+        mixed = torch.cat([2.0 * alpha * f_a, 2.0 * (1.0 - alpha) * f_b], dim=1)
+        return self.head(self.dropout(mixed))
+
+    def on_epoch_start(self, epoch: int, max_epoch: int) -> None:
+        """Set ``alpha`` for this 1-based epoch (informative: the BBN training step passes alpha itself)."""
+        self.alpha = bbn_alpha(epoch, max_epoch)
+
+
+@MODELS.register("bbn_resnet32")
+def bbn_resnet32(
+    in_channels: int = 3, drop_block_prob: float = 0.0, drop_block_size: int = 5, drop_block_steps: int = 0
+) -> BilateralBackbone:
+    """BBN on CIFAR ResNet-32: shared 16/32 stages, two 64-wide last stages (128-d features)."""
+    return BilateralBackbone(lambda: make_resnet32(in_channels), drop_block_prob, drop_block_size, drop_block_steps)
+
+
+@MODELS.register("bbn_resnet10")
+def bbn_resnet10(
+    in_channels: int = 3,
+    small_input: bool = False,
+    drop_block_prob: float = 0.0,
+    drop_block_size: int = 5,
+    drop_block_steps: int = 0,
+) -> BilateralBackbone:
+    """BBN on ResNet-10: shared stem and 64/128/256 stages, two 512-wide last stages (1024-d features)."""
+    return BilateralBackbone(lambda: make_resnet10(in_channels, small_input), drop_block_prob, drop_block_size, drop_block_steps)

@@ -1,0 +1,56 @@
+"""``build_model``: a :class:`ModelConfig` -> a ready :class:`Classifier` (or :class:`BBNClassifier`)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..errors import ConfigError, LongtailError
+from ..registry import MODELS
+from .bbn import BBNClassifier, BilateralBackbone
+from .classifier import Classifier
+from .weights import load_backbone_weights, read_weights_file
+
+
+def build_model(
+    cfg: ModelConfig,
+    num_classes: int,
+    in_channels: int,
+    class_counts: Sequence[int] | np.ndarray | None = None,
+) -> Classifier:
+    """Build the backbone named by ``cfg.name`` (extra keys are its kwargs), load weights, add the head.
+
+    Weights come from ``cfg.weights`` (a local file, strict on backbone keys) or, with
+    ``cfg.pretrained``, from the torchvision/timm hub. Weights that cannot be had are an error,
+    never a silent random initialisation.
+    """
+    if cfg.pretrained and cfg.weights:
+        raise ConfigError("set either model.pretrained=true (download) or model.weights=/path/to/file, not both")
+    kwargs = cfg.kwargs
+    for key in ("in_channels", "pretrained"):
+        if key in kwargs:
+            raise ConfigError(f"model.{key}: set by longtail (from the data / model.pretrained); remove it from the model section")
+    MODELS.check_kwargs(cfg.name, kwargs, where="model")
+    constructor = MODELS.get(cfg.name)
+    if cfg.pretrained:
+        if "pretrained" not in inspect.signature(constructor).parameters:
+            raise LongtailError(
+                f"model '{cfg.name}' has no downloadable pretrained weights; pass model.weights=/path/to/file, "
+                "or use model.name=torchvision or timm with an arch that has them"
+            )
+        kwargs["pretrained"] = True
+    backbone = constructor(in_channels=in_channels, **kwargs)
+    if cfg.weights:
+        load_backbone_weights(backbone, read_weights_file(cfg.weights), f"model.weights '{cfg.weights}'")
+    cls = BBNClassifier if isinstance(backbone, BilateralBackbone) else Classifier
+    return cls(
+        backbone,
+        num_classes,
+        head=cfg.head,
+        head_bias=cfg.head_bias,
+        dropout=cfg.dropout,
+        class_counts=class_counts,
+    )
