@@ -1,0 +1,107 @@
+"""Decode a file list once into a uint8 tensor kept on disk between runs.
+
+Small datasets (CIFAR, MedMNIST-size, HAM10000 at low resolution) fit in memory as uint8. Decoding
+their JPEGs is the slow part of an epoch, so it happens once: the result is stored as ``.npy``
+under ``<cache dir>/tensors/<key>.npy``. The key hashes the file list with sizes and mtimes and the
+decode settings (channels, image size, pre-processing), so editing an image or a setting rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .decode import Decoder
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    """``data.cache_dir``, else ``$LONGTAIL_CACHE``, else ``~/.cache/longtail``."""
+    if cache_dir:
+        return Path(cache_dir)
+    env = os.environ.get("LONGTAIL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "longtail"
+
+
+def fingerprint(paths: Sequence[str], decoder: Decoder, on_bad_image: str) -> str:
+    """Hash of (path, size, mtime) for every file and the decode settings."""
+    h = hashlib.sha256()
+    h.update(f"v{CACHE_VERSION}|{decoder.key}|{on_bad_image}\n".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:32]
+
+
+def decode_all(
+    paths: Sequence[str], decoder: Decoder, on_bad_image: str = "error", threads: int | None = None
+) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """Decode every file (threads: PIL releases the GIL while decoding). Returns images, kept, skipped."""
+    if not paths:
+        raise DataError("no image files to decode; check data.source (the folder or list is empty)")
+
+    def one(p: str) -> torch.Tensor | None:
+        try:
+            return decoder(p)
+        except DataError:
+            if on_bad_image == "skip":
+                return None
+            raise
+
+    workers = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        decoded = list(pool.map(one, paths, chunksize=256))
+    kept = np.array([i for i, img in enumerate(decoded) if img is not None], dtype=np.int64)
+    skipped = [paths[i] for i, img in enumerate(decoded) if img is None]
+    if len(kept) == 0:
+        raise DataError(f"none of the {len(paths)} images could be decoded (first: '{paths[0]}'); check the files")
+    shapes = {tuple(decoded[i].shape) for i in kept}
+    if len(shapes) > 1:
+        raise DataError(f"images have different sizes {sorted(shapes)[:2]}; set data.image_size so every image is resized")
+    images = torch.stack([decoded[i] for i in kept])
+    return images, kept, skipped
+
+
+def cached_decode(
+    paths: Sequence[str], decoder: Decoder, cache_dir: str | None = None, on_bad_image: str = "error"
+) -> tuple[torch.Tensor, np.ndarray, list[str], bool]:
+    """Images of ``paths`` from the cache, decoding and storing them on a miss.
+
+    Returns (uint8 N x C x H x W, indices of the decoded files, skipped files, whether it was a hit).
+    """
+    root = cache_root(cache_dir) / "tensors"
+    key = fingerprint(paths, decoder, on_bad_image)
+    arr_path, meta_path = root / f"{key}.npy", root / f"{key}.json"
+    if arr_path.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            images = torch.from_numpy(np.load(arr_path))
+            return images, np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"]), True
+        except (OSError, ValueError, KeyError) as e:  # a torn or foreign file: rebuild it
+            log.warning("tensor cache %s unreadable (%s); rebuilding", arr_path, e)
+    images, kept, skipped = decode_all(paths, decoder, on_bad_image)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{key}.{os.getpid()}.npy"
+        np.save(tmp, images.numpy())
+        meta_tmp = root / f".{key}.{os.getpid()}.json"
+        meta_tmp.write_text(json.dumps({"kept": kept.tolist(), "skipped": skipped, "n_files": len(paths)}))
+        os.replace(tmp, arr_path)
+        os.replace(meta_tmp, meta_path)
+    except OSError as e:  # a read-only cache only costs speed
+        log.warning("could not write the tensor cache in %s (%s); set data.cache_dir or LONGTAIL_CACHE", root, e)
+    return images, kept, skipped, False

@@ -1,0 +1,77 @@
+"""``longtail data describe`` and ``longtail data convert`` (wired into ``longtail.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the ``data`` command group to an argparse sub-parser collection."""
+    data = subparsers.add_parser("data", help="inspect and convert datasets")
+    sub = data.add_subparsers(dest="data_command", metavar="{describe,convert}")
+    sub.required = True
+
+    d = sub.add_parser("describe", help="per-class counts, imbalance ratio, Gini, shot groups + histogram PNG")
+    d.add_argument("-c", "--config", required=True, help="a run config (only its data: section is used)")
+    d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.long_tail.imbalance_ratio=50")
+    d.add_argument("--plot", default=None, help="histogram PNG path (default: <config name>_classes.png)")
+    d.add_argument("--seed", type=int, default=None, help="seed (default: the config's seed)")
+    d.set_defaults(func=run_describe)
+
+    c = sub.add_parser("convert", help="ISIC 2017/2018/2019 or Derm7pt ground truth -> MBIT JSON + CSV")
+    c.add_argument("format", choices=["isic2017", "isic2018", "isic2019", "derm7pt"])
+    c.add_argument("input", help="the ground-truth CSV (ISIC) or JSON list (Derm7pt)")
+    c.add_argument("--root", default=".", help="image folder the paths are relative to (default: .)")
+    c.add_argument("--out", required=True, help="output MBIT JSON path")
+    c.add_argument("--csv", default=None, help="also write a plain CSV (image_id,path,label,class_name,group)")
+    c.add_argument("--extension", default=".jpg", help="image file extension for ISIC ids (default: .jpg)")
+    c.add_argument("--no-check", action="store_true", help="do not open images (no size fields)")
+    c.set_defaults(func=run_convert)
+
+
+def _data_config(path: str, overrides: list[str]) -> tuple[Any, int]:
+    """Load only the ``data:`` section (other sections may name components not installed here)."""
+    from ..config import DataConfig, apply_overrides, load_raw, validate
+    from ..registry import DATASETS, TRANSFORMS
+
+    raw = apply_overrides(load_raw(path), overrides)
+    if "data" not in raw:
+        raise ConfigError(f"{path}: no data: section; add one (see configs/ham10000/data_ham10000.yaml)")
+    cfg = validate({"data": raw["data"], "seed": raw.get("seed", 0)}, path)
+    data: DataConfig = cfg.data
+    DATASETS.get(data.source.name)
+    for where, entries in (("preprocess", data.preprocess), ("train_transforms", data.train_transforms),
+                           ("eval_transforms", data.eval_transforms)):
+        for i, t in enumerate(entries):
+            try:
+                TRANSFORMS.check_kwargs(t.name, t.kwargs, where=f"data.{where}.{i}")
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
+    return data, cfg.seed
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    from . import build_data, describe, plot_class_histogram
+
+    data, seed = _data_config(args.config, list(args.overrides or []))
+    bundle = build_data(data, seed=args.seed if args.seed is not None else seed)
+    print(describe(bundle))
+    out = plot_class_histogram(bundle, args.plot or f"{Path(args.config).stem}_classes.png")
+    print(f"class histogram: {out}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from .converters import CONVERTERS, write_outputs
+
+    fn = CONVERTERS[args.format]
+    conv = fn(args.input) if args.format == "derm7pt" else fn(args.input, extension=args.extension)
+    write_outputs(conv, args.root, args.out, args.csv, check_images=not args.no_check)
+    labelled = sum(r.label is not None for r in conv.records)
+    print(f"wrote {args.out}: {len(conv.records)} images ({labelled} labelled), {conv.num_classes} classes "
+          f"[{', '.join(conv.class_names)}]" + (f"; {args.csv}" if args.csv else ""))
+    return 0

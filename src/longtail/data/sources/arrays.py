@@ -1,0 +1,127 @@
+"""Sources that arrive as arrays: scikit-learn digits, MedMNIST ``.npz``, torchvision datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import DataError
+from ...registry import DATASETS
+from ..dataset import TensorImageDataset
+from .base import Source, check_labels, require_file
+
+# Class names of the 2D MedMNIST sets (medmnist 3.x INFO 'label'), looked up by file-name prefix.
+MEDMNIST_CLASSES: dict[str, list[str]] = {
+    "breastmnist": ["malignant", "normal, benign"],
+    "pneumoniamnist": ["normal", "pneumonia"],
+    "retinamnist": ["0", "1", "2", "3", "4"],
+    "dermamnist": [
+        "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma", "benign keratosis-like lesions",
+        "dermatofibroma", "melanoma", "melanocytic nevi", "vascular lesions",
+    ],
+    "bloodmnist": [
+        "basophil", "eosinophil", "erythroblast", "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+        "lymphocyte", "monocyte", "neutrophil", "platelet",
+    ],
+}
+
+
+def to_nchw(images: np.ndarray, where: str) -> torch.Tensor:
+    """(N,H,W) or (N,H,W,C) or (N,C,H,W) uint8 array -> uint8 N x C x H x W tensor."""
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise DataError(f"{where}: images must be uint8, got {arr.dtype}; convert the file to 0-255 uint8")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    elif arr.ndim != 4:
+        raise DataError(f"{where}: images have shape {arr.shape}; expected (N,H,W) or (N,H,W,C)")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+@DATASETS.register("digits")
+def digits() -> Source:
+    """scikit-learn 8x8 handwritten digits (1797 images, 10 balanced classes, ships with scikit-learn)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pixels = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # 0-16 -> 0-255
+    ds = TensorImageDataset(to_nchw(pixels, "digits"), d.target, [str(i) for i in range(10)],
+                            ids=[f"digits_{i:04d}" for i in range(len(pixels))])
+    return Source([str(i) for i in range(10)], {"all": ds}, channels=1)
+
+
+@DATASETS.register("medmnist")
+def medmnist(file: str, classes: Sequence[str] | None = None) -> Source:
+    """An official MedMNIST .npz (any 2D set and resolution) with its train/val/test splits."""
+    path = require_file(file, "MedMNIST file", "file")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"'{path}' is not a readable .npz ({e}); download the official MedMNIST file again") from None
+    with npz:
+        keys = set(npz.files)
+        names_of = ["train", "val", "test"]
+        missing = [f"{s}_{k}" for s in names_of for k in ("images", "labels") if f"{s}_{k}" not in keys]
+        if missing:
+            raise DataError(f"'{path}' lacks {', '.join(missing)}; expected the official MedMNIST keys {{train,val,test}}_{{images,labels}}")
+        raw = {s: (npz[f"{s}_images"], npz[f"{s}_labels"]) for s in names_of}
+    n_labels = {s: raw[s][1].reshape(len(raw[s][1]), -1).shape[1] for s in names_of}
+    if any(v != 1 for v in n_labels.values()):
+        raise DataError(f"'{path}' is multi-label ({n_labels['train']} labels per image); longtail handles single-label sets only")
+    if classes is None:
+        stem = path.stem.split("_")[0].lower()
+        max_label = int(max(raw[s][1].max() for s in names_of))
+        classes = MEDMNIST_CLASSES.get(stem) or [str(i) for i in range(max_label + 1)]
+    names = [str(c) for c in classes]
+    splits = {}
+    for s in names_of:
+        imgs, labels = raw[s]
+        targets = labels.reshape(-1).astype(np.int64)
+        check_labels(targets, len(names), f"{path.name} {s}_labels", allow_unlabelled=False)
+        tensor = to_nchw(imgs, f"{path.name} {s}_images")
+        splits[s] = TensorImageDataset(tensor, targets, names, ids=[f"{s}_{i}" for i in range(len(targets))])
+    return Source(names, splits, channels=splits["train"].channels)
+
+
+TORCHVISION_SETS = {
+    "cifar10": ("CIFAR10", "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py/)"),
+    "cifar100": ("CIFAR100", "cifar-100-python.tar.gz (or the extracted cifar-100-python/)"),
+    "mnist": ("MNIST", "the MNIST/raw/*-ubyte(.gz) files"),
+    "fashion_mnist": ("FashionMNIST", "the FashionMNIST/raw/*-ubyte(.gz) files"),
+}
+
+
+@DATASETS.register("torchvision")
+def torchvision_source(name: str, root: str = "data", download: bool = True) -> Source:
+    """CIFAR-10/100, MNIST or Fashion-MNIST through torchvision (downloads only when online)."""
+    import torchvision.datasets as tvd
+
+    if name not in TORCHVISION_SETS:
+        raise DataError(f"data.source.name '{name}' is not one of {sorted(TORCHVISION_SETS)}")
+    cls_name, files = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    splits = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            try:
+                ds = cls(root=root, train=train, download=False)
+            except RuntimeError:
+                if not download:
+                    raise
+                ds = cls(root=root, train=train, download=True)
+        except Exception as e:  # noqa: BLE001  (network errors come in many types)
+            raise DataError(
+                f"torchvision {name} not found in '{Path(root)}' and could not be downloaded ({type(e).__name__}); "
+                f"put {files} in '{Path(root)}' (data.source.root)"
+            ) from None
+        data = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
+        targets = np.asarray(ds.targets, dtype=np.int64)
+        splits[split] = TensorImageDataset(to_nchw(data, name), targets, list(ds.classes),
+                                           ids=[f"{split}_{i}" for i in range(len(targets))])
+    names = list(splits["train"].class_names)
+    return Source(names, splits, channels=splits["train"].channels)

@@ -1,0 +1,100 @@
+"""ISIC 2017/2018/2019 and Derm7pt converters: exact MBIT label maps, MBIT JSON + CSV outputs
+that load back through the mbit_json and csv sources."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from longtail.data.cli import add_commands
+from longtail.data.converters import convert_derm7pt, convert_isic2017, convert_isic2018, convert_isic2019, write_outputs
+from longtail.errors import DataError
+from longtail.registry import DATASETS
+
+
+def images(root, names, size=(7, 5)):
+    root.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(root / f"{n}.jpg")
+
+
+def test_isic2017_label_map_with_and_without_nv_column(tmp_path):
+    f = tmp_path / "gt.csv"
+    f.write_text("image_id,melanoma,seborrheic_keratosis,nv\nA,1.0,0.0,0.0\nB,0.0,1.0,0.0\nC,0.0,0.0,1.0\n")
+    assert [r.label for r in convert_isic2017(f).records] == [0, 1, 2]  # MEL 0, SK 1, NV 2
+    g = tmp_path / "official.csv"
+    g.write_text("image_id,melanoma,seborrheic_keratosis\nA,0,0\nB,1,0\n")
+    conv = convert_isic2017(g)
+    assert [r.label for r in conv.records] == [2, 0] and conv.class_names == ["MEL", "SK", "NV"]
+    g.write_text("image_id,melanoma,seborrheic_keratosis\nA,1,1\n")
+    with pytest.raises(DataError, match="row 2: melanoma=1, seborrheic_keratosis=1"):
+        convert_isic2017(g)
+
+
+def test_isic2018_metadata_onehot_and_test(tmp_path):
+    meta = tmp_path / "HAM10000_metadata.csv"
+    dxs = ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]
+    meta.write_text("lesion_id,image_id,dx,dx_type,age,sex,localization\n" + "".join(
+        f"HAM_{i // 2},ISIC_{i},{dx},histo,40,male,back\n" for i, dx in enumerate(dxs)))
+    conv = convert_isic2018(meta)
+    assert [r.label for r in conv.records] == list(range(7)) and conv.records[3].extra["lesion_id"] == "HAM_1"
+    val = tmp_path / "val.csv"
+    val.write_text("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\nV1,0,0,0,0,1,0,0\nV2,1,0,0,0,0,0,0\n")
+    assert [r.label for r in convert_isic2018(val).records] == [4, 0]
+    test = tmp_path / "test.csv"
+    test.write_text("image_id\nT1\nT2\n")
+    assert [r.label for r in convert_isic2018(test).records] == [None, None]
+
+
+def test_isic2019_train_and_unlabelled_test(tmp_path):
+    f = tmp_path / "gt.csv"
+    f.write_text("image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\nA,0.0,0.0,0.0,0.0,0.0,0.0,0.0,1.0,0.0\nB,0.0,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\n")
+    conv = convert_isic2019(f)
+    assert [r.label for r in conv.records] == [7, 1] and conv.num_classes == 8
+    t = tmp_path / "test.csv"
+    t.write_text("image,age_approx,anatom_site_general,sex\nX,55,torso,female\n")
+    tc = convert_isic2019(t)
+    assert tc.num_classes == 9 and tc.class_names[-1] == "UNK" and tc.records[0].label is None
+
+
+def test_derm7pt_map_and_round_trip_through_mbit_json(tmp_path):
+    items = [{"image_id": i, "category_id": c, "clinic_path": f"clinic/{i}.jpg", "derm_path": f"derm/{i}.jpg"}
+             for i, c in enumerate([0, 1, 2, 3, 4, 1])]
+    f = tmp_path / "train.json"
+    f.write_text(json.dumps(items))
+    images(tmp_path / "imgs" / "derm", range(6))
+    images(tmp_path / "imgs" / "clinic", range(6), size=(9, 3))
+    conv = convert_derm7pt(f)
+    assert conv.class_names == ["BCC", "NV", "MEL", "MISC", "SK"] and conv.num_classes == 5
+    data = write_outputs(conv, tmp_path / "imgs", tmp_path / "out.json", tmp_path / "out.csv")
+    a = data["annotations"][0]
+    assert (a["derm_height"], a["derm_width"], a["clinic_height"], a["clinic_width"]) == (5, 7, 3, 9)
+    src = DATASETS.create("mbit_json", train=str(tmp_path / "out.json"), root=str(tmp_path / "imgs"))
+    assert src.class_names == conv.class_names and src.splits["train"].targets.tolist() == [0, 1, 2, 3, 4, 1]
+    clinic = DATASETS.create("mbit_json", train=str(tmp_path / "out.json"), root=str(tmp_path / "imgs"), image_key="clinic_path")
+    assert clinic.splits["train"][0][0].shape == (3, 3, 9)
+    csv_src = DATASETS.create("csv", file=str(tmp_path / "out.csv"), image_root=str(tmp_path / "imgs"), path_column="path",
+                              classes=conv.class_names)
+    assert csv_src.splits["all"].targets.tolist() == [0, 1, 2, 3, 4, 1]
+
+
+def test_cli_convert_isic2018_and_missing_image(tmp_path, capsys):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("lesion_id,image_id,dx\nL1,ISIC_1,nv\nL1,ISIC_2,nv\nL2,ISIC_3,df\n")
+    images(tmp_path / "img", ["ISIC_1", "ISIC_2", "ISIC_3"])
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["data", "convert", "isic2018", str(meta), "--root", str(tmp_path / "img"),
+                              "--out", str(tmp_path / "train.json"), "--csv", str(tmp_path / "train.csv")])
+    assert args.func(args) == 0
+    assert "3 images (3 labelled), 7 classes" in capsys.readouterr().out
+    data = json.loads((tmp_path / "train.json").read_text())
+    assert [a["category_id"] for a in data["annotations"]] == [1, 1, 5] and data["num_classes"] == 7
+    src = DATASETS.create("csv", file=str(tmp_path / "train.csv"), image_root=str(tmp_path / "img"), path_column="path",
+                          group_column="group", classes=data["class_names"])
+    assert src.splits["all"].groups.tolist() == ["L1", "L1", "L2"]
+    (tmp_path / "img" / "ISIC_3.jpg").unlink()
+    with pytest.raises(DataError, match=r"image '.*ISIC_3.jpg' not found"):
+        args.func(args)
