@@ -1,0 +1,587 @@
+"""Run reports: one self-contained HTML page (+ Markdown) per run directory, and run comparisons.
+
+Everything is read back from the files a run leaves (``config.yaml``, ``metrics.jsonl``,
+``results.json``, ``posthoc.json``, ``predictions/*.npz``; layout in docs/architecture.md), so a
+report can be rebuilt at any time and a half-finished run still gets one: each missing piece is
+named on the page instead of failing. Figures are drawn with matplotlib's object API (no
+pyplot, no global backend switch) and embedded as base64 PNG, so the HTML file can be mailed or
+archived alone. The Markdown version links the same PNGs from ``report_files/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from . import metrics as M
+from .errors import LongtailError
+from .posthoc import load_posthoc
+
+SPLITS = ("test", "val")
+MAX_LABELLED_CLASSES = 40  # above this, figures drop per-class tick labels
+COMPARE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "macro_auc", "ece")
+
+
+# ------------------------------------------------------------------------------------ load
+@dataclass
+class Run:
+    """What a run directory holds; every piece may be missing (see ``notes``)."""
+
+    run_dir: Path
+    config: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, Any] | None = None
+    posthoc: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> metrics.compute dict
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str((self.config or {}).get("name") or self.run_dir.name)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        names = (self.results or {}).get("class_names")
+        return [str(n) for n in names] if names else None
+
+    @property
+    def train_counts(self) -> list[int] | None:
+        counts = (self.results or {}).get("train_counts")
+        return [int(c) for c in counts] if counts is not None else None
+
+    @property
+    def main_split(self) -> str | None:
+        """'test' when there is a test split, else 'val', else None."""
+        return next((s for s in SPLITS if s in self.metrics), None)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LongtailError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rerun `longtail eval` to rewrite it") from None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory; missing files become notes, never errors."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise LongtailError(f"run directory '{root}' not found; pass the folder a `longtail train` run wrote (under runs/)")
+    run = Run(root)
+    cfg_path = root / "config.yaml"
+    if cfg_path.is_file():
+        try:
+            loaded = yaml.safe_load(cfg_path.read_text())
+            run.config = loaded if isinstance(loaded, dict) else None
+        except yaml.YAMLError:
+            run.notes.append("config.yaml is not valid YAML; the configuration summary is missing.")
+    else:
+        run.notes.append("No config.yaml: the configuration summary is missing.")
+    run.history = _read_history(root / "metrics.jsonl", run.notes)
+    results_path = root / "results.json"
+    if results_path.is_file():
+        run.results = _read_json(results_path)
+    else:
+        run.notes.append("No results.json: the run has not been evaluated yet (run `longtail eval RUN_DIR`).")
+    run.posthoc = load_posthoc(root)
+    _collect_metrics(run)
+    return run
+
+
+def _read_history(path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        notes.append("No metrics.jsonl: no training curves.")
+        return []
+    rows, bad = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1  # e.g. the last line of a run killed mid-write
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    if bad:
+        notes.append(f"metrics.jsonl: skipped {bad} unreadable line(s).")
+    return rows
+
+
+def _collect_metrics(run: Run) -> None:
+    """Metrics per split from results.json, else recomputed from predictions/<split>.npz."""
+    results = run.results or {}
+    for split in SPLITS:
+        if isinstance(results.get(split), dict):
+            run.metrics[split] = results[split]
+            continue
+        npz = run.run_dir / "predictions" / f"{split}.npz"
+        if npz.is_file():
+            with np.load(npz) as data:
+                if "logits" not in data or "targets" not in data:
+                    run.notes.append(f"{npz.name} lacks 'logits' or 'targets'; {split} metrics skipped.")
+                    continue
+                logits, targets = data["logits"], data["targets"]
+            labelled = targets >= 0
+            if labelled.any():
+                run.metrics[split] = M.compute(logits[labelled], targets[labelled], run.train_counts, run.class_names)
+    if "test" not in run.metrics:
+        run.notes.append("No test split (or no test labels): the metrics below are on the validation split.")
+    if not run.metrics:
+        run.notes.append("No evaluated split at all: no metrics, tables or figures.")
+
+
+# --------------------------------------------------------------------------------- figures
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)  # constrained layout already fits; "tight" would draw twice
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _class_ticks(ax: Any, names: Sequence[str]) -> None:
+    if len(names) <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{len(names)} classes, head to tail")
+
+
+def figure_counts_recall(metrics: dict[str, Any], train_counts: Sequence[int] | None) -> bytes:
+    """Train-count histogram beside per-class recall, classes sorted head to tail."""
+    per_class = metrics["per_class"]
+    counts = np.asarray(train_counts if train_counts is not None else [p["support"] for p in per_class])
+    order = np.argsort(-counts, kind="stable")
+    names = [per_class[i]["name"] for i in order]
+    recall = [per_class[i]["recall"] for i in order]
+    fig = _figure(11, 3.6)
+    left, right = fig.subplots(1, 2)
+    left.bar(range(len(order)), counts[order], color="#4c72b0")
+    left.set_title("training images per class" if train_counts is not None else "test images per class (no train counts)")
+    if counts.max() > 20 * max(counts.min(), 1):
+        left.set_yscale("log")
+    _class_ticks(left, names)
+    x = [i for i, r in enumerate(recall) if r is not None]
+    right.bar(x, [recall[i] for i in x], color="#dd8452")
+    missing = [i for i, r in enumerate(recall) if r is None]
+    if missing:
+        right.plot(missing, [0.0] * len(missing), "x", color="grey", label="not in this split")
+        right.legend(fontsize=7)
+    right.set_ylim(0, 1)
+    right.set_title("per-class recall (same order)")
+    _class_ticks(right, names)
+    return _png(fig)
+
+
+def figure_confusion(metrics: dict[str, Any]) -> bytes:
+    """Row-normalised confusion matrix (rows = true class; absent classes are empty rows)."""
+    cm = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
+    names = [p["name"] for p in metrics["per_class"]]
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    size = min(4 + 0.3 * len(names), 11)
+    fig = _figure(size + 1, size)
+    ax = fig.subplots()
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (row-normalised)")
+    if len(names) <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+    if len(names) <= 12:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if rows[i, 0] > 0:
+                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    return _png(fig)
+
+
+def figure_reliability(metrics: dict[str, Any]) -> bytes | None:
+    """Reliability diagram (accuracy vs confidence per bin) over the confidence histogram."""
+    rel = metrics.get("reliability")
+    if not rel:
+        return None
+    edges = np.asarray(rel["edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    fig = _figure(5, 5.5)
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    filled = [i for i, a in enumerate(rel["accuracy"]) if a is not None]
+    top.bar(centers[filled], [rel["accuracy"][i] for i in filled], width=width * 0.95, color="#4c72b0", label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.set_title(f"reliability (ECE {M.fmt(metrics.get('ece'))})")
+    top.legend(fontsize=7, loc="upper left")
+    bottom.bar(centers, rel["count"], width=width * 0.95, color="#8c8c8c")
+    bottom.set_xlabel("confidence (max probability)")
+    bottom.set_ylabel("samples")
+    bottom.set_xlim(0, 1)
+    return _png(fig)
+
+
+def figure_curves(history: list[dict[str, Any]]) -> bytes | None:
+    """Training loss, validation metrics and learning rate per epoch, stage changes marked."""
+    rows = [r for r in history if isinstance(r.get("epoch"), (int, float))]
+    if not rows:
+        return None
+    epochs = [r["epoch"] for r in rows]
+    val_keys = sorted({k for r in rows for k, v in r.items() if k.startswith("val_") and isinstance(v, (int, float)) and k != "val_loss"})
+    panels = [("train_loss", "loss", ["train_loss", "val_loss"]), ("val", "validation", val_keys), ("lr", "learning rate", ["lr"])]
+    panels = [p for p in panels if any(isinstance(r.get(k), (int, float)) for r in rows for k in p[2])]
+    if not panels:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(4.2 * len(panels), 3.4)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    stage_changes = [rows[i]["epoch"] for i in range(1, len(rows)) if rows[i].get("stage") != rows[i - 1].get("stage")]
+    for ax, (_, title, keys) in zip(axes, panels):
+        for key in keys:
+            pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                label = key[4:] if title == "validation" else key
+                ax.plot(*zip(*pts), marker="." if len(pts) < 50 else None, label=label)
+        for x in stage_changes:
+            ax.axvline(x - 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if title == "validation":  # every logged validation metric lies in [0, 1]; legend below the axes
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+        else:
+            ax.legend(fontsize=7)
+        if title == "learning rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    axes[0].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------- tables
+def config_rows(config: dict[str, Any] | None, posthoc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, value) lines that say what ran, from the resolved config."""
+    if not config:
+        return []
+
+    def comp(entry: Any) -> str:
+        if not isinstance(entry, dict):
+            return str(entry) if entry is not None else "-"
+        kwargs = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "name")
+        if "name" not in entry:
+            return kwargs or "-"
+        return f"{entry['name']}({kwargs})" if kwargs else str(entry["name"])
+
+    data = config.get("data") or {}
+    model = config.get("model") or {}
+    train = config.get("train") or {}
+    optim = config.get("optimizer") or {}
+    sched = config.get("schedule") or {}
+    rows = [
+        ("name", str(config.get("name", "-"))),
+        ("seed", str(config.get("seed", "-"))),
+        ("data", comp(data.get("source"))),
+        ("long tail", comp(data.get("long_tail")) if data.get("long_tail") else "as given"),
+        ("image size", str(data.get("image_size") or "as stored")),
+        ("model", f"{model.get('name', '-')} head={model.get('head', '-')} pretrained={model.get('pretrained', '-')}"),
+        ("method", comp(config.get("method"))),
+    ]
+    stages = config.get("stages") or []
+    if stages:
+        for i, s in enumerate(stages):
+            parts = [f"{s.get('epochs')} epochs", f"loss {comp(s.get('loss') or config.get('loss'))}", f"sampler {comp(s.get('sampler') or config.get('sampler'))}"]
+            if s.get("class_weights") or config.get("class_weights"):
+                parts.append(f"weights {comp(s.get('class_weights') or config.get('class_weights'))}")
+            if s.get("freeze_backbone"):
+                parts.append("backbone frozen")
+            rows.append((f"stage {i + 1} {s.get('name') or ''}".strip(), ", ".join(parts)))
+    else:
+        rows += [
+            ("epochs", str(train.get("epochs", "-"))),
+            ("loss", comp(config.get("loss"))),
+            ("class weights", comp(config.get("class_weights"))),
+            ("sampler", comp(config.get("sampler"))),
+        ]
+    rows += [
+        ("optimizer", f"{optim.get('name', '-')} lr={optim.get('lr', '-')} wd={optim.get('weight_decay', '-')}"),
+        ("schedule", f"{sched.get('name', '-')} warmup={sched.get('warmup_epochs', 0)}"),
+        ("selection metric", str(train.get("select_metric", "-"))),
+    ]
+    metric = (config.get("posthoc") or {}).get("metric", "balanced_accuracy")
+    for key, entry in posthoc.items():
+        if isinstance(entry, dict) and "tau" in entry:
+            rows.append((f"post-hoc {key}", f"tau={entry['tau']} (chosen on validation by {entry.get('metric', metric)}{_val_score(entry)})"))
+    return rows
+
+
+def _val_score(entry: dict[str, Any]) -> str:
+    """', 0.6123' from either posthoc.json layout ({val_score} or {scores: {tau: score}}), else ''."""
+    score = entry.get("val_score")
+    scores = entry.get("scores")
+    if score is None and isinstance(scores, dict):
+        score = scores.get(entry["tau"], scores.get(str(entry["tau"])))
+    return f", {M.fmt(score)}" if isinstance(score, (int, float)) else ""
+
+
+def result_rows(results: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Model-selection facts from results.json (best epoch, selection metric, training time)."""
+    r = results or {}
+    rows = []
+    if r.get("best_epoch") is not None:
+        rows.append(("best checkpoint", f"epoch {r['best_epoch']} of {r.get('epochs', '?')} by validation {r.get('select_metric', '?')} ({M.fmt(r.get('best_val_score'))})"))
+    if r.get("train_seconds") is not None:
+        rows.append(("training time", f"{float(r['train_seconds']):.1f} s"))
+    return rows
+
+
+def _posthoc_metrics(results: dict[str, Any] | None) -> dict[str, Any] | None:
+    block = (results or {}).get("test_posthoc")
+    if not isinstance(block, dict):
+        return None
+    if "balanced_prior" in block and isinstance(block["balanced_prior"], dict):
+        return block["balanced_prior"]
+    return block if "accuracy" in block else None
+
+
+def summary_columns(run: Run) -> list[tuple[str, dict[str, Any]]]:
+    """(column title, metrics dict) for the summary table: test, test post-hoc, val."""
+    cols = []
+    if "test" in run.metrics:
+        cols.append(("test", run.metrics["test"]))
+    ph = _posthoc_metrics(run.results)
+    if ph is not None:
+        cols.append(("test, post-hoc", ph))
+    if "val" in run.metrics:
+        cols.append(("validation", run.metrics["val"]))
+    return cols
+
+
+def summary_table(columns: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    header = ["metric", *(title for title, _ in columns)]
+    rows = []
+    for key, label in M.SUMMARY_METRICS:
+        if any(key in m for _, m in columns):
+            rows.append([label, *(M.fmt(m.get(key)) for _, m in columns)])
+    return header, rows
+
+
+def per_class_table(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["class", *(label for _, label in M.PER_CLASS_COLUMNS)]
+    rows = [[str(p["name"]), *(M.fmt(p.get(k)) for k, _ in M.PER_CLASS_COLUMNS)] for p in metrics["per_class"]]
+    return header, rows
+
+
+# ---------------------------------------------------------------------------------- render
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(c: str) -> str:
+        return str(c).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], text: bool = False) -> str:
+    """An HTML table; numeric columns are right-aligned unless ``text``."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    cls = " class='text'" if text else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ddd;padding:.25em .6em}
+th{background:#f4f4f4} td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums}
+table.text td{text-align:left}
+.note{background:#fff6dd;border-left:4px solid #e0b000;padding:.4em .8em;margin:.3em 0}
+img{max-width:100%;height:auto;display:inline-block;vertical-align:top;margin:.6em .6em .6em 0}
+"""
+
+
+@dataclass
+class Section:
+    title: str
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    figures: list[tuple[str, bytes]] = field(default_factory=list)  # (file stem, png)
+    text: list[str] = field(default_factory=list)
+    text_tables: bool = False  # left-align every column (key/value tables)
+
+
+def build_sections(run: Run) -> list[Section]:
+    """The report's content, independent of the output format."""
+    sections: list[Section] = []
+    cfg = config_rows(run.config, run.posthoc) + result_rows(run.results)
+    if cfg:
+        sections.append(Section("Configuration", tables=[(["key", "value"], [list(r) for r in cfg])], text_tables=True))
+    split = run.main_split
+    if split is not None and not {"per_class", "confusion_matrix"} <= set(run.metrics[split]):
+        run.notes.append(f"The {split} metrics in results.json have no per-class table (written by an older version?); rerun `longtail eval`.")
+        split = None
+    columns = summary_columns(run)
+    if columns:
+        sections.append(Section("Summary metrics", tables=[summary_table(columns)], text=[M.CONVENTIONS]))
+    if split is not None:
+        m = run.metrics[split]
+        label = "test" if split == "test" else "validation"
+        groups = Section(f"Shot groups ({label})", tables=M.group_tables(m))
+        if not m.get("shots"):
+            groups.text.append("No training class counts in results.json: shot groups cannot be formed.")
+        sections.append(groups)
+        figs = Section(f"Figures ({label})")
+        figs.figures.append(("counts_recall", figure_counts_recall(m, run.train_counts)))
+        figs.figures.append(("confusion", figure_confusion(m)))
+        rel = figure_reliability(m)
+        if rel is not None:
+            figs.figures.append(("reliability", rel))
+        sections.append(figs)
+    curves = figure_curves(run.history)
+    training = Section("Training curves")
+    if curves is not None:
+        training.figures.append(("curves", curves))
+    else:
+        training.text.append("No per-epoch log (metrics.jsonl) to plot.")
+    sections.append(training)
+    if split is not None:
+        sections.append(Section(f"Per-class metrics ({'test' if split == 'test' else 'validation'})", tables=[per_class_table(run.metrics[split])]))
+    return sections
+
+
+def render_html(run: Run, sections: list[Section]) -> str:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(run.name)} - longtail report</title><style>{_CSS}</style></head><body>"]
+    parts.append(f"<h1>{html.escape(run.name)}</h1><p>Run directory: <code>{html.escape(str(run.run_dir))}</code></p>")
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in run.notes]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
+        parts += [_html_table(h, r, s.text_tables) for h, r in s.tables]
+        for stem, png in s.figures:
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f"<img alt='{html.escape(stem)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(run: Run, sections: list[Section], files_dir: str) -> str:
+    parts = [f"# {run.name}", "", f"Run directory: `{run.run_dir}`", ""]
+    parts += [f"> {n}\n" for n in run.notes]
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        parts += [f"{t}\n" for t in s.text]
+        parts += [_md_table(h, r) + "\n" for h, r in s.tables]
+        parts += [f"![{stem}]({files_dir}/{stem}.png)\n" for stem, _ in s.figures]
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``report_files/*.png``); return the HTML path."""
+    run = load_run(run_dir)
+    sections = build_sections(run)
+    files = run.run_dir / "report_files"
+    figures = [f for s in sections for f in s.figures]
+    if figures:
+        files.mkdir(exist_ok=True)
+        for stem, png in figures:
+            (files / f"{stem}.png").write_bytes(png)
+    (run.run_dir / "report.md").write_text(render_markdown(run, sections, files.name))
+    out = run.run_dir / "report.html"
+    out.write_text(render_html(run, sections))
+    return out
+
+
+# --------------------------------------------------------------------------------- compare
+def compare_rows(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[str]]]:
+    """One row per run: name, method, loss, sampler, split, key metrics and shot accuracies."""
+    header = ["run", "method", "loss", "sampler", "split", *COMPARE_METRICS, "many", "medium", "few"]
+    rows = []
+    for d in run_dirs:
+        run = load_run(d)
+        cfg = run.config or {}
+        stages = cfg.get("stages") or [{}]
+
+        def names(key: str) -> str:
+            seq = [((s.get(key) or cfg.get(key)) or {}).get("name", "-") for s in stages]
+            return " -> ".join(n for i, n in enumerate(seq) if i == 0 or n != seq[i - 1])
+
+        split = run.main_split
+        m = run.metrics.get(split, {}) if split else {}
+        shots = m.get("shots") or {}
+        rows.append(
+            [
+                run.name,
+                (cfg.get("method") or {}).get("name", "-"),
+                names("loss"),
+                names("sampler"),
+                split or "-",
+                *(M.fmt(m.get(k)) for k in COMPARE_METRICS),
+                *(M.fmt((shots.get(g) or {}).get("accuracy")) for g in M.SHOT_GROUPS),
+            ]
+        )
+    if len({r[0] for r in rows}) < len(rows):  # same config name (e.g. seeds): tell them apart by folder
+        for row, d in zip(rows, run_dirs):
+            row[0] = str(d)
+    return header, rows
+
+
+def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> str:
+    """A Markdown table comparing runs; with ``out``, also written as ``<out>.md`` and ``<out>.csv``."""
+    if not run_dirs:
+        raise LongtailError("compare needs at least one run directory")
+    header, rows = compare_rows(run_dirs)
+    table = _md_table(header, rows) + "\n"
+    if out is not None:
+        stem = Path(out)
+        stem = stem.with_suffix("") if stem.suffix in (".md", ".csv") else stem
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{stem}.md").write_text(table)
+        with open(f"{stem}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+    return table
+
+
+# ------------------------------------------------------------------------------------- CLI
+def run_report(args: argparse.Namespace) -> int:
+    path = write_report(args.run_dir)
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    print(compare(args.run_dirs, args.out), end="")
+    if args.out:
+        stem = Path(args.out).with_suffix("") if Path(args.out).suffix in (".md", ".csv") else Path(args.out)
+        print(f"wrote {stem}.md and {stem}.csv")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``report RUN_DIR`` and ``compare RUN_DIR... [--out FILE]`` (handlers in ``func``)."""
+    p = subparsers.add_parser("report", help="write report.html + report.md of a run directory", description="Write a self-contained HTML report (and a Markdown version) of a run directory.")
+    p.add_argument("run_dir", help="a run directory written by `longtail train`")
+    p.set_defaults(func=run_report)
+    p = subparsers.add_parser("compare", help="compare runs side by side", description="Print a Markdown table of the key metrics of several runs.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to compare")
+    p.add_argument("--out", help="also write the table to OUT.md and OUT.csv")
+    p.set_defaults(func=run_compare)
