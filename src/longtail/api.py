@@ -199,23 +199,17 @@ def _head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dict[str, Any]:
     """Pick logit-adjustment / tau-norm strengths on the validation split only."""
-    from .posthoc import logit_adjust, select_tau, tau_norm_logits
+    from .posthoc import fit_posthoc
 
-    chosen: dict[str, Any] = {}
-    if cfg.posthoc.tau_norm:
-        w, b = _head_params(model)
-        if w is None or val.features is None:
-            raise LongtailError("posthoc.tau_norm needs a linear head and saved features; use model.head=linear")
-        tau, scores = select_tau(cfg.posthoc.grid, lambda t: tau_norm_logits(val.features, w, b, t), val.targets, cfg.posthoc.metric)
-        chosen["tau_norm"] = {"tau": tau, "scores": scores}
-    if cfg.posthoc.logit_adjust:
-        base = val.logits
-        if "tau_norm" in chosen:
-            w, b = _head_params(model)
-            base = tau_norm_logits(val.features, w, b, chosen["tau_norm"]["tau"])
-        tau, scores = select_tau(cfg.posthoc.grid, lambda t: logit_adjust(base, counts, t), val.targets, cfg.posthoc.metric)
-        chosen["logit_adjust"] = {"tau": tau, "scores": scores}
-    return chosen
+    if not (cfg.posthoc.tau_norm or cfg.posthoc.logit_adjust):
+        return {}
+    w, b = _head_params(model)
+    return fit_posthoc(
+        val.logits, val.targets, counts,
+        logit_adjustment=cfg.posthoc.logit_adjust, tau_norm=cfg.posthoc.tau_norm,
+        grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
+        val_features=val.features, head_weight=w, head_bias=b,
+    )
 
 
 def apply_posthoc_to(model: Any, out: Any, posthoc: dict[str, Any], counts: np.ndarray) -> np.ndarray:

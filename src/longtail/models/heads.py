@@ -175,9 +175,13 @@ class LWSHead(nn.Module):
 
 
 def tau_normalize(weight: Tensor, tau: float) -> Tensor:
-    """``w_c / ||w_c||^tau`` for every class row (Kang et al. 2020); tau=0 leaves ``weight`` as is."""
-    norms = weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return weight / norms.pow(tau)
+    """``w_c / ||w_c||^tau`` for every class row (Kang et al. 2020); tau=0 leaves ``weight`` as is.
+
+    One implementation serves training-time heads and post-hoc evaluation (``longtail.posthoc``).
+    """
+    from ..posthoc import tau_normalize_weight
+
+    return tau_normalize_weight(weight, tau)
 
 
 def make_head(
