@@ -306,7 +306,25 @@ def load_raw(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid YAML{where}; fix the syntax ({getattr(e, 'problem', e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections (data:, model:, ...)")
+    base = data.pop("base", None)
+    if base is not None:
+        # a recipe may extend another: `base: ce.yaml` (relative to this file), then deep-merge
+        base_path = (p.parent / str(base)) if not Path(str(base)).is_absolute() else Path(str(base))
+        if not base_path.is_file():
+            raise ConfigError(f"{p}: base '{base}' not found (looked for {base_path}); the path is relative to {p.parent}")
+        data = deep_merge(load_raw(base_path), data)
     return data
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge key by key, everything else (lists too) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "name" not in value:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, raw: dict[str, Any] | None = None) -> Config:
