@@ -92,10 +92,12 @@ def iterate_batches(dataset: Any, indices: Any, batch_size: int, num_workers: in
     if isinstance(images, torch.Tensor) and getattr(dataset, "sample_transform", None) is None and num_workers == 0:
         order = torch.as_tensor(list(iter(indices)), dtype=torch.long)
         targets = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
+        # subsets are index views into a shared tensor: item i is images[index[i]]
+        view = getattr(dataset, "index", None)
+        rows = order if view is None else torch.as_tensor(np.asarray(view), dtype=torch.long)[order]
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
-            yield images[idx], targets[idx]
+            yield images[rows[start : start + batch_size]], targets[order[start : start + batch_size]]
         return
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
