@@ -172,7 +172,10 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, trainer: Any, train_second
         "val": compute(outputs["val"].logits, outputs["val"].targets, **kw),
         "posthoc": posthoc,
     }
-    if "test" in outputs:
+    if "test" in outputs and (outputs["test"].targets < 0).all():
+        # a withheld test set (ISIC): its predictions are saved for a submission, no metrics
+        results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
+    elif "test" in outputs:
         test = outputs["test"]
         results["test"] = compute(test.logits, test.targets, **kw)
         if posthoc:

@@ -135,8 +135,17 @@ class StageConfig(Strict):
     schedule: ScheduleConfig | None = None
     mixing: Component | None = None
     freeze_backbone: bool = False
+    trainable_fraction: float | None = Field(
+        None, gt=0, le=1, description="train only the last fraction of parameter tensors (HMLoss --ratio_finetune 32 -> 0.32)"
+    )
     reinit_head: bool = False
     head: Literal["linear", "cosine", "lws"] | None = None
+
+    @model_validator(mode="after")
+    def _one_freezing_rule(self) -> "StageConfig":
+        if self.freeze_backbone and self.trainable_fraction is not None:
+            raise ValueError("set either freeze_backbone or trainable_fraction in a stage, not both")
+        return self
 
 
 class TrainConfig(Strict):
@@ -215,6 +224,7 @@ class Config(Strict):
                     schedule=s.schedule or self.schedule,
                     mixing=s.mixing if s.mixing is not None else self.train.mixing,
                     freeze_backbone=s.freeze_backbone,
+                    trainable_fraction=s.trainable_fraction,
                     reinit_head=s.reinit_head,
                     head=s.head,
                 )
@@ -234,6 +244,7 @@ class ResolvedStage(BaseModel):
     schedule: ScheduleConfig
     mixing: Component | None
     freeze_backbone: bool
+    trainable_fraction: float | None
     reinit_head: bool
     head: str | None
 

@@ -229,7 +229,9 @@ class Trainer:
             self.model.set_head(stage.head, class_counts=self.counts)
         if stage.reinit_head and fresh:
             self.model.reset_head()
-        self.model.freeze_backbone(stage.freeze_backbone)
+        self.model.freeze_backbone(stage.freeze_backbone)  # also ends an earlier stage's fractional freeze
+        if stage.trainable_fraction is not None:
+            self.model.freeze_fraction(stage.trainable_fraction)
         loss = build_loss(stage.loss, self.counts).to(self.device)
         weights = build_weights(stage.class_weights, self.counts)
         # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
@@ -305,6 +307,12 @@ class Trainer:
             "epoch": self.progress.global_epoch,
             "stage": stage.name,
             "stage_epoch": epoch + 1,
+            # which prior corrections this epoch trained with (the stacked-priors audit trail)
+            "loss": stage.loss.name,
+            "sampler": stage.sampler.name,
+            "class_weights": stage.class_weights.name,
+            "mixing": stage.mixing.name if stage.mixing is not None else None,
+            "trainable_tensors": sum(p.requires_grad for p in self.model.parameters()),
             "lr": stage.optimizer.lr * factor,
             "train_loss": train_loss,
             "train_images": seen,

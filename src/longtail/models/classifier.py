@@ -46,6 +46,7 @@ class Classifier(nn.Module):
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = make_head(head, self.feature_dim, self.num_classes, head_bias, self.class_counts)
         self._backbone_frozen = False
+        self._fraction_frozen: list[nn.Parameter] = []
 
     @property
     def arch(self) -> str:
@@ -72,7 +73,14 @@ class Classifier(nn.Module):
         return self
 
     def freeze_backbone(self, flag: bool = True) -> None:
-        """Stop (or restart) training the backbone: no gradients, BN statistics and DropBlock frozen."""
+        """Stop (or restart) training the backbone: no gradients, BN statistics and DropBlock frozen.
+
+        Also lifts an earlier ``freeze_fraction`` (which may reach into the head), so each stage
+        starts from its own freezing rule.
+        """
+        for p in self._fraction_frozen:
+            p.requires_grad_(True)
+        self._fraction_frozen = []
         self._backbone_frozen = flag
         for p in self.backbone.parameters():
             p.requires_grad_(not flag)
@@ -91,9 +99,12 @@ class Classifier(nn.Module):
             raise ConfigError(f"ratio_trainable={ratio_trainable} must be a fraction in (0, 1]{hint}")
         params = list(self.parameters())
         frozen = math.floor((1.0 - ratio_trainable) * len(params) + 1e-9)
-        for i, p in enumerate(params):
-            p.requires_grad_(i >= frozen)
+        for p in self.backbone.parameters():
+            p.requires_grad_(True)
         self._backbone_frozen = False
+        self._fraction_frozen = [p for p in params[:frozen] if p.requires_grad]
+        for p in self._fraction_frozen:
+            p.requires_grad_(False)
         self.train(self.training)
         return frozen
 

@@ -133,7 +133,7 @@ def csv_source(
 def _require_labelled(targets: np.ndarray, where: Path | str) -> None:
     bad = np.flatnonzero(targets < 0)
     if len(bad):
-        raise DataError(f"{where}: item {int(bad[0])} has no label; only the test split may be unlabelled")
+        raise DataError(f"{where}: item {int(bad[0])} has no label; only a test split may lack labels, and then all of them")
 
 
 def read_list_file(path: Path) -> tuple[list[str], list[str]]:
@@ -249,7 +249,7 @@ def mbit_json(
     for s, (rel, labels, ids, _, _) in raw.items():
         targets = np.asarray(labels, dtype=np.int64)
         check_labels(targets, len(names), files[s])
-        if s != "test":
+        if s != "test" or (targets >= 0).any():  # a test split is labelled throughout or not at all
             _require_labelled(targets, files[s])
         splits[s] = file_split([base / r for r in rel], targets, names, ids=ids)
     return Source(names, splits)
