@@ -2,7 +2,6 @@
 counts, labels, class names and groups; bad input gives a one-line error."""
 
 import csv
-import io
 import json
 import tarfile
 
@@ -11,8 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from longtail.config import DataConfig
-from longtail.data import build_data
 from longtail.errors import DataError
 from longtail.registry import DATASETS
 

@@ -19,6 +19,7 @@ Classes absent from ``targets`` get probability 0.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -61,7 +62,7 @@ def _as_targets(targets: Any, name: str, labelled: bool) -> np.ndarray:
     return arr
 
 
-class LongTailSampler(Sampler[int]):
+class LongTailSampler(Sampler[int], ABC):
     """Base class: holds targets, seed and epoch, and makes the per-(seed, epoch) generator."""
 
     name = "base"
@@ -81,18 +82,20 @@ class LongTailSampler(Sampler[int]):
         g.manual_seed(self.seed + self.epoch)
         return g
 
+    @abstractmethod
     def _indices(self) -> torch.Tensor:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def class_probabilities(self) -> np.ndarray:
         """Expected fraction of the epoch's stream drawn from each class (length max(target)+1)."""
-        raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._indices().tolist())
 
+    @abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self.targets)}, len={len(self)}, seed={self.seed}, epoch={self.epoch})"

@@ -11,6 +11,7 @@ engine). Constructors accept ``class_counts`` so the engine can always pass it; 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -23,7 +24,7 @@ __all__ = ["LabelMixing", "Mixup", "CutMix", "Remix", "cutmix_box", "remix_label
 MixOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class LabelMixing:
+class LabelMixing(ABC):
     """Shared parts: the Beta(alpha, alpha) draw, the in-batch permutation and input checks."""
 
     name = "mixing"
@@ -46,8 +47,9 @@ class LabelMixing:
             raise DataError(f"{self.name}: expects one integer label per image, got labels of shape {tuple(y.shape)} for {x.shape[0]} images")
         return torch.randperm(x.shape[0], device=x.device)
 
+    @abstractmethod
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixOutput:
-        raise NotImplementedError
+        ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha:g})"

@@ -8,6 +8,7 @@ dataset free. ``FileImageDataset`` decodes on access with a :class:`~longtail.da
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 
 
-class ImageDataset(Dataset):
+class ImageDataset(Dataset, ABC):
     """A split: uint8 C x H x W images with int targets (-1 = unlabelled), ids, optional groups."""
 
     targets: np.ndarray
@@ -30,9 +31,9 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    @abstractmethod
     def load(self, i: int) -> torch.Tensor:
         """The stored (decoded, pre-processed) uint8 image ``i`` without ``sample_transform``."""
-        raise NotImplementedError
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = self.load(int(i))
@@ -40,8 +41,9 @@ class ImageDataset(Dataset):
             img = self.sample_transform(img)
         return img, int(self.targets[i])
 
+    @abstractmethod
     def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageDataset":
-        raise NotImplementedError
+        ...
 
     @property
     def channels(self) -> int:

@@ -7,6 +7,7 @@ Each is registered in ``TRANSFORMS`` with ``batched = False``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -15,14 +16,15 @@ from ..registry import TRANSFORMS
 from .decode import resize_uint8
 
 
-class SampleOp:
+class SampleOp(ABC):
     """Base for per-sample ops: one uint8 C x H x W tensor in, one out."""
 
     batched = False
     random = False
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        ...
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

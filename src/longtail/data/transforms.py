@@ -8,6 +8,7 @@ every image of the batch the same way. Randomness uses torch's global RNG (seede
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from ..config import Component
 
 
-class BatchOp:
+class BatchOp(ABC):
     """Base for batched ops; a single C x H x W image is treated as a batch of one."""
 
     batched = True
@@ -35,8 +36,9 @@ class BatchOp:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         return self.forward(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ...
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -19,6 +19,7 @@ coarse for the small probabilities these losses weight), and the returned scalar
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
@@ -33,7 +34,7 @@ ENLARGE_FACTOR = 30.0  # MBIT's fixed multiplier for the "enlarge" reduction
 ElementReduction = Literal["normal", "enlarge"]
 
 
-class LongTailLoss(nn.Module):
+class LongTailLoss(nn.Module, ABC):
     """Base class: ``forward(logits, targets, features=None, sample_weight=None) -> scalar``."""
 
     needs_features: bool = False
@@ -87,9 +88,9 @@ class LongTailLoss(nn.Module):
             features = features.float().flatten(1)
         return self.compute(logits.float(), targets, features, self._sample_weight(sample_weight, logits))
 
+    @abstractmethod
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:
         """The loss proper: float32 ``logits`` (N x C), long ``targets``, ``sample_weight`` (N,)."""
-        raise NotImplementedError
 
     @staticmethod
     def _sample_weight(sample_weight: torch.Tensor | float | None, logits: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ schedule says otherwise, so ``w_c = 1`` means "as much as an average class".
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,19 +18,26 @@ import numpy as np
 from ..errors import ConfigError
 from ..registry import WEIGHTS
 from .cdb import DifficultyWeights
-from .weighting import DynamicForm, as_counts, effective_number_weights, inverse_frequency_weights, normalize_to_sum, spbl_cost_vector
+from .weighting import (
+    DynamicForm,
+    as_counts,
+    effective_number_weights,
+    inverse_frequency_weights,
+    normalize_to_sum,
+    spbl_cost_vector,
+)
 
 
-class WeightSchedule:
+class WeightSchedule(ABC):
     """Base: built from ``class_counts`` and parameters; ``weights(epoch, max_epoch)`` per epoch."""
 
     def __init__(self, class_counts: Sequence[int] | np.ndarray) -> None:
         self.class_counts = as_counts(class_counts, f"class_weights '{type(self).__name__}'")
         self.num_classes = int(self.class_counts.size)
 
+    @abstractmethod
     def weights(self, epoch: int, max_epoch: int) -> np.ndarray | None:
         """Per-class weights for 1-based ``epoch`` of ``max_epoch``, or None for uniform."""
-        raise NotImplementedError
 
     def on_validation_end(self, per_class_accuracy: np.ndarray) -> None:
         """Validation feedback (per-class accuracy in [0, 1]); most schedules ignore it."""

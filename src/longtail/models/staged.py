@@ -8,6 +8,8 @@ parameters, so weight files in the original layout (torchvision, LDAM-DRW) still
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 from .dropblock import DropBlock2d
 
 
-class StagedBackbone(nn.Module):
+class StagedBackbone(nn.Module, ABC):
     """Base class: ``forward(x) -> N x feature_dim`` pooled features."""
 
     feature_dim: int
@@ -25,11 +27,13 @@ class StagedBackbone(nn.Module):
         super().__init__()
         self.drop_blocks = nn.ModuleList()
 
+    @abstractmethod
     def forward_stem(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def stages(self) -> list[nn.Module]:
-        raise NotImplementedError
+        ...
 
     def add_drop_blocks(self, prob: float, block_size: int = 5, steps: int = 0, count: int = 2) -> None:
         """Put a DropBlock after each of the last ``count`` stages (none when ``prob`` is 0)."""
