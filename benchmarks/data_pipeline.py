@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from doc_blocks import replace_block
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -100,16 +101,8 @@ def main() -> int:
     print(table)
     print(machine)
     if not args.no_docs:
-        doc = ROOT / "docs" / "data.md"
-        text = doc.read_text() if doc.is_file() else ""
-        start, end = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-        block = f"{start}\nCommand: `{command}`  \nMachine: {machine}  \nData: `cifar10_jpeg.tar.gz` and `ham10000_200x150.tar.gz` from the shared data folder (first {args.images} training images).\n\n{table}\n{end}"
-        if start in text and end in text:
-            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-        else:
-            text += "\n" + block + "\n"
-        doc.write_text(text)
-        print(f"updated {doc}")
+        body = f"Command: `{command}`  \nMachine: {machine}  \nData: `cifar10_jpeg.tar.gz` and `ham10000_200x150.tar.gz` from the shared data folder (first {args.images} training images).\n\n{table}"
+        print(f"updated {replace_block(ROOT / 'docs' / 'data.md', 'benchmark', body)}")
     return 0
 
 

@@ -30,3 +30,24 @@ def tiny_config(tmp_path: Path, name: str = "run", **sections: Any) -> dict[str,
         else:
             cfg[key] = value
     return cfg
+
+
+def decoupled_config(tmp_path: Path, name: str, **second_stage: Any) -> dict[str, Any]:
+    """Two stages of 2 epochs: plain representation learning, then ``second_stage`` (cRT, LWS, ...)."""
+    stage2 = {"name": name, "epochs": 2, **second_stage}
+    return tiny_config(tmp_path, name=name, stages=[{"name": "representation", "epochs": 2}, stage2])
+
+
+def weights_after_each_stop(cfg: dict[str, Any], stops: list[int | None]) -> tuple[Path, list[dict[str, Any]]]:
+    """Train, pausing after each epoch count in ``stops`` (None = to the end); the model state at every pause."""
+    import torch
+
+    import longtail
+    from longtail import rundir
+
+    run_dir = longtail.train(cfg, stop_after=stops[0]).run_dir
+    states = [torch.load(run_dir / rundir.LAST, weights_only=False)["model"]]
+    for stop in stops[1:]:
+        longtail.train(resume=run_dir, stop_after=stop)
+        states.append(torch.load(run_dir / rundir.LAST, weights_only=False)["model"])
+    return run_dir, states

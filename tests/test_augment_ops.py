@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from longtail.augment import COLOR_OPS, EXTRA_OPS, OPS, POLICIES, RAND_OPS, SHAPE_OPS, ModifiedRandAugment, RandAugment
-from longtail.augment import ops
+from longtail.augment import (
+    COLOR_OPS,
+    EXTRA_OPS,
+    OPS,
+    POLICIES,
+    RAND_OPS,
+    SHAPE_OPS,
+    ModifiedRandAugment,
+    RandAugment,
+    ops,
+)
 from longtail.errors import ConfigError, DataError
 from longtail.registry import TRANSFORMS
 

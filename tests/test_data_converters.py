@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from longtail.data.cli import add_commands
-from longtail.data.converters import convert_derm7pt, convert_isic2017, convert_isic2018, convert_isic2019, write_outputs
+from longtail.data.converters import (
+    convert_derm7pt,
+    convert_isic2017,
+    convert_isic2018,
+    convert_isic2019,
+    write_outputs,
+)
 from longtail.errors import DataError
 from longtail.registry import DATASETS
 

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from longtail.data.longtail import exp_counts, make_long_tailed, pareto_counts, step_counts
+from longtail.data.longtail import (
+    exp_counts,
+    make_long_tailed,
+    pareto_counts,
+    step_counts,
+)
 from longtail.data.splits import grouped_stratified_split, stratified_split
 from longtail.errors import DataError
 

@@ -6,8 +6,22 @@ import torch
 
 from longtail.config import Component
 from longtail.data import build_pipeline
-from longtail.data.preprocess import BorderCrop, CenterSquareCrop, GrayWorld, ResizeShortSide, ShadesOfGray
-from longtail.data.transforms import CenterCrop, ColorJitter, HFlip, RandomCrop, RandomResizedCrop, RandomRotation, VFlip
+from longtail.data.preprocess import (
+    BorderCrop,
+    CenterSquareCrop,
+    GrayWorld,
+    ResizeShortSide,
+    ShadesOfGray,
+)
+from longtail.data.transforms import (
+    CenterCrop,
+    ColorJitter,
+    HFlip,
+    RandomCrop,
+    RandomResizedCrop,
+    RandomRotation,
+    VFlip,
+)
 from longtail.errors import ConfigError
 from longtail.registry import TRANSFORMS
 

@@ -21,7 +21,7 @@ import longtail
 from longtail import api, rundir
 from longtail.errors import LongtailError
 
-from .helpers import tiny_config
+from .helpers import decoupled_config, tiny_config, weights_after_each_stop
 
 
 def model_state(run_dir: Path, which: str = rundir.LAST) -> dict[str, torch.Tensor]:
@@ -113,18 +113,8 @@ def test_resume_with_another_architecture_is_a_clear_error(tmp_path):
 
 
 def test_crt_second_stage_changes_only_the_head(tmp_path):
-    cfg = tiny_config(
-        tmp_path,
-        name="crt",
-        stages=[
-            {"name": "representation", "epochs": 2},
-            {"name": "crt", "epochs": 2, "freeze_backbone": True, "reinit_head": True, "sampler": {"name": "class_balanced"}},
-        ],
-    )
-    stage1 = longtail.train(cfg, stop_after=2).run_dir
-    before = {k: v.clone() for k, v in model_state(stage1).items()}
-    longtail.train(resume=stage1)
-    after = model_state(stage1)
+    cfg = decoupled_config(tmp_path, "crt", freeze_backbone=True, reinit_head=True, sampler={"name": "class_balanced"})
+    _, (before, after) = weights_after_each_stop(cfg, [2, None])
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("head.") for k in changed), changed
 

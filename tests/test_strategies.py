@@ -16,11 +16,7 @@ from longtail.errors import ConfigError
 from longtail.losses.cdb import CDBCrossEntropy
 from longtail.models import build_model
 
-from .helpers import tiny_config
-
-
-def checkpoint(run_dir: Path, which: str = rundir.LAST) -> dict:
-    return torch.load(run_dir / which, weights_only=False)
+from .helpers import decoupled_config, tiny_config, weights_after_each_stop
 
 
 def metrics_rows(run_dir: Path) -> list[dict]:
@@ -61,18 +57,9 @@ def test_cdb_weights_follow_each_validation(tmp_path, monkeypatch):
 
 
 def test_lws_stage_learns_only_the_scales_and_predicts(tmp_path):
-    cfg = tiny_config(
-        tmp_path,
-        name="lws",
-        stages=[
-            {"name": "representation", "epochs": 2},
-            {"name": "lws", "epochs": 2, "freeze_backbone": True, "head": "lws", "sampler": {"name": "class_balanced"}},
-        ],
-    )
-    first = longtail.train(cfg, stop_after=2).run_dir
-    before = checkpoint(first)["model"]
-    result = longtail.train(resume=first)
-    after = checkpoint(first)["model"]
+    cfg = decoupled_config(tmp_path, "lws", freeze_backbone=True, head="lws", sampler={"name": "class_balanced"})
+    first, (before, after) = weights_after_each_stop(cfg, [2, None])
+    results = json.loads((first / rundir.RESULTS).read_text())
     assert set(after) - set(before) == {"head.scales"}
     torch.testing.assert_close(after["head.weight"], before["head.weight"])  # the linear head, now frozen
     for key in before:
@@ -80,9 +67,9 @@ def test_lws_stage_learns_only_the_scales_and_predicts(tmp_path):
             torch.testing.assert_close(after[key], before[key], msg=key)
     assert not torch.allclose(after["head.scales"], torch.ones(10))
     # the LWS model comes back from disk and serves predictions
-    model = api.load_model(first, api.load_run_config(first), 10, 1, result.results["train_counts"], torch.device("cpu"))
+    model = api.load_model(first, api.load_run_config(first), 10, 1, results["train_counts"], torch.device("cpu"))
     assert model.head_kind == "lws"
-    assert 0.0 <= result.results["test"]["balanced_accuracy"] <= 1.0
+    assert 0.0 <= results["test"]["balanced_accuracy"] <= 1.0
 
 
 def test_trainable_fraction_stage_freezes_the_first_tensors_then_releases_them(tmp_path):
@@ -95,12 +82,7 @@ def test_trainable_fraction_stage_freezes_the_first_tensors_then_releases_them(t
             {"name": "all", "epochs": 1},
         ],
     )
-    run = longtail.train(cfg, stop_after=1).run_dir
-    state1 = checkpoint(run)["model"]
-    longtail.train(resume=run, stop_after=2)
-    state2 = checkpoint(run)["model"]
-    longtail.train(resume=run)
-    state3 = checkpoint(run)["model"]
+    run, (state1, state2, state3) = weights_after_each_stop(cfg, [1, 2, None])
     params = [n for n, _ in build_model(api.load_run_config(run).model, 10, 1).named_parameters()]
     frozen = params[: len(params) // 2]
     assert all(torch.equal(state1[n], state2[n]) for n in frozen)

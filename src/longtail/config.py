@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError, did_you_mean
 
@@ -403,7 +410,15 @@ def _model_of(annotation: Any) -> Any:
 def check_components(cfg: Config, source: str = "<dict>") -> None:
     """Check every ``{name, **kwargs}`` entry against its registry (unknown name, bad kwarg)."""
     from . import components  # noqa: F401  (imports every module that registers something)
-    from .registry import LOSSES, METHODS, MODELS, SAMPLERS, TRANSFORMS, WEIGHTS, DATASETS
+    from .registry import (
+        DATASETS,
+        LOSSES,
+        METHODS,
+        MODELS,
+        SAMPLERS,
+        TRANSFORMS,
+        WEIGHTS,
+    )
 
     def check(registry: Any, comp: Component | None, where: str, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         if comp is None:

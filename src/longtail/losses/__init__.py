@@ -17,10 +17,30 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..registry import LOSSES, WEIGHTS
-from . import cce, cdb, ce, class_balanced, eql, focal, ghm, hml, ib, ldam, low, mwnl, weights  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    cce,
+    cdb,
+    ce,
+    class_balanced,
+    eql,
+    focal,
+    ghm,
+    hml,
+    ib,
+    ldam,
+    low,
+    mwnl,
+    weights,
+)
 from .base import LongTailLoss
+from .weighting import (
+    cdb_weights,
+    dynamic_tau,
+    effective_number_weights,
+    inverse_frequency_weights,
+    spbl_cost_vector,
+)
 from .weights import WeightSchedule
-from .weighting import cdb_weights, dynamic_tau, effective_number_weights, inverse_frequency_weights, spbl_cost_vector
 
 __all__ = [
     "LongTailLoss",

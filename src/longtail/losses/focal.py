@@ -10,7 +10,12 @@ import torch
 from ..errors import ConfigError
 from ..registry import LOSSES
 from .base import ElementReduction, LongTailLoss, check_choice, check_non_negative
-from .functional import ldam_margins, sigmoid_focal_elements, softmax_focal_terms, subtract_target_margin
+from .functional import (
+    ldam_margins,
+    sigmoid_focal_elements,
+    softmax_focal_terms,
+    subtract_target_margin,
+)
 
 
 @LOSSES.register("focal")

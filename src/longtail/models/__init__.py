@@ -11,7 +11,12 @@ from .dropblock import DropBlock2d, drop_block
 from .heads import CosineHead, LinearHead, LWSHead, log_prior, make_head, tau_normalize
 from .resnet import BasicBlock, ResNet
 from .staged import StagedBackbone, global_pool
-from .weights import adapt_conv_weight, load_backbone_weights, load_checkpoint_weights, read_weights_file
+from .weights import (
+    adapt_conv_weight,
+    load_backbone_weights,
+    load_checkpoint_weights,
+    read_weights_file,
+)
 
 __all__ = [
     "BBNClassifier",

@@ -42,7 +42,21 @@ def log_prior(class_counts: Sequence[int] | np.ndarray) -> Tensor:
     return torch.from_numpy(np.log(counts / counts.sum())).float()
 
 
-class LinearHead(nn.Module):
+class ClassVectorHead(nn.Module):
+    """A head holding one weight vector per class (``weight``: classes x features)."""
+
+    weight: Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+
+class LinearHead(ClassVectorHead):
     """``W x + b`` with ``b`` zero, the log class prior, or absent."""
 
     def __init__(
@@ -66,14 +80,6 @@ class LinearHead(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_classes)) if bias != "none" else None
         self.reset_parameters()
 
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
-
     def reset_parameters(self) -> None:
         """nn.Linear's weight init; bias as configured (cRT re-initialises the head with this)."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -92,7 +98,7 @@ class LinearHead(nn.Module):
         return f"in_features={self.in_features}, num_classes={self.num_classes}, bias={self.bias_mode}"
 
 
-class CosineHead(nn.Module):
+class CosineHead(ClassVectorHead):
     """Cosine similarity of normalised features and normalised class weights, in [-1, 1].
 
     LDAM-DRW's ``NormedLinear``: no bias and no scale; the margin loss multiplies by s.
@@ -102,14 +108,6 @@ class CosineHead(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
         self.reset_parameters()
-
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
 
     def reset_parameters(self) -> None:
         # LDAM draws U(-1, 1) and renormalises each class vector; only the direction matters
@@ -124,7 +122,7 @@ class CosineHead(nn.Module):
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
 
-class LWSHead(nn.Module):
+class LWSHead(ClassVectorHead):
     """Learnable weight scaling: ``s_c * (w_c . x) + b_c`` with ``w``, ``b`` frozen, ``s`` learnt.
 
     Built from a trained :class:`LinearHead`; the scales start at 1, so before training it
@@ -142,14 +140,6 @@ class LWSHead(nn.Module):
         self.bias_mode = linear.bias_mode
         self.class_counts = linear.class_counts
         self.scales = nn.Parameter(torch.ones(linear.num_classes, device=linear.weight.device, dtype=linear.weight.dtype))
-
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def in_features(self) -> int:
-        return self.weight.shape[1]
 
     def reset_parameters(self) -> None:
         """Back to scales of 1 (the frozen linear head it was built from)."""

@@ -9,7 +9,7 @@ datasets at native size; ``build_data`` re-decodes or caches them with the confi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,20 +45,19 @@ class Source:
 
 
 def require_file(path: str | Path | None, what: str, key: str) -> Path:
-    if path is None:
-        raise DataError(f"{what} is not set; set data.source.{key}")
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} '{p}' not found; set data.source.{key} to an existing file (paths are relative to the current directory)")
-    return p
+    return _require(path, what, key, Path.is_file, "not found", "an existing file")
 
 
 def require_dir(path: str | Path | None, what: str, key: str) -> Path:
+    return _require(path, what, key, Path.is_dir, "not found or not a folder", "an existing folder")
+
+
+def _require(path: str | Path | None, what: str, key: str, exists: Callable[[Path], bool], problem: str, wanted: str) -> Path:
     if path is None:
         raise DataError(f"{what} is not set; set data.source.{key}")
     p = Path(path)
-    if not p.is_dir():
-        raise DataError(f"{what} '{p}' not found or not a folder; set data.source.{key} to an existing folder (paths are relative to the current directory)")
+    if not exists(p):
+        raise DataError(f"{what} '{p}' {problem}; set data.source.{key} to {wanted} (paths are relative to the current directory)")
     return p
 
 
