@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -46,6 +48,12 @@ def test_grid_runs_summarises_and_skips_finished_cells(tmp_path, capsys):
     assert mean == pytest.approx(statistics.mean(ce)) and std == pytest.approx(statistics.stdev(ce))
     md = (tmp_path / "results" / "digits.md").read_text()
     assert "±" in md and "balanced_softmax" in md
+    # the validation score (what selects a method) is the run's own, and the table says where it ran
+    for r in table:
+        res = json.loads((Path(r["run_dir"]) / "results.json").read_text())
+        assert float(r["val_balanced_accuracy"]) == pytest.approx(res["val"]["balanced_accuracy"])
+    env = json.loads((Path(table[0]["run_dir"]) / "environment.json").read_text())
+    assert f"git revision: {str(env['git_revision'])[:12]}" in md and f"torch: {env['packages']['torch']}" in md
 
     # a rerun touches nothing: every cell's results.json keeps its mtime
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/results.json")}

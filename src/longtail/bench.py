@@ -32,8 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import rundir
 from .errors import ConfigError, LongtailError
 
-COLUMNS = ["dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece", "train_seconds", "epochs", "best_epoch", "run_dir"]
-SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece"]
+COLUMNS = [
+    "dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece",
+    "val_balanced_accuracy", "train_seconds", "epochs", "best_epoch", "run_dir",
+]
+SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece", "val_balanced_accuracy"]
 
 
 class MethodSpec(BaseModel):
@@ -107,7 +110,19 @@ def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool) -
         if col in metrics:
             row[col] = metrics[col]
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
+    row["val_balanced_accuracy"] = validation_score(res, posthoc)
     return row
+
+
+def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
+    """Validation balanced accuracy of what the row reports (after the post-hoc correction when it is used).
+
+    This, never a test number, is what picks "the best recipe" of a grid.
+    """
+    chosen = res.get("posthoc", {}).get("logit_adjust") or res.get("posthoc", {}).get("tau_norm")
+    if posthoc and chosen and chosen.get("metric") == "balanced_accuracy":
+        return chosen.get("val_score")
+    return res.get("val", {}).get("balanced_accuracy")
 
 
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
@@ -185,10 +200,30 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
     summary = summarise(rows)
     table = format_summary(summary)
-    csv_path.with_suffix(".md").write_text(f"# {spec.name}\n\nMean ± sample std over seeds; test split, best validation checkpoint.\n\n{table}\n")
+    provenance = describe_provenance(rows)
+    csv_path.with_suffix(".md").write_text(
+        f"# {spec.name}\n\nMean ± sample std over seeds; test split, best validation checkpoint "
+        f"(val_balanced_accuracy: the validation score, which is what selects among methods).\n\n{table}\n\n{provenance}\n"
+    )
     csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html')}</body></html>")
     print(table)
     print(f"\nrows: {csv_path}  summary: {csv_path.with_suffix('.md')}")
+
+
+def describe_provenance(rows: list[dict[str, Any]]) -> str:
+    """Commits, package versions, machines and commands of the runs behind a table (from environment.json)."""
+    seen: dict[str, set[str]] = {"git revision": set(), "torch": set(), "machine": set(), "command": set()}
+    for r in rows:
+        env_file = Path(r["run_dir"]) / "environment.json"
+        if not env_file.is_file():
+            continue
+        env = rundir.read_json(env_file)
+        m = env.get("machine", {})
+        seen["git revision"].add(str(env.get("git_revision") or "unknown")[:12])
+        seen["torch"].add(str(env.get("packages", {}).get("torch")))
+        seen["machine"].add(f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}")
+        seen["command"].add(str(env.get("command")))
+    return "\n".join(f"- {k}: {'; '.join(sorted(v))}" for k, v in seen.items() if v)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
