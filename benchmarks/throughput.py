@@ -1,0 +1,133 @@
+"""Images/s of longtail's full training loop against the model's compute-only rate, and of the data pipeline alone.
+
+    python benchmarks/throughput.py [--threads 2] [--max-per-class 300] [--no-docs]
+
+For each setup (ResNet-32 at 32 px on CIFAR-10-LT, torchvision ResNet-18 at 64 px on HAM10000):
+(a) full loop: ``longtail.train`` for 2 epochs on a capped training split; the rate is the second
+    epoch's ``images_per_second`` from metrics.jsonl (batching from the tensor cache, sampler,
+    augmentation, forward, loss, backward, optimizer step and per-batch loss accounting; the
+    per-epoch validation and checkpoint writes are outside it);
+(b) compute-only: the same model, loss, optimizer and batch size on a synthetic tensor already in
+    memory (forward, loss, backward, optimizer step), after warm-up;
+(c) data pipeline alone: the same sampler, batching and augmentation without a model.
+Writes the table between markers in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from doc_blocks import replace_block
+
+import longtail
+from longtail.config import load_config
+from longtail.data import build_data, build_pipeline
+from longtail.engine import default_step, iterate_batches
+from longtail.losses import build_loss
+from longtail.models import build_model
+from longtail.optim import build_optimizer
+from longtail.samplers import build_sampler
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUPS = {
+    "ResNet-32 @ 32 px, CIFAR-10-LT": ("configs/cifar10_lt/ce.yaml", []),
+    "ResNet-18 (torchvision) @ 64 px, HAM10000": ("configs/ham10000/ce.yaml", ["model.name=torchvision", "model.arch=resnet18"]),
+}
+
+
+def common_overrides(args: argparse.Namespace, out: Path) -> list[str]:
+    return [
+        f"output_dir={out}", "train.epochs=2", "train.progress=false", f"train.threads={args.threads}",
+        f"data.max_per_class={args.max_per_class}", "schedule.warmup_epochs=0",
+    ]
+
+
+def full_loop_rate(config: str, overrides: list[str]) -> float:
+    """Second-epoch images/s of a real ``longtail.train`` run (the first epoch pays one-off warm-up)."""
+    run_dir = longtail.train(config, overrides).run_dir
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return float(rows[-1]["images_per_second"])
+
+
+def compute_only_rate(config: str, overrides: list[str], batches: int, warmup: int = 3) -> float:
+    """Forward + loss + backward + optimizer step on one synthetic batch, same model/loss/optimizer."""
+    cfg = load_config(config, overrides)
+    bundle = build_data(cfg.data, seed=cfg.seed)
+    model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts)
+    loss_fn = build_loss(cfg.loss, bundle.train_counts)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    pipe = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
+    x0, _ = next(iter(iterate_batches(bundle.train, range(1), 1, 0, seed=0)))
+    x = torch.randn((cfg.data.batch_size, *pipe.batch(x0).shape[1:]), dtype=torch.float32)  # the model's input shape
+    y = torch.randint(0, bundle.num_classes, (x.shape[0],))
+    model.train()
+    t = 0.0
+    for i in range(warmup + batches):
+        if i == warmup:
+            t = time.perf_counter()
+        loss = default_step(model, x, y, loss_fn)  # the engine's own step
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return batches * x.shape[0] / (time.perf_counter() - t)
+
+
+def data_only_rate(config: str, overrides: list[str]) -> float:
+    """Sampler + batching from the cache + the training augmentation, no model."""
+    cfg = load_config(config, overrides)
+    bundle = build_data(cfg.data, seed=cfg.seed)
+    pipe = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
+    bundle.train.sample_transform = pipe.sample
+    sampler = build_sampler(cfg.sampler, np.asarray(bundle.train.targets), cfg.seed)
+    for epoch in range(2):  # report the second pass, like the full loop
+        sampler.set_epoch(epoch)
+        n, t = 0, time.perf_counter()
+        for x, _ in iterate_batches(bundle.train, sampler, cfg.data.batch_size, cfg.data.num_workers, seed=epoch, drop_last=True):
+            n += pipe.batch(x).shape[0]
+        rate = n / (time.perf_counter() - t)
+    return rate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-per-class", type=int, default=300, help="cap on training images per class (epoch length)")
+    ap.add_argument("--batches", type=int, default=15, help="timed compute-only batches")
+    ap.add_argument("--no-docs", action="store_true", help="print only, do not update docs/benchmarks.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, (config, extra)) in enumerate(SETUPS.items()):
+            overrides = [*extra, *common_overrides(args, Path(tmp) / str(i))]
+            full = full_loop_rate(str(ROOT / config), overrides)
+            compute = compute_only_rate(str(ROOT / config), overrides, args.batches)
+            data = data_only_rate(str(ROOT / config), overrides)
+            rows.append((name, full, compute, data))
+            print(f"{name}: full loop {full:,.0f} img/s, compute-only {compute:,.0f} img/s, data alone {data:,.0f} img/s", flush=True)
+    lines = [
+        "| setup | full loop, img/s | compute-only, img/s | full / compute | data pipeline alone, img/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(f"| {n} | {f:,.0f} | {c:,.0f} | {f / c:.0%} | {d:,.0f} |" for n, f, c, d in rows),
+    ]
+    table = "\n".join(lines)
+    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {args.threads} torch threads, {sys.platform}, torch {torch.__version__}, CPU only, batch 128"
+    command = f"python benchmarks/throughput.py --threads {args.threads} --max-per-class {args.max_per_class} --batches {args.batches}"
+    print(table)
+    print(machine)
+    if not args.no_docs:
+        block = f"Command: `{command}`  \nMachine: {machine}  \nData: CIFAR-10-LT (JPEG copy) and HAM10000 from the shared data folder, training splits capped at {args.max_per_class} images per class.\n\n{table}"
+        print(f"updated {replace_block(ROOT / 'docs' / 'benchmarks.md', 'throughput', block)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
