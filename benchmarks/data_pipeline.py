@@ -13,13 +13,11 @@ the one-off decode cost is printed separately. Writes the table into docs/data.m
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
-from doc_blocks import replace_block
+from doc_blocks import machine_line, markdown_table, print_and_publish
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
@@ -91,18 +89,14 @@ def main() -> int:
                Component(name="vflip"), Component(name="color_jitter", brightness=0.2, contrast=0.2, saturation=0.2)],
               args.images, args.batch),
     ]
-    head = "| data | images | (a) PIL decode + per-sample augment, img/s | (b) cached uint8 + batched augment, img/s | speed-up | cache load/build, s |"
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(f"| {r['data']} | {r['images']} | {r['pil']:,.0f} | {r['cached']:,.0f} | {r['cached'] / r['pil']:.1f}x | {r['warm']:.1f} |")
-    table = "\n".join(lines)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, {sys.platform}, torch {torch.__version__}, CPU only"
+    table = markdown_table(
+        ["data", "images", "(a) PIL decode + per-sample augment, img/s", "(b) cached uint8 + batched augment, img/s", "speed-up", "cache load/build, s"],
+        [[r["data"], str(r["images"]), f"{r['pil']:,.0f}", f"{r['cached']:,.0f}", f"{r['cached'] / r['pil']:.1f}x", f"{r['warm']:.1f}"] for r in rows],
+    )
+    machine = machine_line(torch.get_num_threads())
     command = f"python benchmarks/data_pipeline.py --images {args.images} --batch {args.batch} --threads {args.threads}"
-    print(table)
-    print(machine)
-    if not args.no_docs:
-        body = f"Command: `{command}`  \nMachine: {machine}  \nData: `cifar10_jpeg.tar.gz` and `ham10000_200x150.tar.gz` from the shared data folder (first {args.images} training images).\n\n{table}"
-        print(f"updated {replace_block(ROOT / 'docs' / 'data.md', 'benchmark', body)}")
+    data = f"`cifar10_jpeg.tar.gz` and `ham10000_200x150.tar.gz` from the shared data folder (first {args.images} training images)."
+    print_and_publish(table, machine, command, data, ROOT / "docs" / "data.md", "benchmark", write=not args.no_docs)
     return 0
 
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from doc_blocks import replace_block
+from doc_blocks import machine_line, markdown_table, print_and_publish
 
 import longtail
 from longtail.config import load_config
@@ -113,19 +111,14 @@ def main() -> int:
             data = data_only_rate(str(ROOT / config), overrides)
             rows.append((name, full, compute, data))
             print(f"{name}: full loop {full:,.0f} img/s, compute-only {compute:,.0f} img/s, data alone {data:,.0f} img/s", flush=True)
-    lines = [
-        "| setup | full loop, img/s | compute-only, img/s | full / compute | data pipeline alone, img/s |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *(f"| {n} | {f:,.0f} | {c:,.0f} | {f / c:.0%} | {d:,.0f} |" for n, f, c, d in rows),
-    ]
-    table = "\n".join(lines)
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, {args.threads} torch threads, {sys.platform}, torch {torch.__version__}, CPU only, batch 128"
+    table = markdown_table(
+        ["setup", "full loop, img/s", "compute-only, img/s", "full / compute", "data pipeline alone, img/s"],
+        [[n, f"{f:,.0f}", f"{c:,.0f}", f"{f / c:.0%}", f"{d:,.0f}"] for n, f, c, d in rows],
+    )
+    machine = machine_line(args.threads, ", batch 128")
     command = f"python benchmarks/throughput.py --threads {args.threads} --max-per-class {args.max_per_class} --batches {args.batches}"
-    print(table)
-    print(machine)
-    if not args.no_docs:
-        block = f"Command: `{command}`  \nMachine: {machine}  \nData: CIFAR-10-LT (JPEG copy) and HAM10000 from the shared data folder, training splits capped at {args.max_per_class} images per class.\n\n{table}"
-        print(f"updated {replace_block(ROOT / 'docs' / 'benchmarks.md', 'throughput', block)}")
+    data = f"CIFAR-10-LT (JPEG copy) and HAM10000 from the shared data folder, training splits capped at {args.max_per_class} images per class."
+    print_and_publish(table, machine, command, data, ROOT / "docs" / "benchmarks.md", "throughput", write=not args.no_docs)
     return 0
 
 
