@@ -19,7 +19,9 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,16 +57,31 @@ def full_loop_rate(config: str, overrides: list[str]) -> float:
     return float(rows[-1]["images_per_second"])
 
 
-def compute_only_rate(config: str, overrides: list[str], batches: int, warmup: int = 3) -> float:
-    """Forward + loss + backward + optimizer step on one synthetic batch, same model/loss/optimizer."""
+@dataclass
+class Prepared:
+    """The config, data bundle and training pipeline of one setup, built once for both measurements."""
+
+    cfg: Any
+    bundle: Any
+    pipe: Any
+
+
+def prepare(config: str, overrides: list[str]) -> Prepared:
     cfg = load_config(config, overrides)
     bundle = build_data(cfg.data, seed=cfg.seed)
+    pipe = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
+    bundle.train.sample_transform = pipe.sample
+    return Prepared(cfg, bundle, pipe)
+
+
+def compute_only_rate(setup: Prepared, batches: int, warmup: int = 3) -> float:
+    """Forward + loss + backward + optimizer step on one synthetic batch, same model/loss/optimizer."""
+    cfg, bundle = setup.cfg, setup.bundle
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts)
     loss_fn = build_loss(cfg.loss, bundle.train_counts)
     optimizer = build_optimizer(model, cfg.optimizer)
-    pipe = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
     x0, _ = next(iter(iterate_batches(bundle.train, range(1), 1, 0, seed=0)))
-    x = torch.randn((cfg.data.batch_size, *pipe.batch(x0).shape[1:]), dtype=torch.float32)  # the model's input shape
+    x = torch.randn((cfg.data.batch_size, *setup.pipe.batch(x0).shape[1:]), dtype=torch.float32)  # the model's input shape
     y = torch.randint(0, bundle.num_classes, (x.shape[0],))
     model.train()
     t = 0.0
@@ -78,18 +95,16 @@ def compute_only_rate(config: str, overrides: list[str], batches: int, warmup: i
     return batches * x.shape[0] / (time.perf_counter() - t)
 
 
-def data_only_rate(config: str, overrides: list[str]) -> float:
-    """Sampler + batching from the cache + the training augmentation, no model."""
-    cfg = load_config(config, overrides)
-    bundle = build_data(cfg.data, seed=cfg.seed)
-    pipe = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
-    bundle.train.sample_transform = pipe.sample
+def data_only_rate(setup: Prepared) -> float:
+    """Sampler + batching from the cache + the training augmentation, no model (drop_last as the engine does)."""
+    cfg, bundle = setup.cfg, setup.bundle
     sampler = build_sampler(cfg.sampler, np.asarray(bundle.train.targets), cfg.seed)
+    batch = cfg.data.batch_size
     for epoch in range(2):  # report the second pass, like the full loop
         sampler.set_epoch(epoch)
         n, t = 0, time.perf_counter()
-        for x, _ in iterate_batches(bundle.train, sampler, cfg.data.batch_size, cfg.data.num_workers, seed=epoch, drop_last=True):
-            n += pipe.batch(x).shape[0]
+        for x, _ in iterate_batches(bundle.train, sampler, batch, cfg.data.num_workers, seed=epoch, drop_last=len(sampler) > batch):
+            n += setup.pipe.batch(x).shape[0]
         rate = n / (time.perf_counter() - t)
     return rate
 
@@ -107,8 +122,9 @@ def main() -> int:
         for i, (name, (config, extra)) in enumerate(SETUPS.items()):
             overrides = [*extra, *common_overrides(args, Path(tmp) / str(i))]
             full = full_loop_rate(str(ROOT / config), overrides)
-            compute = compute_only_rate(str(ROOT / config), overrides, args.batches)
-            data = data_only_rate(str(ROOT / config), overrides)
+            setup = prepare(str(ROOT / config), overrides)
+            compute = compute_only_rate(setup, args.batches)
+            data = data_only_rate(setup)
             rows.append((name, full, compute, data))
             print(f"{name}: full loop {full:,.0f} img/s, compute-only {compute:,.0f} img/s, data alone {data:,.0f} img/s", flush=True)
     table = markdown_table(
