@@ -1,6 +1,6 @@
 """Images/s of longtail's full training loop against the model's compute-only rate, and of the data pipeline alone.
 
-    python benchmarks/throughput.py [--threads 2] [--max-per-class 300] [--no-docs]
+    python benchmarks/throughput.py [--threads 2] [--max-per-class 300] [--repeats 3] [--no-docs]
 
 For each setup (ResNet-32 at 32 px on CIFAR-10-LT, torchvision ResNet-18 at 64 px on HAM10000):
 (a) full loop: ``longtail.train`` for 2 epochs on a capped training split; the rate is the second
@@ -10,6 +10,8 @@ For each setup (ResNet-32 at 32 px on CIFAR-10-LT, torchvision ResNet-18 at 64 p
 (b) compute-only: the same model, loss, optimizer and batch size on a synthetic tensor already in
     memory (forward, loss, backward, optimizer step), after warm-up;
 (c) data pipeline alone: the same sampler, batching and augmentation without a model.
+(a) and (b) alternate ``--repeats`` times and the table gives the medians, with the range of the
+per-repeat full/compute ratio: on a shared VM one measurement can be off by 10% or more.
 Writes the table between markers in docs/benchmarks.md.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -52,7 +55,7 @@ def common_overrides(args: argparse.Namespace, out: Path) -> list[str]:
 
 def full_loop_rate(config: str, overrides: list[str]) -> float:
     """Second-epoch images/s of a real ``longtail.train`` run (the first epoch pays one-off warm-up)."""
-    run_dir = longtail.train(config, overrides).run_dir
+    run_dir = longtail.train(config, overrides, overwrite=True).run_dir
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return float(rows[-1]["images_per_second"])
 
@@ -114,6 +117,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-per-class", type=int, default=300, help="cap on training images per class (epoch length)")
     ap.add_argument("--batches", type=int, default=15, help="timed compute-only batches")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating full-loop / compute-only measurements; the table gives medians")
     ap.add_argument("--no-docs", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,18 +125,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, (config, extra)) in enumerate(SETUPS.items()):
             overrides = [*extra, *common_overrides(args, Path(tmp) / str(i))]
-            full = full_loop_rate(str(ROOT / config), overrides)
             setup = prepare(str(ROOT / config), overrides)
-            compute = compute_only_rate(setup, args.batches)
+            fulls, computes = [], []
+            for repeat in range(args.repeats):  # alternate, so drift in the VM's speed hits both alike
+                fulls.append(full_loop_rate(str(ROOT / config), overrides))
+                computes.append(compute_only_rate(setup, args.batches))
+                print(f"{name}, repeat {repeat + 1}: full loop {fulls[-1]:,.0f} img/s, compute-only {computes[-1]:,.0f} img/s", flush=True)
             data = data_only_rate(setup)
-            rows.append((name, full, compute, data))
-            print(f"{name}: full loop {full:,.0f} img/s, compute-only {compute:,.0f} img/s, data alone {data:,.0f} img/s", flush=True)
+            ratios = [f / c for f, c in zip(fulls, computes)]
+            rows.append((name, statistics.median(fulls), statistics.median(computes), min(ratios), max(ratios), data))
+            print(f"{name}: data alone {data:,.0f} img/s", flush=True)
     table = markdown_table(
-        ["setup", "full loop, img/s", "compute-only, img/s", "full / compute", "data pipeline alone, img/s"],
-        [[n, f"{f:,.0f}", f"{c:,.0f}", f"{f / c:.0%}", f"{d:,.0f}"] for n, f, c, d in rows],
+        ["setup", "full loop, img/s", "compute-only, img/s", "full / compute", f"full / compute, range over {args.repeats}", "data pipeline alone, img/s"],
+        [[n, f"{f:,.0f}", f"{c:,.0f}", f"{f / c:.0%}", f"{lo:.0%} to {hi:.0%}", f"{d:,.0f}"] for n, f, c, lo, hi, d in rows],
     )
     machine = machine_line(args.threads, ", batch 128")
-    command = f"python benchmarks/throughput.py --threads {args.threads} --max-per-class {args.max_per_class} --batches {args.batches}"
+    command = f"python benchmarks/throughput.py --threads {args.threads} --max-per-class {args.max_per_class} --batches {args.batches} --repeats {args.repeats}"
     data = f"CIFAR-10-LT (JPEG copy) and HAM10000 from the shared data folder, training splits capped at {args.max_per_class} images per class."
     print_and_publish(table, machine, command, data, ROOT / "docs" / "benchmarks.md", "throughput", write=not args.no_docs)
     return 0

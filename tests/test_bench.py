@@ -84,3 +84,17 @@ def test_interrupted_cell_is_resumed_not_restarted(tmp_path):
     bench.run(spec, only=["ce"], seeds=[0])
     lines = rundir.read_jsonl(run_dir / rundir.METRICS)
     assert lines[0] == first_line and [r["epoch"] for r in lines] == [1, 2]
+
+
+def test_one_seed_has_no_spread_and_several_seeds_use_the_sample_std():
+    rows = [
+        {"dataset": "d", "method": "ce", "seed": 0, "balanced_accuracy": 0.5, "train_seconds": 10.0},
+        {"dataset": "d", "method": "ldam", "seed": 0, "balanced_accuracy": 0.25, "train_seconds": 12.0},
+        {"dataset": "d", "method": "ldam", "seed": 1, "balanced_accuracy": 0.75, "train_seconds": 14.0},
+    ]
+    summary = {e["method"]: e for e in bench.summarise(rows)}
+    assert summary["ce"]["balanced_accuracy"] == (0.5, None)
+    assert summary["ldam"]["balanced_accuracy"] == pytest.approx((0.5, statistics.stdev([0.25, 0.75])))
+    lines = {line.split(" | ")[1]: line for line in bench.format_summary(list(summary.values())).splitlines()[2:]}
+    assert "| 0.5000 |" in lines["ce"] and "±" not in lines["ce"] and "| 10.0 |" in lines["ce"]
+    assert "| 0.5000 ± 0.3536 |" in lines["ldam"] and "| 13.0 ± 1.4 |" in lines["ldam"]

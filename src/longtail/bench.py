@@ -149,11 +149,11 @@ def collect(spec: BenchSpec) -> list[dict[str, Any]]:
     return rows
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value: one seed has no spread to report)."""
     n = len(values)
     mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return mean, std
 
 
@@ -179,7 +179,9 @@ def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown") -> str:
     def cell(e: dict[str, Any], h: str) -> str:
         v = e.get(h)
         if isinstance(v, tuple):
-            return f"{v[0]:.1f} ± {v[1]:.1f}" if h == "train_seconds" else f"{v[0]:.4f} ± {v[1]:.4f}"
+            digits = 1 if h == "train_seconds" else 4
+            mean, std = v
+            return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
         return "n/a" if v is None else str(v)
 
     if fmt == "html":
@@ -202,7 +204,7 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
     table = format_summary(summary)
     provenance = describe_provenance(rows)
     csv_path.with_suffix(".md").write_text(
-        f"# {spec.name}\n\nMean ± sample std over seeds; test split, best validation checkpoint "
+        f"# {spec.name}\n\nMean ± sample std over seeds (the mean alone for one seed); test split, best validation checkpoint "
         f"(val_balanced_accuracy: the validation score, which is what selects among methods).\n\n{table}\n\n{provenance}\n"
     )
     csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html')}</body></html>")
