@@ -52,7 +52,7 @@ def test_grid_runs_summarises_and_skips_finished_cells(tmp_path, capsys):
     for r in table:
         res = json.loads((Path(r["run_dir"]) / "results.json").read_text())
         assert float(r["val_balanced_accuracy"]) == pytest.approx(res["val"]["balanced_accuracy"])
-    env = json.loads((Path(table[0]["run_dir"]) / "environment.json").read_text())
+    env = json.loads((Path(table[0]["run_dir"]) / rundir.ENVIRONMENT).read_text())
     assert f"git revision: {str(env['git_revision'])[:12]}" in md and f"torch: {env['packages']['torch']}" in md
 
     # a rerun touches nothing: every cell's results.json keeps its mtime

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import html
-import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -151,10 +151,7 @@ def collect(spec: BenchSpec) -> list[dict[str, Any]]:
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value: one seed has no spread to report)."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return mean, std
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,7 +213,7 @@ def describe_provenance(rows: list[dict[str, Any]]) -> str:
     """Commits, package versions, machines and commands of the runs behind a table (from environment.json)."""
     seen: dict[str, set[str]] = {"git revision": set(), "torch": set(), "machine": set(), "command": set()}
     for r in rows:
-        env_file = Path(r["run_dir"]) / "environment.json"
+        env_file = Path(r["run_dir"]) / rundir.ENVIRONMENT
         if not env_file.is_file():
             continue
         env = rundir.read_json(env_file)
