@@ -54,7 +54,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         # deterministic mode also NaN-fills every new tensor (a debugging aid for kernels that read
-        # uninitialised memory, which ours do not): about 5% of a CPU training step, for no change in results
+        # uninitialised memory, which ours do not): about 4 points of a CPU step's time in
+        # benchmarks/profile_loop.py, for no change in results
         torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False
 
