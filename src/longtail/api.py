@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -87,26 +86,43 @@ def train(
     rundir.write_json(run_dir / DATA_META, _data_meta(bundle))
 
     device = select_device(cfg.train.device)
+    if cfg.spbl is not None:
+        return _train_spbl(cfg, run_dir, bundle, device, resume is not None, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
     trainer = Trainer(cfg, run_dir, bundle, model, device)
     resume_state = torch.load(run_dir / rundir.LAST, map_location=device, weights_only=False) if resume is not None else None
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, run_dir / rundir.LAST)
-        _truncate_metrics(run_dir, resume_state["progress"]["global_epoch"])
+        rundir.truncate_metrics(run_dir, resume_state["progress"]["global_epoch"])
     trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
     if trainer.progress.global_epoch < total_epochs:
         log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, run_dir)
         return TrainResult(run_dir, None, finished=False)
-    results = finalize(run_dir, cfg, bundle, trainer, train_seconds=time.perf_counter() - started)
+    progress = trainer.progress
+    record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
+    results = finalize(run_dir, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, results, finished=True)
 
 
-def _truncate_metrics(run_dir: Path, finished_epochs: int) -> None:
-    """Drop log lines of an epoch that was interrupted after logging but before its checkpoint."""
-    path = run_dir / rundir.METRICS
-    kept = [r for r in rundir.read_jsonl(path) if r.get("epoch", 0) <= finished_epochs]
-    rundir.atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: bool, stop_after: int | None, started: float) -> TrainResult:
+    """SPBL's paces (each an engine run in ``run_dir/paces/<k>``), then the same final evaluation."""
+    from .spbl import pipeline
+
+    runner, finished = pipeline.run(cfg, run_dir, bundle, device, resume, stop_after)
+    if not finished:
+        log.info("SPBL stopped before its last pace; continue with --resume %s", run_dir)
+        return TrainResult(run_dir, None, finished=False)
+    spbl_record = pipeline.publish_final(cfg, run_dir, bundle, runner)
+    last = rundir.read_json(pipeline.pace_dir(run_dir, spbl_record["paces"] - 1) / pipeline.PACE_RECORD)
+    record = {
+        "best_epoch": last["cnn_best_epoch"],
+        "best_val_score": last["val_balanced_accuracy"],
+        "epochs": spbl_record["paces"] * sum(s.epochs for s in cfg.resolved_stages()),
+        "spbl": spbl_record,
+    }
+    results = finalize(run_dir, cfg, bundle, device, runner.eval_pipeline, record, train_seconds=time.perf_counter() - started)
+    return TrainResult(run_dir, results, finished=True)
 
 
 def _saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
@@ -140,12 +156,17 @@ def _check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int, path
 
 
 # ------------------------------------------------------------------------------ final evaluation
-def finalize(run_dir: Path, cfg: Config, bundle: Any, trainer: Any, train_seconds: float) -> dict[str, Any]:
-    """Evaluate the best checkpoint on validation and (once) on test; choose post-hoc strengths on validation."""
+def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval_pipeline: Any, record: dict[str, Any], train_seconds: float) -> dict[str, Any]:
+    """Evaluate the best checkpoint on validation and (once) on test; choose post-hoc strengths on validation.
+
+    ``record`` holds what training knows (best_epoch, best_val_score, epochs, method extras) and
+    goes into results.json as is.
+    """
     from .engine import predict_dataset
     from .metrics import compute
 
-    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, trainer.device)
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
+    tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
     kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
     outputs = {}
@@ -153,20 +174,17 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, trainer: Any, train_second
         dataset = getattr(bundle, split)
         if dataset is None:
             continue
-        out = predict_dataset(model, dataset, trainer.eval_pipeline, trainer.device, cfg.data.eval_batch_size, cfg.train.precision, trainer.tta, cfg.data.num_workers)
+        out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers)
         rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
         outputs[split] = out
     posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
     rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
-    progress = trainer.progress
     results: dict[str, Any] = {
         "name": cfg.name,
         "class_names": list(bundle.class_names),
         "train_counts": [int(c) for c in counts],
         "select_metric": cfg.train.select_metric,
-        "best_epoch": progress.best_epoch,
-        "best_val_score": progress.best_score,
-        "epochs": progress.global_epoch,
+        **record,
         "train_seconds": round(train_seconds, 1),
         "test_evaluated_once": True,
         "val": compute(outputs["val"].logits, outputs["val"].targets, **kw),
@@ -246,6 +264,10 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
         if head is not None:
             model.set_head(head, class_counts=np.asarray(counts))
     load_checkpoint_weights(model, state["model"], str(path))
+    if cfg.spbl is not None:  # an SPBL model's head is its feature classifier
+        from .spbl.pipeline import attach_classifier
+
+        attach_classifier(model, Path(run_dir))
     model.to(device).eval()
     return model
 

@@ -35,6 +35,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     split = "test" if "test" in res else "val"
     print(f"\n{split} split, best checkpoint (epoch {res.get('best_epoch')}, chosen on validation {res.get('select_metric')}):")
     print(format_table(res[split], res["class_names"]))
+    if "spbl" in res:
+        from .metrics import spbl_tables, text_table
+
+        print(f"\nSPBL metric table ({split}, final classifier over {res['spbl']['paces']} paces):")
+        print("\n\n".join(text_table(h, r) for h, r in spbl_tables(res[split])))
     if "test_posthoc" in res:
         chosen = ", ".join(f"{k} tau={v['tau']}" for k, v in res["posthoc"].items())
         print(f"\nwith post-hoc correction chosen on validation ({chosen}):")

@@ -184,6 +184,36 @@ class EvalConfig(Strict):
     tta: Component | None = None
 
 
+class SPBLConfig(Strict):
+    """Self-paced balance learning (Yang et al., TNNLS 2020): CNN paces + a weighted feature SVM.
+
+    Each pace trains the CNN with the run's own stages on the growing set, then fits the feature
+    classifier on every pace's feature block (see ``docs/methods.md#spbl``).
+    """
+
+    train_ratio: float = Field(0.2, gt=0, le=1, description="share of each class in the initial set (the rest is the pool)")
+    add_ratios: list[float] = Field(default_factory=lambda: [0.5, 0.75, 0.9, 1.0, 1.0], description="pool share selected per class in each later pace")
+    max_cost: float = Field(10.0, ge=1, description="largest class cost of the consistent cost vector")
+    delta_cap: int = Field(100, ge=0, description="most feature rows added to one class per pace")
+    shrink_factor: float = Field(3.0, ge=0, description="classes with fewer than shrink_factor * ceil(mean k) selected rows are never cut")
+    classifier: Literal["svm", "softmax"] = Field("svm", description="svm: rbf SVC (the original); softmax: multinomial logistic regression")
+    svm_c: float = Field(1.0, gt=0, description="C of the SVC (inverse regularisation of the softmax classifier)")
+    svm_gamma: Literal["scale", "auto"] | float = Field("scale", description="rbf gamma; the original ran scikit-learn < 0.22, whose default was 'auto'")
+    feature_norm: Literal["none", "l2"] = Field("none", description="l2: normalise each feature row before the classifier (blocks from different CNN states then share a scale)")
+    resample: Literal["duplicate", "smote"] = Field("duplicate", description="how a class's feature rows are added (the original: duplicate)")
+    smote_k: int = Field(2, ge=1)
+    calibration: Literal["none", "sigmoid", "isotonic"] = Field("none", description="calibrate the final classifier's scores on validation")
+    cnn_class_weights: bool = Field(False, description="train the CNN with the pace's cost vector as class weights (the original: plain CE)")
+    finetune_lr_mult: float | None = Field(0.1, gt=0, description="backbone lr multiplier in the paces after the first (None: as the optimizer says)")
+
+    @field_validator("add_ratios")
+    @classmethod
+    def _ratios_in_unit_interval(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < r <= 1.0 for r in v):
+            raise ValueError(f"every ratio must lie in (0, 1], got {v}")
+        return v
+
+
 class Config(Strict):
     seed: int = 0
     name: str = "run"
@@ -200,6 +230,7 @@ class Config(Strict):
     method: Component = Component(name="standard")
     posthoc: PosthocConfig = PosthocConfig()
     eval: EvalConfig = EvalConfig()
+    spbl: SPBLConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -212,6 +243,16 @@ class Config(Strict):
     def _stages_have_epochs(self) -> "Config":
         if self.stages and sum(s.epochs for s in self.stages) == 0:
             raise ValueError("every stage has 0 epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _spbl_combines_with_the_standard_step_only(self) -> "Config":
+        if self.spbl is None:
+            return self
+        if self.method.name != "standard":
+            raise ValueError(f"spbl trains its CNN with the standard step; remove method '{self.method.name}' or the spbl block")
+        if self.posthoc.logit_adjust or self.posthoc.tau_norm:
+            raise ValueError("spbl scores come from its feature classifier, which post-hoc logit corrections do not apply to; set posthoc off or use spbl.calibration")
         return self
 
     def resolved_stages(self) -> list["ResolvedStage"]:
@@ -380,7 +421,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(x: Any) -> bool:
     # pydantic puts union member names (e.g. 'literal['dataset','imagenet']', 'int') in loc paths
-    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig"})
+    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig"})
 
 
 def _valid_keys_at(loc: list[str]) -> list[str]:

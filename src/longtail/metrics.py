@@ -464,3 +464,39 @@ def group_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[str]
     if isic:
         tables.append((["ISIC 2017 (MEL + SK)", "value"], [[k, fmt(v)] for k, v in isic.items()]))
     return tables
+
+
+SPBL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("specificity", "specificity"),
+    ("f1", "F1"),
+    ("gmean", "G-mean"),
+    ("iba", "IBA"),
+    ("support", "support"),
+)
+
+
+def spbl_tables(result: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
+    """SPBL's metric table (its embedded copy of imbalanced-learn's ``classification_report_imbalanced``):
+    per class precision, recall, specificity, F1, G-mean, IBA and support, then the macro row (over the
+    classes present) and the support-weighted row; then the figures the SPBL paper reports (macro
+    precision / recall / F1, multi-class G-mean, MAUC, accuracy)."""
+    per_class = result["per_class"]
+    present = [p for p in per_class if p["support"] > 0]
+    total = sum(p["support"] for p in present)
+    rows = [[str(p["name"]), *(fmt(p.get(k)) for k, _ in SPBL_COLUMNS)] for p in per_class]
+    stats = [k for k, _ in SPBL_COLUMNS if k != "support"]
+    macro = [float(np.mean([p[k] for p in present])) if present else None for k in stats]
+    weighted = [float(sum(p[k] * p["support"] for p in present) / total) if total else None for k in stats]
+    rows.append(["macro", *(fmt(v) for v in macro), str(total)])
+    rows.append(["weighted", *(fmt(v) for v in weighted), str(total)])
+    paper = [
+        ["precision (macro)", fmt(result.get("macro_precision"))],
+        ["recall (macro)", fmt(result.get("macro_recall"))],
+        ["F1 (macro)", fmt(result.get("macro_f1"))],
+        ["G-mean (multi-class, zero recall -> 0.001)", fmt(result.get("gmean"))],
+        ["MAUC (Hand & Till)", fmt(result.get("mauc"))],
+        ["accuracy", fmt(result.get("accuracy"))],
+    ]
+    return [(["class", *(label for _, label in SPBL_COLUMNS)], rows), (["SPBL summary", "value"], paper)]

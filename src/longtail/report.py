@@ -464,7 +464,69 @@ def build_sections(run: Run) -> list[Section]:
     sections.append(training)
     if split is not None:
         sections.append(Section(f"Per-class metrics ({'test' if split == 'test' else 'validation'})", tables=[per_class_table(run.metrics[split])]))
+    sections += spbl_sections(run, split)
     return sections
+
+
+# ------------------------------------------------------------------------------------- SPBL
+def spbl_paces(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pace records an SPBL run writes into metrics.jsonl, in pace order."""
+    return sorted((r for r in history if r.get("kind") == "spbl_pace"), key=lambda r: r["pace"])
+
+
+def spbl_sections(run: Run, split: str | None) -> list[Section]:
+    """SPBL runs: the per-pace table (selection, complexity H, cost vector, curriculum deltas, SVM
+    rows), the class balance of the SVM's training set over paces, and SPBL's metric table."""
+    paces = spbl_paces(run.history)
+    if not paces:
+        return []
+    names = run.class_names or [str(c) for c in range(len(paces[0]["classifier_rows_per_class"]))]
+    overview = (
+        ["pace", "pool ratio", "CNN images", "classifier rows", "val bal. acc. (classifier)", "val bal. acc. (CNN)", "CNN s", "features s", "classifier fit s"],
+        [[str(r["pace"]), f"{r['ratio']:g}", str(r["cnn_train_images"]), str(r["classifier_rows"]), M.fmt(r["val_balanced_accuracy"]),
+          M.fmt(r["cnn_val_balanced_accuracy"]), f"{r['cnn_seconds']:.1f}", f"{r['feature_seconds']:.1f}", f"{r['classifier_fit_seconds']:.1f}"] for r in paces],
+    )
+    section = Section("SPBL paces", tables=[overview])
+    section.text.append(
+        "Per pace: k = pool images selected per class, H = class complexity (rescaled), cost = the class's SVM weight, "
+        "target / delta = the curriculum rebuilt at feature level, rows / weight = the class in the classifier's training set (all blocks)."
+    )
+    for r in paces[1:]:
+        header = ["class", "k", "H", "cost", "target", "delta", "rows", "weight"]
+        rows = [[names[c], str(r["selected_counts"][c]), f"{r['complexity'][c]:g}", f"{r['cost'][c]:.3f}", str(r["target_counts"][c]),
+                 str(r["delta"][c]), str(r["classifier_rows_per_class"][c]), f"{r['classifier_weight_per_class'][c]:.1f}"] for c in range(len(names))]
+        section.tables.append((header, rows))
+    section.figures.append(("spbl_balance", figure_spbl_balance(paces, names)))
+    sections = [section]
+    if split is not None:
+        label = "test" if split == "test" else "validation"
+        sections.append(Section("SPBL metric table", tables=M.spbl_tables(run.metrics[split]), text=[f"On the {label} split, with the final classifier."]))
+    return sections
+
+
+def figure_spbl_balance(paces: list[dict[str, Any]], names: Sequence[str]) -> bytes:
+    """Rows per class (log scale) and each class's share of the total sample weight, per pace."""
+    fig = _figure(9.0, 3.6)
+    ax_rows, ax_share = fig.subplots(1, 2)
+    x = [r["pace"] for r in paces]
+    rows = np.array([r["classifier_rows_per_class"] for r in paces], dtype=float)
+    weight = np.array([r["classifier_weight_per_class"] for r in paces], dtype=float)
+    share = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    labelled = len(names) <= MAX_LABELLED_CLASSES
+    bottom = np.zeros(len(paces))
+    for c, name in enumerate(names):
+        ax_rows.plot(x, np.maximum(rows[:, c], 1), marker=".", label=name if labelled else None)
+        ax_share.bar(x, share[:, c], bottom=bottom, label=name if labelled else None)
+        bottom += share[:, c]
+    ax_rows.set_yscale("log")
+    ax_rows.set_title("classifier rows per class")
+    ax_share.set_title("share of the sample weight")
+    for ax in (ax_rows, ax_share):
+        ax.set_xlabel("pace")
+        ax.set_xticks(x)
+    if labelled:
+        ax_share.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return _png(fig)
 
 
 def render_html(run: Run, sections: list[Section]) -> str:

@@ -34,7 +34,7 @@ _PACKAGES = ("longtail", "torch", "torchvision", "numpy", "scikit-learn", "imbal
 def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
     """Create the run directory; refuse to clobber an existing run unless asked to."""
     if resume:
-        if not (run_dir / LAST).is_file():
+        if not (run_dir / LAST).is_file() and not (run_dir / "paces").is_dir():  # paces/: an SPBL run
             raise LongtailError(f"cannot resume: '{run_dir}' has no {LAST}; start a new run without --resume")
         return
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -87,6 +87,17 @@ def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(obj, default=_json_default) + "\n")
         f.flush()
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace a JSON-lines file atomically (a crash leaves the old or the new file, never half)."""
+    atomic_write_bytes(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in records).encode())
+
+
+def truncate_metrics(run_dir: Path, finished_epochs: int) -> None:
+    """Drop log lines of an epoch that was interrupted after logging but before its checkpoint."""
+    path = run_dir / METRICS
+    write_jsonl(path, [r for r in read_jsonl(path) if r.get("epoch", 0) <= finished_epochs])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
