@@ -78,7 +78,9 @@ def test_resume_between_and_inside_paces_matches_an_uninterrupted_run(tmp_path):
     assert epochs == [1, 2, 3, 4]
 
 
-def test_killed_spbl_run_resumes_to_the_same_predictions(tmp_path):
+@pytest.mark.parametrize("trigger", ["paces/0/pace.json", "paces/1/checkpoints/last.pt"], ids=["between_paces", "inside_pace"])
+def test_killed_spbl_run_resumes_to_the_same_predictions(tmp_path, trigger):
+    """kill -9 as soon as ``trigger`` appears: right after pace 0 finished, or inside pace 1."""
     reference = longtail.train(spbl_config(tmp_path, name="ref")).run_dir
     cfg = spbl_config(tmp_path, name="killed")
     path = tmp_path / "killed.yaml"
@@ -86,11 +88,11 @@ def test_killed_spbl_run_resumes_to_the_same_predictions(tmp_path):
     run = Path(cfg["output_dir"]) / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "longtail.cli", "train", "-c", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while not (run / "paces" / "1" / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+    while not (run / trigger).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (run / rundir.RESULTS).exists(), "the kill should land inside the second pace"
+    assert not (run / rundir.RESULTS).exists(), "the kill should land before the run finished"
     assert longtail.train(resume=run).finished
     assert np.array_equal(svm_logits(run), svm_logits(reference))
 
