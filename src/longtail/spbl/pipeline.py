@@ -88,6 +88,35 @@ class FeatureRunner:
 
 
 @dataclass
+class PacePlan:
+    """Steps a-d of a pace: the CNN's training set and the plan for the classifier's new block.
+    Pace 0 has only ``members`` (the initial set)."""
+
+    members: np.ndarray  # positions in the training split the CNN trains on
+    selected: np.ndarray | None = None  # the pool images selected this pace
+    selected_counts: np.ndarray | None = None
+    complexity_raw: np.ndarray | None = None
+    complexity: np.ndarray | None = None
+    cost: np.ndarray | None = None
+    target: np.ndarray | None = None
+    delta: np.ndarray | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The plan's numbers for the pace's line in metrics.jsonl."""
+        if self.selected_counts is None:
+            return {}
+        assert self.complexity_raw is not None and self.cost is not None
+        return {
+            "selected_counts": self.selected_counts,
+            "complexity_raw": self.complexity_raw.round(4),
+            "complexity": self.complexity,
+            "cost": self.cost.round(6),
+            "target_counts": self.target,
+            "delta": self.delta,
+        }
+
+
+@dataclass
 class PaceResult:
     blocks: list[Block]
     pool_scores: np.ndarray
@@ -162,19 +191,19 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
             if folder.exists():
                 shutil.rmtree(folder)  # a pace that never reached its first checkpoint starts over
             seed_everything(cost_seed(cfg.seed, pace), cfg.train.deterministic)
-        trainer, finished = train_cnn(pace_config(cfg, pace, plan.get("complexity")), folder, bundle, model, device, plan["members"], resume_state, budget)
+        trainer, finished = train_cnn(pace_config(cfg, pace, plan.complexity), folder, bundle, model, device, plan.members, resume_state, budget)
         if not finished:
             return runner, False
         state = finish_pace(cfg, run_dir, pace, bundle, runner, trainer.progress.best_epoch, plan, state, pool)
     return runner, True
 
 
-def plan_pace(cfg: Config, pace: int, targets: np.ndarray, initial: np.ndarray, pool: np.ndarray, state: PaceResult | None) -> dict[str, Any]:
+def plan_pace(cfg: Config, pace: int, targets: np.ndarray, initial: np.ndarray, pool: np.ndarray, state: PaceResult | None) -> PacePlan:
     """Steps a-d of a pace: what the CNN trains on, and how the classifier's block is rebuilt."""
     spbl = cfg.spbl
     assert spbl is not None
     if pace == 0:
-        return {"members": initial}
+        return PacePlan(members=initial)
     assert state is not None
     ratio = pace_ratios(cfg)[pace]
     pool_targets = targets[pool]
@@ -182,16 +211,7 @@ def plan_pace(cfg: Config, pace: int, targets: np.ndarray, initial: np.ndarray, 
     raw_h, h = class_complexity(pool_targets, state.pool_scores, selected)
     cost = spbl_cost_vector(h, seed=cost_seed(cfg.seed, pace), max_value=spbl.max_cost)
     target, delta = reconstruction_deltas(counts, h, spbl.delta_cap, spbl.shrink_factor)
-    return {
-        "members": np.sort(np.concatenate([initial, pool[selected]])),
-        "selected": pool[selected],
-        "selected_counts": counts,
-        "complexity_raw": raw_h,
-        "complexity": h,
-        "cost": cost,
-        "target": target,
-        "delta": delta,
-    }
+    return PacePlan(np.sort(np.concatenate([initial, pool[selected]])), pool[selected], counts, raw_h, h, cost, target, delta)
 
 
 def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: torch.device, members: np.ndarray, resume_state: dict[str, Any] | None, budget: int | None) -> tuple[Any, bool]:
@@ -214,7 +234,7 @@ def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: t
 
 def finish_pace(
     cfg: Config, run_dir: Path, pace: int, bundle: Any, runner: FeatureRunner, best_epoch: int,
-    plan: dict[str, Any], state: PaceResult | None, pool: np.ndarray,
+    plan: PacePlan, state: PaceResult | None, pool: np.ndarray,
 ) -> PaceResult:
     """Steps f-h: features, the rebuilt block, the classifier refit, new pool scores; saved, record last."""
     from ..engine import per_class_accuracy
@@ -229,15 +249,16 @@ def finish_pace(
     train_feats = extract_features(runner, bundle.train)
     val_out = predict(runner, bundle.val)
     feature_seconds = time.perf_counter() - t0
-    members = plan["members"]
+    members = plan.members
     rng = np.random.default_rng(cost_seed(cfg.seed, pace))
     if pace == 0:
         x, y, src = train_feats[members], targets[members], members
         fit_weights = np.ones(len(y))
     else:
-        x, y, rows = resample_block(train_feats[members], targets[members], plan["delta"], rng, spbl.resample, spbl.smote_k)
+        assert plan.delta is not None and plan.cost is not None
+        x, y, rows = resample_block(train_feats[members], targets[members], plan.delta, rng, spbl.resample, spbl.smote_k)
         src = np.where(rows >= 0, members[np.maximum(rows, 0)], -1)
-        fit_weights = plan["cost"][y]
+        fit_weights = plan.cost[y]
     previous = state.blocks if state is not None else []
     all_x = np.concatenate([*(b.features for b in previous), x])
     all_y = np.concatenate([*(b.labels for b in previous), y])
@@ -267,18 +288,10 @@ def finish_pace(
         "val_accuracy": val["accuracy"],
         "val_per_class_recall": per_class_accuracy(val_logits, val_out.targets, num_classes).round(4),
         "cnn_val_balanced_accuracy": cnn_val["balanced_accuracy"],
+        **plan.record(),
     }
-    if pace > 0:
-        record.update(
-            selected_counts=plan["selected_counts"],
-            complexity_raw=plan["complexity_raw"].round(4),
-            complexity=plan["complexity"],
-            cost=plan["cost"].round(6),
-            target_counts=plan["target"],
-            delta=plan["delta"],
-        )
     folder = pace_dir(run_dir, pace)
-    save_block(folder / BLOCK, block, pool_scores, plan.get("selected"))
+    save_block(folder / BLOCK, block, pool_scores, plan.selected)
     fc.save_classifier(clf, folder / PACE_CLASSIFIER)
     _publish_pace_log(run_dir, pace, record)
     rundir.write_json(folder / PACE_RECORD, record)  # last: from here on the pace counts as finished
