@@ -492,7 +492,7 @@ def spbl_sections(run: Run, split: str | None) -> list[Section]:
         "target / delta = the curriculum rebuilt at feature level, rows / weight = the class in the classifier's training set (all blocks)."
     )
     for r in paces[1:]:
-        header = ["class", "k", "H", "cost", "target", "delta", "rows", "weight"]
+        header = [f"class (pace {r['pace']}, ratio {r['ratio']:g})", "k", "H", "cost", "target", "delta", "rows", "weight"]
         rows = [[names[c], str(r["selected_counts"][c]), f"{r['complexity'][c]:g}", f"{r['cost'][c]:.3f}", str(r["target_counts"][c]),
                  str(r["delta"][c]), str(r["classifier_rows_per_class"][c]), f"{r['classifier_weight_per_class'][c]:.1f}"] for c in range(len(names))]
         section.tables.append((header, rows))
