@@ -199,3 +199,23 @@ def test_training_learns_digits(tmp_path):
     cfg = tiny_config(tmp_path, name="learns", data={"long_tail": None}, train={"epochs": 4})
     result = longtail.train(cfg)
     assert result.results["test"]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_data_drop_last_sets_the_images_per_epoch(tmp_path, drop_last):
+    """``data.drop_last: false`` trains on every image (the LDAM-DRW / CDB loaders); true drops the partial batch."""
+    cfg = tiny_config(tmp_path, name=f"drop_{drop_last}", data={"drop_last": drop_last}, train={"epochs": 1})
+    run = longtail.train(cfg).run_dir
+    n = sum(json.loads((run / api.DATA_META).read_text())["train_counts"])
+    batch = cfg["data"]["batch_size"]
+    assert n > batch and n % batch, "the split must end in a partial batch for this test to mean anything"
+    seen = rundir.read_jsonl(run / rundir.METRICS)[0]["train_images"]
+    assert seen == (n // batch * batch if drop_last else n)
+
+
+def test_drop_last_keeps_an_epoch_shorter_than_one_batch():
+    from longtail.engine import drops_last_batch
+
+    assert drops_last_batch(100, 32, True) and not drops_last_batch(100, 32, False)
+    assert not drops_last_batch(20, 32, True)  # the only batch is partial: keep it
+
