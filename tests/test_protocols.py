@@ -5,9 +5,10 @@ recipe takes from it, each value with the file of the original repository it com
 repositories and files named in ``../shared/spec/seeds.md`` and ``published-results.md``). The test
 resolves each recipe with :func:`longtail.config.load_config` and checks every value. A value that
 differs passes only if the recipe's header (its leading ``#`` comment block, or that of a ``base:``
-file it extends) names the key: the full dotted key (``optimizer.no_decay``) or, for an
-identifier-like last part, that part alone (``add_ratios``). A recipe whose header names a paper
-or code base but has no row fails, so a new protocol recipe needs one.
+file it extends) names the key: the full dotted key (``optimizer.no_decay``), a stage key's section
+form (``optimizer.lr`` for ``stages.1.optimizer.lr``) or, for an identifier-like last part, that
+part alone (``add_ratios``). A recipe whose header names a paper ("et al.") or one of the code bases
+cited here but has no row fails, so a new protocol recipe needs one.
 
 What a row covers:
 - a recipe on the original's own data (the CIFAR-LT recipes, ISIC 2018 MBIT, MedMNIST CE, SD-198
