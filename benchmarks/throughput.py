@@ -33,7 +33,7 @@ from doc_blocks import machine_line, markdown_table, print_and_publish
 import longtail
 from longtail.config import load_config
 from longtail.data import build_data, build_pipeline
-from longtail.engine import default_step, iterate_batches
+from longtail.engine import default_step, drops_last_batch, iterate_batches
 from longtail.losses import build_loss
 from longtail.models import build_model
 from longtail.optim import build_optimizer
@@ -99,14 +99,14 @@ def compute_only_rate(setup: Prepared, batches: int, warmup: int = 3) -> float:
 
 
 def data_only_rate(setup: Prepared) -> float:
-    """Sampler + batching from the cache + the training augmentation, no model (drop_last as the engine does)."""
+    """Sampler + batching from the cache + the training augmentation, no model (data.drop_last as the engine applies it)."""
     cfg, bundle = setup.cfg, setup.bundle
     sampler = build_sampler(cfg.sampler, np.asarray(bundle.train.targets), cfg.seed)
     batch = cfg.data.batch_size
     for epoch in range(2):  # report the second pass, like the full loop
         sampler.set_epoch(epoch)
         n, t = 0, time.perf_counter()
-        for x, _ in iterate_batches(bundle.train, sampler, batch, cfg.data.num_workers, seed=epoch, drop_last=len(sampler) > batch):
+        for x, _ in iterate_batches(bundle.train, sampler, batch, cfg.data.num_workers, seed=epoch, drop_last=drops_last_batch(len(sampler), batch, cfg.data.drop_last)):
             n += setup.pipe.batch(x).shape[0]
         rate = n / (time.perf_counter() - t)
     return rate

@@ -199,3 +199,55 @@ def test_training_learns_digits(tmp_path):
     cfg = tiny_config(tmp_path, name="learns", data={"long_tail": None}, train={"epochs": 4})
     result = longtail.train(cfg)
     assert result.results["test"]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_data_drop_last_sets_the_images_per_epoch(tmp_path, drop_last):
+    """``data.drop_last: false`` trains on every image (the LDAM-DRW / CDB loaders); true drops the partial batch."""
+    cfg = tiny_config(tmp_path, name=f"drop_{drop_last}", data={"drop_last": drop_last}, train={"epochs": 1})
+    run = longtail.train(cfg).run_dir
+    n = sum(json.loads((run / api.DATA_META).read_text())["train_counts"])
+    batch = cfg["data"]["batch_size"]
+    assert n > batch and n % batch, "the split must end in a partial batch for this test to mean anything"
+    seen = rundir.read_jsonl(run / rundir.METRICS)[0]["train_images"]
+    assert seen == (n // batch * batch if drop_last else n)
+
+
+def test_drop_last_keeps_an_epoch_shorter_than_one_batch():
+    from longtail.engine import drops_last_batch
+
+    assert drops_last_batch(100, 32, True) and not drops_last_batch(100, 32, False)
+    assert not drops_last_batch(20, 32, True)  # the only batch is partial: keep it
+
+
+def test_eval_reads_the_last_checkpoint_on_request(tmp_path, capsys):
+    """Best (chosen on validation) and last (final epoch) are different models here; eval reads either."""
+    from longtail.cli import main
+
+    # stage 2 re-initialises the head and barely moves it (lr 1e-6): its epoch is near chance on
+    # validation, so the best checkpoint stays in stage 1 while last.pt holds the stage-2 model
+    cfg = decoupled_config(tmp_path, "last", epochs=1, freeze_backbone=True, reinit_head=True, optimizer={"name": "sgd", "lr": 1e-6})
+    cfg["train"] = {**cfg["train"], "select_from": "all"}
+    result = longtail.train(cfg)
+    run = result.run_dir
+    assert result.results["best_epoch"] < result.results["epochs"] == 3
+    best_preds = np.load(run / "predictions/test.npz")["logits"]
+
+    best = longtail.evaluate(run, split="test")
+    last = longtail.evaluate(run, split="test", checkpoint="last")
+    assert best["balanced_accuracy"] == pytest.approx(result.results["test"]["balanced_accuracy"])
+    assert last["balanced_accuracy"] != pytest.approx(best["balanced_accuracy"])
+    # the last model's predictions are stored beside, not over, the best model's
+    np.testing.assert_array_equal(np.load(run / "predictions/test.npz")["logits"], best_preds)
+    from longtail.metrics import compute
+
+    saved = np.load(run / "predictions/test_last.npz")
+    assert compute(saved["logits"], saved["targets"])["balanced_accuracy"] == pytest.approx(last["balanced_accuracy"])
+
+    assert main(["eval", str(run), "--checkpoint", "last"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--checkpoint", "final"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "checkpoint 'final'" in err and "best" in err and "last" in err
+    with pytest.raises(LongtailError, match="not one of best, last"):
+        longtail.evaluate(run, checkpoint="latest")

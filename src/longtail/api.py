@@ -272,8 +272,26 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
     return model
 
 
-def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
-    """Metrics of the best checkpoint on ``split`` ('val' or 'test'), recomputed from the data."""
+#: ``evaluate(checkpoint=...)`` names -> checkpoint files of a run directory
+CHECKPOINTS = {"best": rundir.BEST, "last": rundir.LAST}
+
+
+def checkpoint_file(name: str) -> str:
+    """The run-relative file of checkpoint ``name`` ('best' or 'last'); a one-line error otherwise."""
+    if name not in CHECKPOINTS:
+        raise LongtailError(f"checkpoint '{name}' is not one of {', '.join(CHECKPOINTS)}; use best (chosen on validation) or last (the final epoch)")
+    return CHECKPOINTS[name]
+
+
+def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
+    """Metrics of a checkpoint on ``split`` ('val' or 'test'), recomputed from the data.
+
+    ``checkpoint``: ``'best'`` (selected on validation) or ``'last'`` (the final epoch, what
+    last-epoch protocols report). The last checkpoint's predictions go to ``predictions/<split>_last.npz``
+    so the best checkpoint's stored predictions stay those of ``results.json``; the post-hoc strengths
+    stored in the run were chosen for the best checkpoint and are applied to it only.
+    """
+    checkpoint_path = checkpoint_file(checkpoint)
     from .data import build_data, build_pipeline
     from .engine import predict_dataset, select_device
     from .metrics import compute
@@ -286,13 +304,13 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     if dataset is None:
         raise LongtailError(f"this run's data has no '{split}' split; use --split val")
     device = select_device(cfg.train.device)
-    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
     pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers)
-    rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+    rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
     result = compute(out.logits, out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
-    posthoc = _read_posthoc(run_dir)
+    posthoc = _read_posthoc(run_dir) if checkpoint == "best" else {}
     if posthoc:
         result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
     return result

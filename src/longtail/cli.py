@@ -55,7 +55,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import api
     from .metrics import format_table
 
-    result = api.evaluate(args.run_dir, split=args.split)
+    result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
     names = api.rundir.read_json(Path(args.run_dir) / api.DATA_META)["class_names"]
     print(format_table(result, names))
     if "posthoc" in result:
@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs in total (resume later)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's best checkpoint")
+    p = sub.add_parser("eval", help="evaluate a run's best (or last) checkpoint")
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["test", "val"], default="test")
+    # checked by api.evaluate, so a bad value is the usual one-line error
+    p.add_argument("--checkpoint", default="best", metavar="best|last", help="best: selected on validation (default); last: the final epoch")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")

@@ -85,6 +85,11 @@ class DataConfig(Strict):
     on_bad_image: Literal["error", "skip"] = "error"
     max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
     batch_size: int = Field(64, ge=1)
+    drop_last: bool = Field(
+        True,
+        description="drop the last partial training batch of an epoch (kept anyway when the epoch is shorter than one batch); "
+        "the LDAM-DRW, HMLoss and CDB CIFAR loaders keep it (false)",
+    )
     eval_batch_size: int = Field(256, ge=1)
     num_workers: int = Field(0, ge=0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -338,11 +339,13 @@ class Trainer:
         cfg, model, device = self.cfg, self.model, self.device
         model.train()
         total, seen = 0.0, 0
+        drop_last = drops_last_batch(len(parts.sampler), cfg.data.batch_size, cfg.data.drop_last)
         batches = iterate_batches(
             self.bundle.train, parts.sampler, cfg.data.batch_size, cfg.data.num_workers,
-            seed=cfg.seed * 1000 + self.progress.global_epoch, drop_last=len(parts.sampler) > cfg.data.batch_size,
+            seed=cfg.seed * 1000 + self.progress.global_epoch, drop_last=drop_last,
         )
-        bar = _progress(batches, cfg.train.progress, total=_num_batches(parts.sampler, cfg.data.batch_size), desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
+        total = len(parts.sampler) // cfg.data.batch_size if drop_last else math.ceil(len(parts.sampler) / cfg.data.batch_size)
+        bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
         for x, y in bar:
             x = self.train_pipeline.batch(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
@@ -425,9 +428,13 @@ def _to_tensor(w: Any, device: torch.device) -> torch.Tensor | None:
     return torch.as_tensor(np.asarray(w, dtype=np.float32), device=device)
 
 
-def _num_batches(sampler: Any, batch_size: int) -> int:
-    n = len(sampler)
-    return n // batch_size if n > batch_size else 1
+def drops_last_batch(epoch_size: int, batch_size: int, drop_last: bool) -> bool:
+    """Whether an epoch of ``epoch_size`` draws loses its last partial batch.
+
+    ``data.drop_last`` asks for it (the default: every step then has the same batch statistics);
+    an epoch shorter than one batch keeps its only, partial batch either way (tiny runs).
+    """
+    return drop_last and epoch_size > batch_size
 
 
 def _progress(it: Any, enabled: bool, total: int, desc: str) -> Any:

@@ -1,0 +1,574 @@
+"""Recipes that name a paper or a code base match its protocol, or say where they do not (issue #19).
+
+``PROTOCOLS`` holds one row per such recipe: every hyper-parameter the original sets for what the
+recipe takes from it, each value with the file of the original repository it comes from (the
+repositories and files named in ``../shared/spec/seeds.md`` and ``published-results.md``). The test
+resolves each recipe with :func:`longtail.config.load_config` and checks every value. A value that
+differs passes only if the recipe's header (its leading ``#`` comment block, or that of a ``base:``
+file it extends) names the key: the full dotted key (``optimizer.no_decay``), a stage key's section
+form (``optimizer.lr`` for ``stages.1.optimizer.lr``) or, for an identifier-like last part, that
+part alone (``add_ratios``). A recipe whose header names a paper ("et al.") or one of the code bases
+cited here but has no row fails, so a new protocol recipe needs one.
+
+What a row covers:
+- a recipe on the original's own data (the CIFAR-LT recipes, ISIC 2018 MBIT, MedMNIST CE, SD-198
+  SPBL) takes the whole protocol: budget, optimiser, schedule, data pipeline, method;
+- a recipe that runs a method on other data at a CPU budget (the HAM10000 and MedMNIST method
+  recipes) is compared with the method's original protocol except the data-bound settings (input
+  size, normalisation statistics, the dataset's own augmentation), which cannot carry over; its
+  header (or its base's) names the budget keys it changes;
+- the quickstart takes one loss and no protocol.
+
+Keys are dotted paths into the resolved config (``longtail config show``); ``stages.N.`` reads the
+N-th resolved stage (every stage field filled from the top-level sections), so single-stage
+recipes use the top-level keys and staged recipes the stage keys. A component kwarg a recipe does
+not set is read as its constructor's default. Config loading only: no data, no training.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from longtail.config import Config, load_config, to_plain
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Orig:
+    """One hyper-parameter of an original: its value (in longtail's terms) and where it is set."""
+
+    value: Any
+    source: str
+
+
+Row = dict[str, Orig]
+
+# ----------------------------------------------------------------------------------- sources
+LDAM = "kaidic/LDAM-DRW cifar_train.py"
+HML_OPTS = "cartelgouabou/HMLoss cifar_implementation/opts.py"
+HML_TRAINER = "cartelgouabou/HMLoss cifar_implementation/trainer.py"
+HML_README = "cartelgouabou/HMLoss README.md"
+CDB = "hitachi-rd-cv/CDB-loss CIFAR-LT/cifar_train.py"
+CDB_LOSS = "hitachi-rd-cv/CDB-loss CIFAR-LT/losses/cdb_loss.py"
+BBN_CFG = "megvii-research/BBN configs/cifar10.yaml"
+BBN_OPT = "megvii-research/BBN lib/utils/utils.py"
+BBN_LR = "megvii-research/BBN lib/utils/lr_scheduler.py + main/train.py"
+BBN_TRAIN = "megvii-research/BBN main/train.py"
+BBN_DATA = "megvii-research/BBN lib/dataset/imbalance_cifar.py"
+CRT = "facebookresearch/classifier-balancing config/ImageNet_LT/cls_crt.yaml"
+CB = "richardaecn/class-balanced-loss cifar_im_trainval_cb.sh"
+LA = "google-research/google-research logit_adjustment/README.md"
+BALMS = "jiawei-ren/BalancedMetaSoftmax-Classification README.md"
+MBIT_CFG = "yaopengUSTC/mbit-skin-cancer configs/isic_2018.yaml"
+MBIT_DEF = "yaopengUSTC/mbit-skin-cancer lib/config/default.py"
+MBIT_OPT = "yaopengUSTC/mbit-skin-cancer lib/utils/utils.py"
+MBIT_TRAIN = "yaopengUSTC/mbit-skin-cancer main/train.py"
+MBIT_DATA = "yaopengUSTC/mbit-skin-cancer lib/dataset/baseset.py"
+SPBL_CFG = "xpwu95/SPBL_Pytorch spbl/examples/cfg.py"
+SPBL_LOOP = "xpwu95/SPBL_Pytorch spbl/examples/spbl.py"
+SPBL_TRAINER = "xpwu95/SPBL_Pytorch spbl/reid/trainers.py (open-reid)"
+SPBL_DATA = "xpwu95/SPBL_Pytorch spbl/reid/utils/data/data_process.py"
+MEDMNIST = "MedMNIST/experiments MedMNIST2D/train_and_eval_pytorch.py"
+
+CIFAR_MEAN_STD = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+CROP_FLIP = [{"name": "random_crop", "size": 32, "padding": 4}, {"name": "hflip", "p": 0.5}]
+
+
+def staged(prefix: str, row: Row) -> Row:
+    """``row`` with its optimiser/schedule/loss keys read from stage ``prefix`` (e.g. ``stages.1.``)."""
+    return {prefix + k: v for k, v in row.items()}
+
+
+# ------------------------------------------------------------ LDAM-DRW's CIFAR protocol
+LDAM_BUDGET: Row = {
+    "train.epochs": Orig(200, f"{LDAM}: --epochs 200"),
+    "data.batch_size": Orig(128, f"{LDAM}: -b 128"),
+    "data.drop_last": Orig(False, f"{LDAM}: train DataLoader(shuffle=True), drop_last unset"),
+    "sampler.name": Orig("instance", f"{LDAM}: --train_rule None, shuffled loader"),
+}
+LDAM_OPTIM: Row = {
+    "optimizer.name": Orig("sgd", f"{LDAM}: torch.optim.SGD"),
+    "optimizer.lr": Orig(0.1, f"{LDAM}: --lr 0.1"),
+    "optimizer.momentum": Orig(0.9, f"{LDAM}: --momentum 0.9"),
+    "optimizer.nesterov": Orig(False, f"{LDAM}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(2e-4, f"{LDAM}: --wd 2e-4"),
+    "optimizer.no_decay": Orig([], f"{LDAM}: SGD(model.parameters(), weight_decay=...) decays every parameter"),
+    "schedule.name": Orig("multistep", f"{LDAM}: adjust_learning_rate"),
+    "schedule.milestones": Orig([160, 180], f"{LDAM}: adjust_learning_rate, x0.01 for epoch > 160, x1e-4 for > 180 (1-based)"),
+    "schedule.gamma": Orig(0.01, f"{LDAM}: adjust_learning_rate"),
+    "schedule.warmup_epochs": Orig(5, f"{LDAM}: adjust_learning_rate, lr * epoch / 5 for epoch <= 5"),
+    "schedule.warmup_start": Orig(None, f"{LDAM}: adjust_learning_rate, factor (e+1)/5 from the first epoch"),
+}
+LDAM_DATA: Row = {
+    "model.name": Orig("resnet32", f"{LDAM}: -a resnet32"),
+    "data.image_size": Orig(None, f"{LDAM}: 32x32 CIFAR images, never resized"),
+    "data.train_transforms": Orig(CROP_FLIP, f"{LDAM}: transform_train RandomCrop(32, padding=4), RandomHorizontalFlip()"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{LDAM}: transforms.Normalize"),
+}
+LDAM_PROTOCOL: Row = {**LDAM_BUDGET, **LDAM_OPTIM, **LDAM_DATA}
+CE_LOSS: Row = {
+    "loss.name": Orig("ce", f"{LDAM}: --loss_type CE"),
+    "class_weights.name": Orig("uniform", f"{LDAM}: --train_rule None"),
+    "model.head": Orig("linear", f"{LDAM}: use_norm False for CE"),
+}
+LDAM_DRW_METHOD: Row = {
+    "model.head": Orig("cosine", f"{LDAM}: use_norm=True (NormedLinear) for LDAM"),
+    "loss.name": Orig("ldam", f"{LDAM}: --loss_type LDAM"),
+    "loss.max_margin": Orig(0.5, f"{LDAM}: LDAMLoss(max_m=0.5)"),
+    "loss.scale": Orig(30, f"{LDAM}: LDAMLoss(s=30)"),
+    "class_weights.name": Orig("drw", f"{LDAM}: --train_rule DRW"),
+    "class_weights.kind": Orig("effective_number", f"{LDAM}: DRW effective-number weights"),
+    "class_weights.beta": Orig(0.9999, f"{LDAM}: DRW betas = [0, 0.9999]"),
+    "class_weights.start_epoch": Orig(161, f"{LDAM}: idx = epoch // 160 (0-based), re-weighted from 1-based epoch 161"),
+}
+
+# ------------------------------------------------------------------- HMLoss HML1 (CIFAR)
+HML1_STAGE1: Row = {
+    "stages.0.epochs": Orig(100, f"{HML_OPTS}: --start_hm_epoch 100"),
+    "stages.0.loss.name": Orig("ce", f"{HML_TRAINER}: nn.CrossEntropyLoss(weight=None) before start_hm_epoch"),
+    "stages.0.class_weights.name": Orig("uniform", f"{HML_TRAINER}: unweighted CE before start_hm_epoch"),
+    "stages.0.schedule.name": Orig("constant", f"{HML_TRAINER}: learning_rate_scheduler, lr 0.1 up to epoch 100"),
+    "stages.0.schedule.warmup_epochs": Orig(5, f"{HML_TRAINER}: learning_rate_scheduler, lr * epoch / 5 for epoch <= 5"),
+    "stages.0.schedule.warmup_start": Orig(None, f"{HML_TRAINER}: (e+1)/5 ramp"),
+}
+HML_OPTIM: Row = {
+    "optimizer.name": Orig("sgd", f"{HML_TRAINER}: torch.optim.SGD"),
+    "optimizer.momentum": Orig(0.9, f"{HML_OPTS}: --momentum 0.9"),
+    "optimizer.nesterov": Orig(False, f"{HML_TRAINER}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(2e-4, f"{HML_OPTS}: --wd 2e-4"),
+    "optimizer.no_decay": Orig([], f"{HML_TRAINER}: SGD(model.parameters(), weight_decay=...) decays every parameter"),
+}
+HML1_STAGE2: Row = {
+    "stages.1.epochs": Orig(100, f"{HML_OPTS}: --epochs 200 - --start_hm_epoch 100"),
+    "stages.1.loss.name": Orig("hml", f"{HML_TRAINER}: SoftmaxHardMiningLoss from start_hm_epoch"),
+    "stages.1.loss.delta": Orig(10000, f"{HML_OPTS}: --delta 10000"),
+    "stages.1.class_weights.name": Orig("inverse_frequency", f"{HML_README}: --weighting_type CS (1/n_c, normalised to sum C in trainer.py)"),
+    "stages.1.class_weights.power": Orig(1.0, f"{HML_TRAINER}: CS weights 1.0 / n_c"),
+    "stages.1.optimizer.lr": Orig(0.001, f"{HML_TRAINER}: learning_rate_scheduler, lr * 0.01 for epoch > start_hm_epoch"),
+    "stages.1.schedule.name": Orig("multistep", f"{HML_TRAINER}: learning_rate_scheduler"),
+    "stages.1.schedule.milestones": Orig([60, 80], f"{HML_TRAINER}: lr * 1e-4 for epoch > 160, 1e-6 for > 180 (stage-local 60, 80)"),
+    "stages.1.schedule.gamma": Orig(0.01, f"{HML_TRAINER}: learning_rate_scheduler"),
+    "stages.1.schedule.warmup_epochs": Orig(0, f"{HML_TRAINER}: no warm-up after the switch"),
+}
+HML1_CIFAR: Row = {
+    **{k: v for k, v in LDAM_BUDGET.items() if k != "train.epochs"},
+    **LDAM_DATA,
+    "data.drop_last": Orig(False, f"{HML_TRAINER}: train DataLoader(shuffle=True), drop_last unset"),
+    "optimizer.lr": Orig(0.1, f"{HML_OPTS}: --lr 0.1"),
+    **staged("stages.0.", HML_OPTIM),
+    **staged("stages.1.", HML_OPTIM),
+    **HML1_STAGE1,
+    **HML1_STAGE2,
+}
+
+# ------------------------------------------------------------------------ CDB-CE (CIFAR)
+CDB_METHOD: Row = {
+    "loss.name": Orig("cdb_ce", f"{CDB}: --loss_type CDB-CE"),
+    "loss.tau": Orig("dynamic", f"{CDB}: --tau dynamic"),
+    "loss.dynamic_form": Orig("cifar", f"{CDB_LOSS}: tau = sigmoid((1 - min d) / (1 - max d + 0.01))"),
+    "loss.eps": Orig(0.0, f"{CDB_LOSS}: weights = difficulty ** tau, no floor (a perfect class gets 0)"),
+    "train.val_every": Orig(1, f"{CDB}: --validate_after_every 1, weights rebuilt after every validation"),
+    "train.select_metric": Orig("balanced_accuracy", f"{CDB}: best by class_wise_accuracy.mean() on validation"),
+}
+CDB_CIFAR: Row = {
+    **CDB_METHOD,
+    "train.epochs": Orig(240, f"{CDB}: --max_epochs 240"),
+    "data.batch_size": Orig(32, f"{CDB}: --batch_size 32 (x n_gpus 1)"),
+    "data.drop_last": Orig(False, f"{CDB}: DataLoader(shuffle=True), drop_last unset"),
+    "data.long_tail.recipe": Orig("cdb", f"{CDB}: sep_train_val then create_imbalance"),
+    "data.long_tail.val_per_class": Orig(25, f"{CDB}: args.val_samples_per_class = 25"),
+    "data.train_transforms": Orig(CROP_FLIP, f"{CDB}: RandomCrop(32, padding=4), RandomHorizontalFlip()"),
+    "data.normalize": Orig("imagenet", f"{CDB}: Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])"),
+    "data.image_size": Orig(None, f"{CDB}: 32x32 images"),
+    "model.name": Orig("resnet32", f"{CDB}: resnet.resnet32()"),
+    "sampler.name": Orig("instance", f"{CDB}: shuffled loader"),
+    "optimizer.name": Orig("sgd", f"{CDB}: torch.optim.SGD"),
+    "optimizer.lr": Orig(0.1, f"{CDB}: SGD(lr=0.1)"),
+    "optimizer.momentum": Orig(0.9, f"{CDB}: SGD(momentum=0.9)"),
+    "optimizer.nesterov": Orig(False, f"{CDB}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(5e-4, f"{CDB}: weight_decay 5e-4"),
+    "optimizer.no_decay": Orig(["head.bias"], f"{CDB}: weight_decay 0 for module.linear.bias only"),
+    "schedule.name": Orig("multistep", f"{CDB}: MultiStepLR"),
+    "schedule.milestones": Orig([160, 210], f"{CDB}: MultiStepLR(milestones=[160, 210]) stepped after each epoch"),
+    "schedule.gamma": Orig(0.01, f"{CDB}: MultiStepLR(gamma=0.01)"),
+    "schedule.warmup_epochs": Orig(0, f"{CDB}: no warm-up"),
+}
+
+# ------------------------------------------------------------------------------ BBN (CIFAR)
+BBN_CIFAR: Row = {
+    "train.epochs": Orig(200, f"{BBN_CFG}: MAX_EPOCH 200"),
+    "data.batch_size": Orig(128, f"{BBN_CFG}: BATCH_SIZE 128"),
+    "data.drop_last": Orig(True, f"{BBN_TRAIN}: DataLoader(drop_last=True)"),
+    "data.train_transforms": Orig(CROP_FLIP, f"{BBN_DATA}: RandomCrop(32, padding=4), RandomHorizontalFlip()"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{BBN_DATA}: transforms.Normalize"),
+    "data.image_size": Orig(None, f"{BBN_CFG}: INPUT_SIZE (32, 32)"),
+    "model.name": Orig("bbn_resnet32", f"{BBN_CFG}: bbn_res32_cifar"),
+    "method.name": Orig("bbn", f"{BBN_CFG}: COMBINER bbn_mix"),
+    "method.sampler": Orig("reverse", f"{BBN_CFG}: DUAL_SAMPLER reverse"),
+    "sampler.name": Orig("instance", f"{BBN_CFG}: SAMPLER default"),
+    "loss.name": Orig("ce", f"{BBN_CFG}: LOSS_TYPE CrossEntropy"),
+    "optimizer.name": Orig("sgd", f"{BBN_CFG}: OPTIMIZER SGD"),
+    "optimizer.lr": Orig(0.1, f"{BBN_CFG}: BASE_LR 0.1"),
+    "optimizer.momentum": Orig(0.9, f"{BBN_CFG}: MOMENTUM 0.9"),
+    "optimizer.nesterov": Orig(True, f"{BBN_OPT}: get_optimizer SGD(nesterov=True)"),
+    "optimizer.weight_decay": Orig(2e-4, f"{BBN_CFG}: WEIGHT_DECAY 2e-4"),
+    "optimizer.no_decay": Orig([], f"{BBN_OPT}: get_optimizer, one weight decay for every parameter"),
+    "schedule.name": Orig("multistep", f"{BBN_CFG}: LR_SCHEDULER warmup (WarmupMultiStepLR)"),
+    "schedule.milestones": Orig([119, 159], f"{BBN_LR}: LR_STEP [120, 160] on 1-based epochs (step() before each epoch)"),
+    "schedule.gamma": Orig(0.01, f"{BBN_CFG}: LR_FACTOR 0.01"),
+    "schedule.warmup_epochs": Orig(4, f"{BBN_LR}: WARM_EPOCH 5, factor 1/3 + 2E/15 for 1-based E < 5"),
+    "schedule.warmup_start": Orig(7 / 15, f"{BBN_LR}: warmup_factor 1/3, alpha = 1/5 at the first epoch"),
+}
+
+# -------------------------------------------------------- classifier re-training (cRT)
+CRT_STAGE: Row = {
+    "stages.1.epochs": Orig(10, f"{CRT}: num_epochs 10"),
+    "stages.1.freeze_backbone": Orig(True, f"{CRT}: feat_model fix: true"),
+    "stages.1.reinit_head": Orig(True, f"{CRT}: classifier stage1_weights: false"),
+    "stages.1.sampler.name": Orig("class_balanced", f"{CRT}: ClassAwareSampler"),
+    "stages.1.optimizer.name": Orig("sgd", f"{CRT}: optim_params"),
+    "stages.1.optimizer.lr": Orig(0.2, f"{CRT}: classifier lr 0.2 (batch 512)"),
+    "stages.1.optimizer.momentum": Orig(0.9, f"{CRT}: momentum 0.9"),
+    "stages.1.optimizer.weight_decay": Orig(5e-4, f"{CRT}: weight_decay 0.0005"),
+    "stages.1.optimizer.no_decay": Orig([], f"{CRT}: optim_params apply weight decay to the whole classifier"),
+    "stages.1.schedule.name": Orig("cosine", f"{CRT}: coslr: true"),
+    "stages.1.schedule.min_lr": Orig(0.0, f"{CRT}: endlr 0.0"),
+    "stages.1.schedule.warmup_epochs": Orig(0, f"{CRT}: no warm-up"),
+}
+
+# --------------------------------------------------------------------- MBIT (ISIC 2018)
+MBIT_METHOD: Row = {
+    "loss.name": Orig("mwnl", f"{MBIT_CFG}: LOSS_TYPE MWNLoss"),
+    "loss.beta": Orig(0.1, f"{MBIT_CFG}: MWNL.BETA 0.1"),
+    "loss.clip": Orig("fix", f"{MBIT_CFG}: MWNL.TYPE fix"),
+    "loss.gamma": Orig(2.0, f"{MBIT_CFG}: MWNL.GAMMA 2"),
+    "loss.reduction": Orig("enlarge", f"{MBIT_CFG}: MWNL.SIGMOID enlarge"),
+    "class_weights.name": Orig("cls", f"{MBIT_CFG}: SCHEDULER cls"),
+    "class_weights.power": Orig(1.2, f"{MBIT_CFG}: WEIGHT_POWER 1.2"),
+    "class_weights.start_epoch": Orig(20, f"{MBIT_DEF}: CLS_EPOCH_MIN 20"),
+    "class_weights.end_epoch": Orig(60, f"{MBIT_DEF}: CLS_EPOCH_MAX 60"),
+    "model.dropout": Orig(0.1, f"{MBIT_CFG}: DROP.OUT_PROB 0.1"),
+    "model.drop_block_prob": Orig(0.1, f"{MBIT_CFG}: DROP.BLOCK_PROB 0.1"),
+    "model.drop_block_size": Orig(5, f"{MBIT_CFG}: DROP.BLOCK_SIZE 5"),
+    "model.drop_block_steps": Orig(50000, f"{MBIT_CFG}: DROP.NR_STEPS 50000"),
+    "sampler.name": Orig("instance", f"{MBIT_CFG}: SAMPLER.TYPE default"),
+    "train.epochs": Orig(70, f"{MBIT_CFG}: MAX_EPOCH 70"),
+    "data.batch_size": Orig(128, f"{MBIT_CFG}: BATCH_SIZE 64 per GPU x GPUS [0, 1]"),
+    "data.drop_last": Orig(True, f"{MBIT_TRAIN}: train DataLoader(drop_last=True)"),
+    "optimizer.name": Orig("adam", f"{MBIT_CFG}: OPTIMIZER.TYPE ADAM"),
+    "optimizer.lr": Orig(0.001, f"{MBIT_OPT}: BASE_LR 5e-4 x len(GPUS) 2"),
+    "optimizer.weight_decay": Orig(1e-4, f"{MBIT_CFG}: WEIGHT_DECAY 1e-4"),
+    "optimizer.no_decay": Orig([], f"{MBIT_OPT}: get_optimizer, one weight decay for every parameter"),
+    "optimizer.betas": Orig([0.9, 0.999], f"{MBIT_OPT}: Adam betas (0.9, 0.999)"),
+    "schedule.name": Orig("multistep", f"{MBIT_CFG}: LR_SCHEDULER multistep"),
+    "schedule.milestones": Orig([29, 39, 49, 59], f"{MBIT_TRAIN}: LR_STEP [30, 40, 50, 60] on 1-based epochs (scheduler.step() before each epoch)"),
+    "schedule.gamma": Orig(0.1, f"{MBIT_CFG}: LR_FACTOR 0.1"),
+    "schedule.warmup_epochs": Orig(0, f"{MBIT_CFG}: no warm-up (multistep)"),
+    "data.train_transforms": Orig(
+        [{"name": "modified_randaugment", "policy": "v1_1", "prob": 0.7, "magnitude": 10}, {"name": "random_crop", "size": 224}],
+        f"{MBIT_DATA}: data_augment_train, modified RandAugment (AUG_METHOD v1_1, AUG_PROB 0.7, AUG_MAG 10) then a random 224 crop",
+    ),
+}
+MBIT_ISIC: Row = {
+    **MBIT_METHOD,
+    "model.name": Orig("torchvision", f"{MBIT_CFG}: BACKBONE RegNetY_3.2GF_DropBlock"),
+    "model.arch": Orig("regnet_y_3_2gf", f"{MBIT_CFG}: RegNetY_3.2GF"),
+    "model.pretrained": Orig(True, f"{MBIT_DEF}: PRETRAINED True"),
+    "data.normalize": Orig("imagenet", f"{MBIT_DEF}: FIX_MEAN_VAR ImageNet mean/std"),
+    "train.val_every": Orig(2, f"{MBIT_CFG}: VALID_STEP 2"),
+    "train.select_metric": Orig("balanced_accuracy", f"{MBIT_TRAIN}: best_model by validation balanced accuracy"),
+    "eval.tta.crops": Orig(16, f"{MBIT_CFG}: MULTI_CROP.CROP_NUM 16"),
+    "eval.tta.scheme": Orig("average", f"{MBIT_CFG}: MULTI_CROP.SCHEME average"),
+}
+
+# ------------------------------------------------------------ SPBL (SD-198 list files)
+SPBL_CNN: Row = {
+    "train.epochs": Orig(50, f"{SPBL_CFG}: epochs 50"),
+    "data.batch_size": Orig(64, f"{SPBL_CFG}: batch_size 64"),
+    "data.drop_last": Orig(True, f"{SPBL_LOOP}: train loader drop_last=True"),
+    "model.name": Orig("torchvision", f"{SPBL_CFG}: model resnet50 (torchvision)"),
+    "model.arch": Orig("resnet50", f"{SPBL_CFG}: model resnet50"),
+    "model.pretrained": Orig(True, f"{SPBL_CFG}: ImageNet-pretrained resnet50"),
+    "loss.name": Orig("ce", f"{SPBL_TRAINER}: plain cross-entropy"),
+    "optimizer.name": Orig("sgd", f"{SPBL_LOOP}: torch.optim.SGD"),
+    "optimizer.lr": Orig(0.01, f"{SPBL_CFG}: lr 0.01"),
+    "optimizer.momentum": Orig(0.9, f"{SPBL_LOOP}: momentum 0.9"),
+    "optimizer.nesterov": Orig(True, f"{SPBL_LOOP}: nesterov=True"),
+    "optimizer.weight_decay": Orig(5e-4, f"{SPBL_LOOP}: weight_decay 5e-4"),
+    "optimizer.no_decay": Orig([], f"{SPBL_LOOP}: weight decay on every parameter group"),
+    "optimizer.lr_mult": Orig({"backbone": 0.1}, f"{SPBL_LOOP}: pretrained backbone lr_mult 0.1, new layers 1.0"),
+    "schedule.name": Orig("multistep", f"{SPBL_LOOP}: lr * 0.1 ** (epoch // step_size)"),
+    "schedule.milestones": Orig([40], f"{SPBL_CFG}: step_size 40"),
+    "schedule.gamma": Orig(0.1, f"{SPBL_LOOP}: lr * 0.1 ** (epoch // step_size)"),
+}
+SPBL_SD198_DATA: Row = {
+    "data.image_size": Orig(256, f"{SPBL_LOOP}: train resize to input_size + 32 = 256"),
+    "data.train_transforms": Orig([{"name": "random_crop", "size": 224}, {"name": "hflip", "p": 0.5}], f"{SPBL_LOOP}: random crop 224, horizontal flip"),
+    "data.eval_transforms": Orig([{"name": "resize", "size": 224}], f"{SPBL_LOOP}: test resize to input_size 224"),
+    "data.normalize": Orig("imagenet", f"{SPBL_LOOP}: ImageNet mean/std"),
+}
+SPBL_PACES: Row = {
+    "spbl.train_ratio": Orig(0.2, f"{SPBL_CFG}: train_ratio 0.2"),
+    "spbl.add_ratios": Orig([0.5, 0.75, 0.9, 1.0, 1.0], f"{SPBL_CFG}: add_ratios"),
+    "spbl.max_cost": Orig(10.0, f"{SPBL_LOOP}: consistent cost vector, maxvalue 10"),
+    "spbl.delta_cap": Orig(100, f"{SPBL_DATA}: delta capped at 100"),
+    "spbl.shrink_factor": Orig(3.0, f"{SPBL_DATA}: m = 3 * ceil(mean(k))"),
+    "spbl.classifier": Orig("svm", f"{SPBL_LOOP}: SVC(kernel rbf)"),
+    "spbl.svm_c": Orig(1.0, f"{SPBL_LOOP}: SVC(C=1)"),
+    "spbl.resample": Orig("duplicate", f"{SPBL_DATA}: duplicate rows (SMOTE commented out)"),
+    "spbl.feature_norm": Orig("none", f"{SPBL_LOOP}: raw pooled features"),
+    "spbl.cnn_class_weights": Orig(False, f"{SPBL_TRAINER}: the CNN's class-weight hook is always passed None"),
+    "spbl.finetune_lr_mult": Orig(0.1, f"{SPBL_LOOP}: the same CNN, backbone lr_mult 0.1, in every pace"),
+}
+
+# -------------------------------------------------------------- MedMNIST v2 (official)
+MEDMNIST_PROTOCOL: Row = {
+    "train.epochs": Orig(100, f"{MEDMNIST}: --num_epochs 100"),
+    "data.batch_size": Orig(128, f"{MEDMNIST}: --batch_size 128"),
+    "data.drop_last": Orig(False, f"{MEDMNIST}: DataLoader(shuffle=True), drop_last unset"),
+    "data.train_transforms": Orig([], f"{MEDMNIST}: ToTensor + Normalize only"),
+    "data.normalize": Orig({"mean": [0.5], "std": [0.5]}, f"{MEDMNIST}: Normalize(mean=[.5], std=[.5])"),
+    "model.name": Orig("resnet18", f"{MEDMNIST}: --model_flag resnet18 (28 px ResNet18 of models.py)"),
+    "loss.name": Orig("ce", f"{MEDMNIST}: nn.CrossEntropyLoss"),
+    "sampler.name": Orig("instance", f"{MEDMNIST}: shuffled loader"),
+    "optimizer.name": Orig("adam", f"{MEDMNIST}: torch.optim.Adam"),
+    "optimizer.lr": Orig(0.001, f"{MEDMNIST}: lr = 0.001"),
+    "optimizer.weight_decay": Orig(0.0, f"{MEDMNIST}: Adam without weight decay"),
+    "schedule.name": Orig("multistep", f"{MEDMNIST}: MultiStepLR"),
+    "schedule.milestones": Orig([50, 75], f"{MEDMNIST}: milestones 0.5 and 0.75 x num_epochs, stepped after each epoch"),
+    "schedule.gamma": Orig(0.1, f"{MEDMNIST}: gamma 0.1"),
+    "schedule.warmup_epochs": Orig(0, f"{MEDMNIST}: no warm-up"),
+    "train.select_metric": Orig("macro_auc", f"{MEDMNIST}: best model by validation AUC"),
+}
+
+# ------------------------------------------------------------------ the methods' own values
+BALANCED_SOFTMAX: Row = {"loss.name": Orig("balanced_softmax", f"{BALMS}: Balanced Softmax loss")}
+CB_FOCAL: Row = {
+    "loss.name": Orig("cb", f"{CB}: class-balanced loss"),
+    "loss.base": Orig("focal", f"{CB}: LOSS_TYPE=focal (sigmoid focal)"),
+    "loss.beta": Orig(0.9999, f"{CB}: BETA=0.9999"),
+    "loss.gamma": Orig(1.0, f"{CB}: GAMMA=1.0"),
+}
+LOGIT_ADJUSTED_LOSS: Row = {
+    "loss.name": Orig("logit_adjusted", f"{LA}: logit-adjusted loss"),
+    "loss.tau": Orig(1.0, f"{LA}: tau = 1"),
+    "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation of the classifier"),
+}
+POSTHOC_LA: Row = {
+    "posthoc.logit_adjust": Orig(True, f"{LA}: post-hoc logit adjustment of an ERM model"),
+    "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation"),
+}
+
+
+def without(row: Row, *keys: str) -> Row:
+    return {k: v for k, v in row.items() if k not in keys}
+
+
+def cifar_ldam(method: Row) -> Row:
+    """LDAM-DRW's CIFAR protocol with ``method``'s loss (CE where the method sets none)."""
+    return {**LDAM_PROTOCOL, **CE_LOSS, **method}
+
+
+def method_at_budget(protocol: Row, method: Row) -> Row:
+    """A method run on other data: the original protocol without its data-bound settings."""
+    data_bound = ("data.image_size", "data.normalize", "data.train_transforms", "data.eval_transforms", "model.name", "model.arch", "model.pretrained")
+    return without({**protocol, **method}, *data_bound)
+
+
+PROTOCOLS: dict[str, Row] = {
+    # ---- CIFAR-10/100-LT: the originals' own protocols
+    "cifar10_lt/ce.yaml": cifar_ldam({}),
+    "cifar10_lt/ldam_drw.yaml": cifar_ldam(LDAM_DRW_METHOD),
+    "cifar10_lt/balanced_softmax.yaml": cifar_ldam(BALANCED_SOFTMAX),
+    "cifar10_lt/cb_focal.yaml": cifar_ldam(CB_FOCAL),
+    "cifar10_lt/logit_adjust.yaml": cifar_ldam(LOGIT_ADJUSTED_LOSS),
+    "cifar10_lt/cdb_ce.yaml": cifar_ldam(without(CDB_METHOD, "train.select_metric")),
+    "cifar10_lt/hml1.yaml": {**HML1_CIFAR, "model.head": CE_LOSS["model.head"]},
+    "cifar10_lt/bbn.yaml": BBN_CIFAR,
+    "cifar10_lt/crt_tau_norm.yaml": {
+        **without(LDAM_PROTOCOL, "train.epochs"),
+        **CE_LOSS,
+        "stages.0.epochs": Orig(200, f"{LDAM}: --epochs 200 (the CE representation)"),
+        **CRT_STAGE,
+    },
+    "cifar100_lt/cdb_ce.yaml": CDB_CIFAR,
+    # ---- ISIC 2018, MedMNIST, SD-198: the originals' own protocols
+    "isic2018/mbit.yaml": MBIT_ISIC,
+    "medmnist/ce.yaml": MEDMNIST_PROTOCOL,
+    "sd198/ce.yaml": {**SPBL_CNN, **SPBL_SD198_DATA},
+    "sd198/spbl.yaml": {**SPBL_CNN, **SPBL_SD198_DATA, **SPBL_PACES},
+    # ---- methods at a CPU budget on HAM10000 (base: ham10000/ce.yaml)
+    "ham10000/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
+    "ham10000/balanced_softmax.yaml": BALANCED_SOFTMAX,
+    "ham10000/cb_focal.yaml": method_at_budget(LDAM_PROTOCOL, CB_FOCAL),
+    "ham10000/logit_adjust.yaml": POSTHOC_LA,
+    "ham10000/cdb_ce.yaml": method_at_budget(without(CDB_CIFAR, "data.long_tail.recipe", "data.long_tail.val_per_class"), {}),
+    "ham10000/hml1.yaml": method_at_budget(HML1_CIFAR, {}),
+    "ham10000/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
+    "ham10000/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
+    "ham10000/spbl.yaml": method_at_budget({**SPBL_CNN, **SPBL_PACES}, {}),
+    # ---- methods at MedMNIST's budget (base: medmnist/ce.yaml)
+    "medmnist/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
+    "medmnist/balanced_softmax.yaml": BALANCED_SOFTMAX,
+    "medmnist/cb_focal.yaml": method_at_budget(LDAM_PROTOCOL, CB_FOCAL),
+    "medmnist/logit_adjust.yaml": POSTHOC_LA,
+    "medmnist/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
+    "medmnist/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
+    # ---- one loss, no protocol
+    "quickstart.yaml": BALANCED_SOFTMAX,
+}
+
+#: names a paper ("et al.") or one of the original code bases the rows cite
+NAMES_AN_ORIGINAL = re.compile(
+    r"et al\.|" + "|".join(re.escape(repo) for repo in sorted({o.source.split()[0] for row in PROTOCOLS.values() for o in row.values()}))
+)
+
+
+# --------------------------------------------------------------------------------- reading
+def header(path: Path) -> str:
+    """The leading ``#`` comment block of a YAML file."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def header_chain(path: Path) -> str:
+    """The recipe's header and those of the ``base:`` files it extends (which it inherits from)."""
+    import yaml
+
+    text, seen = [], set()
+    while path not in seen:
+        seen.add(path)
+        text.append(header(path))
+        base = (yaml.safe_load(path.read_text()) or {}).get("base")
+        if base is None:
+            break
+        path = (path.parent / str(base)).resolve()
+    return "\n".join(text)
+
+
+def names_key(text: str, key: str) -> bool:
+    """Whether a header names ``key``.
+
+    It does with the dotted key; for a stage key (``stages.1.optimizer.lr``) also with its section
+    form (``optimizer.lr``: stages inherit the top-level sections); and with an identifier-like last
+    part alone (``add_ratios``, ``no_decay``), never with a bare common word (``lr``, ``epochs``).
+    """
+    forms = [key]
+    stage = re.match(r"stages\.\d+\.(.+\..+)$", key)
+    if stage:
+        forms.append(stage.group(1))
+    last = key.rsplit(".", 1)[-1]
+    if "_" in last:
+        forms.append(last)
+    return any(re.search(rf"(?<![\w.]){re.escape(form)}(?![\w])", text) for form in forms)
+
+
+def resolved(cfg: Config) -> dict[str, Any]:
+    plain = to_plain(cfg)
+    plain["stages"] = [s.model_dump(mode="json") for s in cfg.resolved_stages()]
+    return plain
+
+
+_REGISTRY_OF = {"loss": "LOSSES", "class_weights": "WEIGHTS", "sampler": "SAMPLERS", "method": "METHODS", "model": "MODELS", "tta": "METHODS"}
+
+
+def lookup(cfg: Config, key: str) -> Any:
+    """The value of dotted ``key`` in the resolved config; an unset component kwarg reads as its default."""
+    node: Any = resolved(cfg)
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, list):
+            node = node[int(part)]
+        elif part in node:
+            node = node[part]
+        elif i == len(parts) - 1 and isinstance(node, dict) and "name" in node:
+            return _constructor_default(parts[i - 1], node["name"], part)
+        else:
+            raise KeyError(key)
+    return node
+
+
+def _constructor_default(section: str, name: str, kwarg: str) -> Any:
+    from longtail import components, registry  # noqa: F401  (registers every component)
+
+    reg = getattr(registry, _REGISTRY_OF[section])
+    param = inspect.signature(reg.get(name)).parameters.get(kwarg)
+    if param is None or param.default is inspect.Parameter.empty:
+        raise KeyError(f"{section} '{name}' has no parameter '{kwarg}' with a default")
+    return param.default
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def recipes() -> list[str]:
+    return sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
+
+
+# ----------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("recipe", sorted(PROTOCOLS))
+def test_recipe_matches_its_original_or_names_the_deviation(recipe):
+    path = CONFIGS / recipe
+    cfg = load_config(path)
+    text = header_chain(path)
+    unnamed = []
+    for key, orig in PROTOCOLS[recipe].items():
+        ours = lookup(cfg, key)
+        if not same(ours, orig.value) and not names_key(text, key):
+            unnamed.append(f"{key}: recipe {ours!r}, original {orig.value!r} ({orig.source})")
+    assert not unnamed, f"{recipe} differs from its original without naming it in its header:\n  " + "\n  ".join(unnamed)
+
+
+@pytest.mark.parametrize("recipe", recipes())
+def test_every_recipe_that_names_an_original_has_a_row(recipe):
+    if NAMES_AN_ORIGINAL.search(header(CONFIGS / recipe)):
+        assert recipe in PROTOCOLS, f"configs/{recipe} names a paper or code base: add its original's hyper-parameters to PROTOCOLS"
+
+
+def test_every_row_is_a_recipe_and_every_value_cites_a_file():
+    assert set(PROTOCOLS) <= set(recipes())
+    for row in PROTOCOLS.values():
+        for key, orig in row.items():
+            repo, _, where = orig.source.partition(" ")
+            assert "/" in repo and where, f"{key}: cite '<owner>/<repo> <file>: <what>', got '{orig.source}'"
+
+
+def test_a_silent_deviation_fails(tmp_path):
+    """The check bites: LDAM-DRW's recipe with the default no_decay and no word about it is refused."""
+    recipe = tmp_path / "ldam_drw.yaml"
+    recipe.write_text(
+        "# LDAM-DRW (Cao et al., NeurIPS 2019), CIFAR-10-LT IR 100.\n"
+        f"base: {CONFIGS / 'cifar10_lt' / 'ldam_drw.yaml'}\n"
+        "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0002}\n"
+    )
+    cfg = load_config(recipe)
+    key = "optimizer.no_decay"
+    assert not same(lookup(cfg, key), PROTOCOLS["cifar10_lt/ldam_drw.yaml"][key].value)
+    assert not names_key(header(recipe), key)
+    assert names_key("# Deviations: optimizer.no_decay [bias, norm] (original: every parameter)", key)
+    assert not names_key("# Deviations: optimizer.no_decay_extra", key)
+    assert names_key("# 3 paces (add_ratios [0.5, 1.0])", "spbl.add_ratios")
+    assert not names_key("# lr 0.01", "optimizer.lr")  # a bare common word does not name a key
+    assert names_key("# optimizer.lr 0.05", "stages.1.optimizer.lr") and not names_key("# 6 epochs", "stages.1.epochs")
