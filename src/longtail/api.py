@@ -144,6 +144,8 @@ def _data_meta(bundle: Any) -> dict[str, Any]:
         "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
         "norm_mean": [float(m) for m in bundle.norm_mean],
         "norm_std": [float(s) for s in bundle.norm_std],
+        # a clip run: predict reads clip folders, this many frames each (segment middles)
+        "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
     }
 
 
@@ -168,7 +170,8 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
     tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
+              majority_threshold=cfg.eval.majority_threshold)
     outputs = {}
     for split in ("val", "test"):
         dataset = getattr(bundle, split)
@@ -291,10 +294,12 @@ def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers)
     rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
-    result = compute(out.logits, out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
+              majority_threshold=cfg.eval.majority_threshold)
+    result = compute(out.logits, out.targets, **kw)
     posthoc = _read_posthoc(run_dir)
     if posthoc:
-        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, **kw)
     return result
 
 
@@ -324,6 +329,20 @@ def find_images(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run."""
+    from .data import Decoder, decode_image_file
+
+    if meta.get("frames_per_clip"):
+        from .data.clips import clips_for_prediction, find_clip_folders
+
+        folders = find_clip_folders(list(images))
+        clips = clips_for_prediction(folders, Decoder.from_config(cfg.data, meta["channels"]), int(meta["frames_per_clip"]))
+        return clips.load, folders
+    files = find_images(list(images))
+    return (lambda i: decode_image_file(files[i], cfg.data, meta["channels"])), files
+
+
 @torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
     """Class probabilities for image files or folders with the run's best model and post-hoc setting.
@@ -331,7 +350,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     Returns one dict per image (``image`` + one probability per class name); writes a CSV when
     ``out`` is given. Decoding matches training exactly (same pre-processing and size).
     """
-    from .data import build_pipeline, decode_image_file
+    from .data import build_pipeline
     from .engine import autocast, select_device
 
     run_dir = Path(run_dir)
@@ -343,11 +362,11 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
-    files = find_images(list(images))
+    load, files = _prediction_inputs(images, cfg, meta)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        x = torch.stack([decode_image_file(f, cfg.data, meta["channels"]) for f in chunk]).to(device)
+        x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
         x = pipeline.batch(x)
         with autocast(device, cfg.train.precision):
             if tta is not None:
