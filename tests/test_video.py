@@ -248,15 +248,23 @@ def test_r3d_18_trains_evaluates_and_predicts_through_the_cli(fixture, tmp_path,
     assert rows[0] == "image,verb 1,verb 2,verb 3" and len(rows) - 1 == len(list(clips.iterdir()))
 
 
-def _r3d_recipe(tmp_path: Path) -> Path:
+def _r3d_recipe(tmp_path: Path, model: str = "r3d_18") -> Path:
+    """The fixture recipe with another model section (its tiny ResNeXt kwargs do not fit other models)."""
     import yaml
 
     raw = yaml.safe_load(RECIPE.read_text())
     raw["name"] = "egtea-fixture_r3d"
-    raw["model"] = {"name": "r3d_18"}
-    path = tmp_path / "r3d.yaml"
+    raw["model"] = {"name": model}
+    path = tmp_path / f"{model}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def test_an_image_backbone_on_clips_is_a_one_line_error(fixture, tmp_path):
+    import longtail
+
+    with pytest.raises(LongtailError, match="takes images but data.source gives clips.*r3d_18"):
+        longtail.train(str(_r3d_recipe(tmp_path, "small_cnn")), fixture_overrides(fixture, tmp_path))
 
 
 def test_cdb_weights_update_from_clip_validation_exactly_as_on_images(fixture, tmp_path):

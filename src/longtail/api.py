@@ -89,6 +89,7 @@ def train(
     if cfg.spbl is not None:
         return _train_spbl(cfg, run_dir, bundle, device, resume is not None, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
+    check_item_kind(model, bundle, cfg.model.name)
     trainer = Trainer(cfg, run_dir, bundle, model, device)
     resume_state = torch.load(run_dir / rundir.LAST, map_location=device, weights_only=False) if resume is not None else None
     if resume_state is not None:
@@ -103,6 +104,17 @@ def train(
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
     results = finalize(run_dir, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, results, finished=True)
+
+
+def check_item_kind(model: Any, bundle: Any, name: str) -> None:
+    """Clips need a 3D backbone and images a 2D one: say so in one line instead of a conv shape error."""
+    clips = bool(getattr(bundle.train, "frames_per_clip", None))
+    takes_clips = bool(getattr(getattr(model, "backbone", None), "takes_clips", False))
+    if clips and not takes_clips:
+        raise LongtailError(f"model '{name}' takes images but data.source gives clips (C x T x H x W); "
+                            "use a 3D backbone: r3d_18, mc3_18, r2plus1d_18, resnext3d_101 or resnext3d")
+    if takes_clips and not clips:
+        raise LongtailError(f"model '{name}' is a 3D backbone for clips but data.source gives images; use an image backbone or a clip source (egtea)")
 
 
 def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: bool, stop_after: int | None, started: float) -> TrainResult:

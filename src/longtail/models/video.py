@@ -37,6 +37,7 @@ class TorchvisionVideoBackbone(nn.Module):
         if conv.in_channels != in_channels:
             net.stem[0] = nn.Conv3d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
         self.net = net
+        self.takes_clips = True
         self.arch = f"torchvision:{arch}"
         self.classifier_prefixes = ("net.fc.",)
         if pretrained:  # Kinetics-400 weights (torchvision's DEFAULT for these models)
@@ -107,6 +108,7 @@ class ResNeXt3d(nn.Module):
         if any(p // 32 < 1 for p in planes):
             raise ConfigError(f"resnext3d: every entry of planes {list(planes)} must be >= 32 (width per group = planes // 32)")
         self.arch = "resnext3d"
+        self.takes_clips = True
         self.inplanes = stem_width
         self.conv1 = nn.Conv3d(in_channels, stem_width, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
         self.bn1 = nn.BatchNorm3d(stem_width)
