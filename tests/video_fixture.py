@@ -33,15 +33,16 @@ def write_clip(folder: Path, num_frames: int, colour: tuple[int, int, int], size
         Image.fromarray(img).save(folder / f"{t:06d}.jpg", quality=90)
 
 
-def write_egtea_fixture(root: str | Path, size: int = 20, frames: tuple[int, int] = (3, 9), seed: int = 0) -> dict[str, Path]:
+def write_egtea_fixture(root: str | Path, size: int = 20, frames: tuple[int, int] = (3, 9), seed: int = 0,
+                        per_verb: dict[int, tuple[int, int, int]] | None = None) -> dict[str, Path]:
     """Clips under ``root/frames/<video>/<clip>/`` and ``{train,val,test}_split.txt`` lines
     ``<clip> <action> <verb> <noun>`` (1-based). Clip lengths vary in ``frames`` (some shorter than
-    4 frames). Returns the paths a config needs."""
+    4 frames); ``per_verb`` gives (train, val, test) clips of verbs 1..3. Returns the paths a config needs."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     k = 0
-    for verb, counts in PER_VERB.items():
+    for verb, counts in (per_verb or PER_VERB).items():
         for split, n in zip(("train", "val", "test"), counts):
             for _ in range(n):
                 video = VIDEOS[k % len(VIDEOS)]
