@@ -325,3 +325,29 @@ def test_extract_frames_without_pyav_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)
     with pytest.raises(LongtailError, match=r"pip install 'longtail\[video\]'"):
         extract_frames(tmp_path, tmp_path / "out")
+
+
+def test_cutmix_pastes_the_same_box_in_every_frame():
+    from longtail.augment.mixing import CutMix
+
+    torch.manual_seed(3)
+    x = torch.rand(4, 3, 1, 16, 16).expand(4, 3, 5, 16, 16).contiguous()
+    mixed, _, _, lam = CutMix(alpha=1.0)(x, torch.arange(4))
+    assert mixed.shape == x.shape and float(lam[0]) < 1.0
+    for t in range(1, 5):
+        assert torch.equal(mixed[:, :, t], mixed[:, :, 0])
+
+
+def test_kinetics_weights_of_a_video_resnet_load_into_one_channel_clips(tmp_path):
+    import torchvision.models as tvm
+
+    from longtail.config import ModelConfig
+    from longtail.models import build_model
+
+    source = tvm.get_model("r3d_18", weights=None).state_dict()  # torchvision's own layout, 3 channels
+    path = tmp_path / "r3d_18.pth"
+    torch.save(source, path)
+    model = build_model(ModelConfig(name="r3d_18", weights=str(path)), num_classes=3, in_channels=1)
+    stem = model.backbone.net.stem[0].weight
+    assert stem.shape[1] == 1 and torch.allclose(stem, source["stem.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(model.backbone.net.layer4[1].conv2[0].weight, source["layer4.1.conv2.0.weight"])

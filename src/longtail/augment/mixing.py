@@ -42,7 +42,7 @@ class LabelMixing(ABC):
 
     def _check(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.ndim not in (4, 5) or not x.is_floating_point():
-            raise DataError(f"{self.name}: expects a float batch of images N x C x H x W or clips N x C x T x H x W, got {x.dtype} of shape {tuple(x.shape)}")
+            raise DataError(f"{self.name}: expects a float image batch N x C x H x W (or clips N x C x T x H x W), got {x.dtype} of shape {tuple(x.shape)}")
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise DataError(f"{self.name}: expects one integer label per image, got labels of shape {tuple(y.shape)} for {x.shape[0]} images")
         return torch.randperm(x.shape[0], device=x.device)
