@@ -17,7 +17,7 @@ from longtail.config import load_config
 from longtail.data import build_data, build_pipeline
 from longtail.data.clips import ClipDataset, segment_indices
 from longtail.errors import DataError, LongtailError
-from longtail.registry import MODELS, TRANSFORMS
+from longtail.registry import DATASETS, MODELS, TRANSFORMS
 
 from .video_fixture import write_egtea_fixture
 
@@ -312,11 +312,16 @@ def test_extract_frames_writes_the_clip_layout(tmp_path, capsys):
     assert cli_main(["data", "extract-frames", str(tmp_path / "videos"), str(out)]) == 0
     clip = out / "OP01-R01-PastaSalad" / name
     assert sorted(p.name for p in clip.iterdir()) == [f"{i:06d}.jpg" for i in range(6)]
-    assert sorted(p.name for p in (out / "other" / "plain").iterdir()) == [f"{i:06d}.jpg" for i in range(3)]
+    assert sorted(p.name for p in (out / "plain" / "plain").iterdir()) == [f"{i:06d}.jpg" for i in range(3)]
     first, last = (np.asarray(Image.open(clip / f)) for f in ("000000.jpg", "000005.jpg"))
     assert first.shape == (24, 32, 3) and last.mean() > first.mean() + 50  # the frames, in order
     assert cli_main(["data", "extract-frames", str(tmp_path / "videos"), str(out)]) == 0
     assert "2 clips already there" in capsys.readouterr().out
+    split = tmp_path / "train_split.txt"
+    split.write_text(f"{name} 12 3 4\nplain 1 1 1\n")
+    source = DATASETS.get("egtea")(root=str(out), train=str(split), frames_per_clip=10)
+    clips = source.splits["train"]
+    assert clips.targets.tolist() == [2, 0] and clips.load(0).shape == (3, 10, 24, 32)  # the source reads them back
 
 
 def test_extract_frames_without_pyav_names_the_extra(tmp_path, monkeypatch):

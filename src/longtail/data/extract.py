@@ -3,8 +3,8 @@
 Every video file under ``VIDEO_DIR`` becomes ``OUT_DIR/<video>/<clip>/000000.jpg, 000001.jpg, ...``
 with ``<clip>`` the file's name without extension and ``<video>`` its first three dash-separated
 tokens (EGTEA: ``OP01-R01-PastaSalad-1002316-1004005-F024051-F024101.mp4`` goes to
-``OP01-R01-PastaSalad/OP01-R01-PastaSalad-1002316-.../``), or its parent folder's name for names
-with fewer tokens. Decoding uses PyAV (FFmpeg bindings; the ``video`` extra). A clip is written to a
+``OP01-R01-PastaSalad/OP01-R01-PastaSalad-1002316-.../``); a name with fewer tokens is its own
+video folder (``clip/clip/``), which is where the ``egtea`` source looks for it. Decoding uses PyAV (FFmpeg bindings; the ``video`` extra). A clip is written to a
 temporary folder and renamed when complete, so an interrupted run never leaves a short clip behind
 and a rerun skips finished clips.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, LongtailError
-from .sources.egtea import VIDEO_TOKENS
+from .sources.egtea import video_of
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -32,14 +32,9 @@ def require_av() -> Any:
     return av
 
 
-def clip_target(video: Path, video_dir: Path, tokens: int = VIDEO_TOKENS) -> tuple[str, str]:
-    """(video folder, clip folder) names for a video file."""
-    clip = video.stem
-    parts = clip.split("-")
-    if len(parts) > tokens:
-        return "-".join(parts[:tokens]), clip
-    parent = video.parent
-    return (parent.name if parent != video_dir else clip), clip
+def clip_target(video: Path) -> tuple[str, str]:
+    """(video folder, clip folder) names for a video file: the rule the ``egtea`` source reads back."""
+    return video_of(video.stem), video.stem
 
 
 @dataclass
@@ -91,9 +86,14 @@ def extract_frames(video_dir: str | Path, out_dir: str | Path, every: int = 1, s
     videos = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise DataError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under '{src}'")
+    seen: dict[str, Path] = {}
+    for path in videos:
+        if path.stem in seen:
+            raise DataError(f"two videos are named '{path.stem}' ('{seen[path.stem]}', '{path}'); clip names must be unique")
+        seen[path.stem] = path
     clips = frames = existing = 0
     for path in videos:
-        video, clip = clip_target(path, src)
+        video, clip = clip_target(path)
         target = dst / video / clip
         if target.is_dir() and not overwrite:
             existing += 1
