@@ -360,7 +360,8 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     """Class probabilities for image files or folders with the run's best model and post-hoc setting.
 
     Returns one dict per image (``image`` + one probability per class name); writes a CSV when
-    ``out`` is given. Decoding matches training exactly (same pre-processing and size).
+    ``out`` is given. Decoding matches training exactly (same pre-processing and size). For a clip
+    run the inputs are clip folders (or folders holding them), read as evaluation reads clips.
     """
     from .data import build_pipeline
     from .engine import autocast, select_device
