@@ -28,6 +28,7 @@ SETTINGS: dict[str, tuple[dict, int]] = {
     "timm": ({"arch": "test_resnet"}, 32),
     "resnet10": ({"small_input": True}, 16),
     "bbn_resnet10": ({"small_input": True}, 16),
+    "resnext3d": ({"layers": [1, 1, 1, 1], "cardinality": 4, "stem_width": 8, "planes": [32, 32, 64, 64]}, 16),
 }
 
 
@@ -40,7 +41,8 @@ def test_every_model_trains_one_step(name, channels):
     kwargs, size = SETTINGS.get(name, ({}, 16))
     model = build_model(ModelConfig(name=name, **kwargs), num_classes=4, in_channels=channels)
     model.train()
-    x = torch.randn(2, channels, size, size, requires_grad=True)
+    clips = getattr(model.backbone, "takes_clips", False)  # 3D backbones take N x C x T x H x W
+    x = torch.randn(2, channels, *((4,) if clips else ()), size, size, requires_grad=True)
     logits, features = model(x, return_features=True)
     assert logits.shape == (2, 4)
     assert features.shape == (2, model.feature_dim)

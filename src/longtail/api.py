@@ -89,6 +89,7 @@ def train(
     if cfg.spbl is not None:
         return _train_spbl(cfg, run_dir, bundle, device, resume is not None, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
+    check_item_kind(model, bundle, cfg.model.name)
     trainer = Trainer(cfg, run_dir, bundle, model, device)
     resume_state = torch.load(run_dir / rundir.LAST, map_location=device, weights_only=False) if resume is not None else None
     if resume_state is not None:
@@ -103,6 +104,17 @@ def train(
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
     results = finalize(run_dir, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, results, finished=True)
+
+
+def check_item_kind(model: Any, bundle: Any, name: str) -> None:
+    """Clips need a 3D backbone and images a 2D one: say so in one line instead of a conv shape error."""
+    clips = bool(getattr(bundle.train, "frames_per_clip", None))
+    takes_clips = bool(getattr(getattr(model, "backbone", None), "takes_clips", False))
+    if clips and not takes_clips:
+        raise LongtailError(f"model '{name}' takes images but data.source gives clips (C x T x H x W); "
+                            "use a 3D backbone: r3d_18, mc3_18, r2plus1d_18, resnext3d_101 or resnext3d")
+    if takes_clips and not clips:
+        raise LongtailError(f"model '{name}' is a 3D backbone for clips but data.source gives images; use an image backbone or a clip source (egtea)")
 
 
 def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: bool, stop_after: int | None, started: float) -> TrainResult:
@@ -144,6 +156,8 @@ def _data_meta(bundle: Any) -> dict[str, Any]:
         "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
         "norm_mean": [float(m) for m in bundle.norm_mean],
         "norm_std": [float(s) for s in bundle.norm_std],
+        # a clip run: predict reads clip folders, this many frames each (segment middles)
+        "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
     }
 
 
@@ -168,7 +182,8 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
     tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
+              majority_threshold=cfg.eval.majority_threshold)
     outputs = {}
     for split in ("val", "test"):
         dataset = getattr(bundle, split)
@@ -309,10 +324,12 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers)
     rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
-    result = compute(out.logits, out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
+              majority_threshold=cfg.eval.majority_threshold)
+    result = compute(out.logits, out.targets, **kw)
     posthoc = _read_posthoc(run_dir) if checkpoint == "best" else {}
     if posthoc:
-        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds)
+        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, **kw)
     return result
 
 
@@ -342,14 +359,29 @@ def find_images(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run."""
+    from .data import Decoder, decode_image_file
+
+    if meta.get("frames_per_clip"):
+        from .data.clips import clips_for_prediction, find_clip_folders
+
+        folders = find_clip_folders(list(images))
+        clips = clips_for_prediction(folders, Decoder.from_config(cfg.data, meta["channels"]), int(meta["frames_per_clip"]))
+        return clips.load, folders
+    files = find_images(list(images))
+    return (lambda i: decode_image_file(files[i], cfg.data, meta["channels"])), files
+
+
 @torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
     """Class probabilities for image files or folders with the run's best model and post-hoc setting.
 
     Returns one dict per image (``image`` + one probability per class name); writes a CSV when
-    ``out`` is given. Decoding matches training exactly (same pre-processing and size).
+    ``out`` is given. Decoding matches training exactly (same pre-processing and size). For a clip
+    run the inputs are clip folders (or folders holding them), read as evaluation reads clips.
     """
-    from .data import build_pipeline, decode_image_file
+    from .data import build_pipeline
     from .engine import autocast, select_device
 
     run_dir = Path(run_dir)
@@ -361,11 +393,11 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
-    files = find_images(list(images))
+    load, files = _prediction_inputs(images, cfg, meta)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        x = torch.stack([decode_image_file(f, cfg.data, meta["channels"]) for f in chunk]).to(device)
+        x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
         x = pipeline.batch(x)
         with autocast(device, cfg.train.precision):
             if tta is not None:

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")
     p.add_argument("run_dir")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders; for a clip run, clip folders (of frames) or folders holding them")
     p.add_argument("--out", default="predictions.csv", help="CSV: image + one probability column per class")
     p.set_defaults(func=cmd_predict)
 

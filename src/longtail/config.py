@@ -186,6 +186,7 @@ class PosthocConfig(Strict):
 
 class EvalConfig(Strict):
     shot_thresholds: tuple[int, int] = (100, 20)
+    majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
     tta: Component | None = None
 
 

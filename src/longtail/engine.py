@@ -370,7 +370,7 @@ class Trainer:
         from .metrics import compute
 
         out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers)
-        result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds)
+        result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds, majority_threshold=self.cfg.eval.majority_threshold)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)
         self.progress.last_val_accuracy = [float(a) for a in acc]

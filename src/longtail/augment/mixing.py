@@ -41,8 +41,8 @@ class LabelMixing(ABC):
         return float(self._beta.sample())
 
     def _check(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or not x.is_floating_point():
-            raise DataError(f"{self.name}: expects a float image batch N x C x H x W, got {x.dtype} of shape {tuple(x.shape)}")
+        if x.ndim not in (4, 5) or not x.is_floating_point():
+            raise DataError(f"{self.name}: expects a float image batch N x C x H x W (or clips N x C x T x H x W), got {x.dtype} of shape {tuple(x.shape)}")
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise DataError(f"{self.name}: expects one integer label per image, got labels of shape {tuple(y.shape)} for {x.shape[0]} images")
         return torch.randperm(x.shape[0], device=x.device)
@@ -89,7 +89,7 @@ class CutMix(LabelMixing):
         h, w = x.shape[-2:]
         top, bottom, left, right = cutmix_box(h, w, self._lam())
         mixed = x.clone()
-        mixed[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+        mixed[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]  # clips: the same box in every frame
         lam = 1.0 - (bottom - top) * (right - left) / (h * w)
         return mixed, y, y[perm], torch.full((x.shape[0],), lam, dtype=x.dtype, device=x.device)
 

@@ -23,6 +23,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
 from .cache import cached_decode
+from .clips import ClipDataset
 from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
 from .decode import Decoder
 from .longtail import make_long_tailed
@@ -120,6 +121,8 @@ def _header_ok(path: str) -> bool:
 def materialize(ds: ImageDataset, cfg: "DataConfig", channels: int, name: str) -> tuple[ImageDataset, list[str]]:
     """A native split decoded with the config's settings: cached tensors, lazy files, or arrays."""
     decoder = Decoder.from_config(cfg, channels)
+    if isinstance(ds, ClipDataset):  # decoded on access (other frames every epoch), never cached
+        return ds.with_decoder(decoder).checked(cfg.on_bad_image)
     if isinstance(ds, TensorImageDataset):
         return _convert_tensor(ds, decoder), []
     if not isinstance(ds, FileImageDataset):
@@ -329,6 +332,8 @@ def build_data(cfg: "DataConfig", seed: int, splits: dict[str, Any] | None = Non
         parts[part] = None if entry is None else native[entry[0]].subset(entry[1])
     train, val = parts["train"], parts["val"]
     assert train is not None and val is not None
+    if isinstance(train, ClipDataset):
+        train.random_frames = True  # a random frame per segment in training, segment middles elsewhere
     if len(val) == 0:
         raise DataError("the validation split is empty; raise data.split.val (or long_tail.val_per_class)")
     if (train.targets < 0).any() or (val.targets < 0).any():

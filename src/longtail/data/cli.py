@@ -12,7 +12,7 @@ from ..errors import ConfigError
 def add_commands(subparsers: Any) -> None:
     """Add the ``data`` command group to an argparse sub-parser collection."""
     data = subparsers.add_parser("data", help="inspect and convert datasets")
-    sub = data.add_subparsers(dest="data_command", metavar="{describe,convert}")
+    sub = data.add_subparsers(dest="data_command", metavar="{describe,convert,extract-frames}")
     sub.required = True
 
     d = sub.add_parser("describe", help="per-class counts, imbalance ratio, Gini, shot groups + histogram PNG")
@@ -31,6 +31,15 @@ def add_commands(subparsers: Any) -> None:
     c.add_argument("--extension", default=".jpg", help="image file extension for ISIC ids (default: .jpg)")
     c.add_argument("--no-check", action="store_true", help="do not open images (no size fields)")
     c.set_defaults(func=run_convert)
+
+    x = sub.add_parser("extract-frames", help="videos -> OUT_DIR/<video>/<clip>/000000.jpg ... (clip sources; needs longtail[video])")
+    x.add_argument("video_dir", metavar="VIDEO_DIR", help="folder of video files (searched recursively), e.g. EGTEA's cropped_clips")
+    x.add_argument("out_dir", metavar="OUT_DIR", help="frame root to write (data.source.root of a clip source)")
+    x.add_argument("--every", type=int, default=1, help="keep every N-th frame (default: 1, every frame, as EGTEA's original)")
+    x.add_argument("--short-side", type=int, default=None, help="resize frames so the short side is this many pixels (default: native)")
+    x.add_argument("--quality", type=int, default=95, help="JPEG quality (default: 95)")
+    x.add_argument("--overwrite", action="store_true", help="re-extract clips whose folder exists (default: skip them)")
+    x.set_defaults(func=run_extract_frames)
 
 
 def _data_config(path: str, overrides: list[str]) -> tuple[Any, int]:
@@ -74,4 +83,14 @@ def run_convert(args: argparse.Namespace) -> int:
     labelled = sum(r.label is not None for r in conv.records)
     print(f"wrote {args.out}: {len(conv.records)} images ({labelled} labelled), {conv.num_classes} classes "
           f"[{', '.join(conv.class_names)}]" + (f"; {args.csv}" if args.csv else ""))
+    return 0
+
+
+def run_extract_frames(args: argparse.Namespace) -> int:
+    from .extract import extract_frames
+
+    summary = extract_frames(args.video_dir, args.out_dir, every=args.every, short_side=args.short_side,
+                             quality=args.quality, overwrite=args.overwrite)
+    print(f"wrote {summary.clips} clips ({summary.frames} frames) under {args.out_dir}"
+          + (f"; {summary.skipped_existing} clips already there (--overwrite re-extracts them)" if summary.skipped_existing else ""))
     return 0

@@ -29,7 +29,7 @@ def describe(bundle: DataBundle, thresholds: tuple[int, int] = (100, 20)) -> str
     ir = imbalance_ratio(train)
     lines += [
         "",
-        f"classes: {bundle.num_classes}   images: {bundle.channels} x {bundle.image_size[0]} x {bundle.image_size[1]}",
+        f"classes: {bundle.num_classes}   {_item_shape(bundle)}",
         f"imbalance ratio (max/min train count): {ir:.2f}   Gini coefficient of train counts: {gini(train):.3f}",
         f"shot groups by train count (many > {many}, few < {few}): "
         + ", ".join(f"{g} {len(m)}" for g, m in membership.items()),
@@ -75,3 +75,10 @@ def plot_class_histogram(bundle: DataBundle, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
+
+
+def _item_shape(bundle: DataBundle) -> str:
+    """'images: C x H x W', or 'clips: C x T x H x W' for a clip source."""
+    h, w = bundle.image_size
+    frames = getattr(bundle.train, "frames_per_clip", None)
+    return f"clips: {bundle.channels} x {frames} x {h} x {w}" if frames else f"images: {bundle.channels} x {h} x {w}"

@@ -24,7 +24,8 @@ def channel_mean_std(ds: ImageDataset, max_images: int = 2000, seed: int = 0) ->
     else:
         n = len(ds)
         pick = np.sort(np.random.default_rng(seed).permutation(n)[:max_images]) if n > max_images else np.arange(n)
-        images = torch.stack([ds.load(int(i)) for i in pick])
+        # a clip (C x T x H x W) counts as one tall image of its frames
+        images = torch.stack([ds.load(int(i)).flatten(1, -2) for i in pick])
         index = np.arange(len(images))
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)

@@ -26,15 +26,32 @@ if TYPE_CHECKING:
 
 
 class BatchOp(ABC):
-    """Base for batched ops; a single C x H x W image is treated as a batch of one."""
+    """Base for batched ops; a single C x H x W image is treated as a batch of one.
+
+    A batch of clips (N x C x T x H x W) is folded into a batch of N images so that every op draws
+    its parameters once per clip and applies them to all of its frames: geometric ops
+    (``clip_fold = "channels"``) see a clip as one image with C*T channels, pixel-value ops
+    (``clip_fold = "height"``, e.g. colour jitter) as one image of its frames stacked vertically.
+    """
 
     batched = True
     random = True
+    clip_fold = "channels"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3:
             return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.ndim == 5:
+            return self._forward_clips(x)
         return self.forward(x)
+
+    def _forward_clips(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, t, h, w = x.shape
+        if self.clip_fold == "channels":
+            out = self.forward(x.reshape(n, c * t, h, w))
+            return out.reshape(n, c, t, *out.shape[-2:])
+        out = self.forward(x.reshape(n, c, t * h, w))
+        return out.reshape(n, c, t, h, w)
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +239,8 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 class ColorJitter(BatchOp):
     """Per-image brightness/contrast/saturation factors (and approximate `hue` shift), in that order."""
 
+    clip_fold = "height"  # channel-wise: a clip's frames share one factor and one contrast mean
+
     def __init__(self, brightness: float | Sequence[float] = 0.0, contrast: float | Sequence[float] = 0.0,
                  saturation: float | Sequence[float] = 0.0, hue: float = 0.0) -> None:
         self.brightness = _factor_range(brightness, "brightness")
@@ -299,6 +318,8 @@ class Normalize:
             s = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(-1, 1, 1)
             self._cache[key] = (m, s)
         m, s = self._cache[key]
+        if x.ndim == 5:  # clips N x C x T x H x W: channels are still dimension 1
+            m, s = m.unsqueeze(-1), s.unsqueeze(-1)
         return (x - m) / s
 
     def __getstate__(self) -> dict[str, Any]:

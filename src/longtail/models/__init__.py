@@ -3,7 +3,7 @@
 See docs/architecture.md ("Model contract"). Importing this package registers every backbone.
 """
 
-from . import resnet, small_cnn, timm_backbone, torchvision_backbone  # noqa: F401  (registration)
+from . import resnet, small_cnn, timm_backbone, torchvision_backbone, video  # noqa: F401  (registration)
 from .bbn import BBNClassifier, BilateralBackbone, bbn_alpha
 from .build import build_model
 from .classifier import Classifier, count_parameters

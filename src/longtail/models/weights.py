@@ -117,7 +117,7 @@ def load_backbone_weights(backbone: nn.Module, state_dict: Mapping[str, Any], so
         for k, v in mapped.items()
         if k in expected or not (k.startswith(classifier_prefixes) or k.split(".", 1)[0] in _CLASSIFIER_NAMES)
     }
-    first_conv = next((k for k, v in expected.items() if v.ndim == 4), None)
+    first_conv = next((k for k, v in expected.items() if v.ndim >= 4), None)  # 2D or 3D (clip) kernels
     if first_conv in kept:
         want, have = expected[first_conv].shape, kept[first_conv].shape
         if have[0] == want[0] and have[2:] == want[2:] and have[1] != want[1]:
@@ -139,7 +139,7 @@ def adapt_conv_weight(weight: Tensor, in_channels: int) -> Tensor:
     if in_channels == 1:
         return weight.sum(dim=1, keepdim=True)
     reps = -(-in_channels // have)
-    return weight.repeat(1, reps, 1, 1)[:, :in_channels] * (have / in_channels)
+    return weight.repeat(1, reps, *[1] * (weight.ndim - 2))[:, :in_channels] * (have / in_channels)
 
 
 def model_arch(model: nn.Module) -> str:

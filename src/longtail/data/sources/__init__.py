@@ -1,6 +1,6 @@
 """Data sources, registered in ``longtail.registry.DATASETS`` on import."""
 
-from . import arrays, files, named  # noqa: F401
+from . import arrays, egtea, files, named  # noqa: F401
 from .base import Source
 
 __all__ = ["Source"]
