@@ -13,6 +13,7 @@ import hashlib
 import json
 import pickle
 import random
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,8 +82,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
         with torch.serialization.safe_globals(_legacy_numpy_globals()):
             state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        needs = re.search(r"[Uu]nsupported (?:global: )?(?:GLOBAL|class) ([\w.]+)", str(e))
+        if needs is None:  # not a pickle at all, or a broken one
+            raise LongtailError(
+                f"checkpoint '{p}' is truncated or not a torch checkpoint ({_unpickler_detail(e)}); "
+                "delete it and resume from another checkpoint or retrain"
+            ) from None
         raise LongtailError(
-            f"checkpoint '{p}' is not plain tensor data and was not loaded (it would run code: {_first_line(e)}); "
+            f"checkpoint '{p}' is not plain tensor data and was not loaded (it needs {needs.group(1)}, which could run code); "
             "use a checkpoint written by longtail, never one from an untrusted source"
         ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError, TypeError, IndexError) as e:
@@ -190,6 +197,15 @@ def _legacy_numpy_globals() -> list[Any]:
     from .models.weights import _numpy_globals
 
     return _numpy_globals()
+
+
+def _unpickler_detail(e: BaseException) -> str:
+    """The line of torch's weights-only error that says what was wrong (its other lines are boilerplate)."""
+    for line in str(e).splitlines():
+        line = line.replace("WeightsUnpickler error:", "").strip()
+        if line and not line.startswith(("Weights only load failed", "Please file an issue", "Check the documentation")):
+            return line[:200]
+    return "not a pickle"
 
 
 def _first_line(e: BaseException) -> str:
