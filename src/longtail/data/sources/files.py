@@ -113,7 +113,7 @@ def check_duplicates(ids: Sequence[str], labels: Sequence[Any], where: Callable[
             first[key] = i
             keep.append(i)
         elif labels[j] != label:
-            raise DataError(f"{where(i)}: image '{key}' repeats {where(j)} with another label or split ({label!r} vs {labels[j]!r}); keep one row")
+            raise DataError(f"{where(i)}: image '{key}' repeats {where(j)} with another label ({label!r} vs {labels[j]!r}); keep one row")
         elif not dedupe:
             raise DataError(
                 f"{where(i)}: image '{key}' repeats {where(j)} (a repeated image can land in both train and validation); "
@@ -170,7 +170,7 @@ def csv_source(
     if not rows:
         raise DataError(f"'{path}' has a header but no rows")
     row = lambda i: f"'{path}' row {i + 2}"  # noqa: E731  (row 1 is the header)
-    keys = [(r[label_column], r[split_column] if split_column else None) for r in rows]
+    keys = [f"{r[label_column]}" + (f" in split {r[split_column]}" if split_column else "") for r in rows]
     rows = [rows[i] for i in check_duplicates([r[path_column] for r in rows], keys, row, dedupe)]
     targets, names = index_labels([r[label_column] for r in rows], classes, f"{path} column '{label_column}'")
     paths = contained_paths(root, [r[path_column] + extension for r in rows], row, allow_outside_root)
