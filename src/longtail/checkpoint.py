@@ -66,6 +66,13 @@ def save_checkpoint(
     rundir.atomic_torch_save(payload, Path(path))
 
 
+def torch_load_safely(path: str | Path, map_location: str | torch.device | None = "cpu") -> Any:
+    """The only ``torch.load`` in longtail: ``weights_only=True`` (tensors, plain containers and
+    numpy data; nothing that runs code). Errors are torch's own; :func:`load_checkpoint` words them."""
+    with torch.serialization.safe_globals(numpy_globals()):
+        return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Read a longtail checkpoint without executing anything from it, or raise a one-line error.
 
@@ -79,8 +86,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     if p.stat().st_size == 0:
         raise LongtailError(f"checkpoint '{p}' is empty (0 bytes); delete it and resume from another checkpoint or retrain")
     try:
-        with torch.serialization.safe_globals(_legacy_numpy_globals()):
-            state = torch.load(p, map_location=map_location, weights_only=True)
+        state = torch_load_safely(p, map_location)
     except pickle.UnpicklingError as e:
         needs = re.search(r"[Uu]nsupported (?:global: )?(?:GLOBAL|class) ([\w.]+)", str(e))
         if needs is None:  # not a pickle at all, or a broken one
@@ -192,11 +198,15 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _legacy_numpy_globals() -> list[Any]:
-    """numpy array reconstructors (data only): checkpoints written before format 1 kept numpy RNG state."""
-    from .models.weights import _numpy_globals
-
-    return _numpy_globals()
+def numpy_globals() -> list[Any]:
+    """numpy array/scalar reconstructors: data only, safe to allow in ``weights_only`` loading
+    (checkpoints written before format 1, and other tools' checkpoints, keep numpy RNG states)."""
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.uint8, np.int32, np.int64, np.uint32, np.float32, np.float64)]
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtypes]
 
 
 def _unpickler_detail(e: BaseException) -> str:
