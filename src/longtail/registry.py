@@ -142,17 +142,28 @@ def type_problem(annotation: Any, value: Any) -> str | None:
         return None
     from pydantic import ValidationError
 
-    try:
-        adapter.validate_python(value, strict=True)
-        return None
-    except ValidationError as e:
-        if isinstance(value, list):  # YAML has no tuples: a list for a tuple[...] parameter is fine
-            try:
-                adapter.validate_python(tuple(value), strict=True)
-                return None
-            except ValidationError:
-                pass
-        return e.errors()[0]["msg"]
+    # YAML has no tuples (a list for a tuple[...] is fine), and components str() their names, so a
+    # number where a string is expected (``classes: [0, 1]``) is fine too
+    candidates = [value, tuple(value) if isinstance(value, list) else None, _numbers_as_str(value)]
+    first_error = None
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            adapter.validate_python(candidate, strict=True)
+            return None
+        except ValidationError as e:
+            first_error = first_error or e.errors()[0]["msg"]
+    return first_error
+
+
+def _numbers_as_str(value: Any) -> Any:
+    """``value`` with every int/float (also inside lists) as a string, or None when it has none."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+    return None
 
 
 def _show(annotation: Any) -> str:

@@ -52,7 +52,9 @@ def write_error(path: Path, e: OSError) -> LongtailError:
     """A failed write (disk full, read-only, permissions) as one line naming the file and the fix."""
     reason = e.strerror or str(e)
     fix = "free disk space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make the folder writable"
-    return LongtailError(f"cannot write '{path}' ({reason}); {fix}, then continue with `longtail train --resume` (finished epochs are kept)")
+    return LongtailError(
+        f"cannot write '{path}' ({reason}); {fix} and run again (a run that has {LAST} continues with `longtail train --resume RUN_DIR`)"
+    )
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

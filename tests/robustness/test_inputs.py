@@ -19,17 +19,7 @@ from PIL import Image
 from longtail.data.decode import read_image
 from longtail.errors import LongtailError
 
-from .common import (
-    cli,
-    csv_config,
-    csv_rows,
-    digests,
-    folder_config,
-    image_folder,
-    one_error,
-    small,
-    write_yaml,
-)
+from .common import cli, csv_config, csv_rows, digests, folder_config, image_folder, one_error, small, write_yaml
 
 
 # ------------------------------------------------------------------------------ images
@@ -192,6 +182,20 @@ def test_wrongly_typed_component_argument_is_a_config_error(tmp_path, capsys, do
     code, err = cli(capsys, "config", "show", "-c", cfg, "loss.name=focal", "loss.gamma=2")  # an int for a float is fine
     assert code == 0 and err == []
     assert digests(run) == before
+
+
+def test_type_check_accepts_what_yaml_can_write_and_refuses_the_rest():
+    from collections.abc import Sequence
+
+    from longtail.registry import type_problem
+
+    assert type_problem(float, 2) is None  # an int for a float
+    assert type_problem(tuple[float, float], [0.1, 0.2]) is None  # YAML lists for tuples
+    assert type_problem(Sequence[str] | None, [0, 1]) is None  # numbers as class names
+    assert type_problem(float, "abc") is not None
+    assert type_problem(float, "2") is not None  # a quoted number would reach the loss as a string
+    assert type_problem(bool, "yes") is not None
+    assert type_problem(int, 2.5) is not None
 
 
 def test_zero_epochs_is_one_line_and_leaves_no_folder(tmp_path, capsys, done):
