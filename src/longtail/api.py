@@ -64,7 +64,7 @@ def train(
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
-        if not run_dir.is_dir():
+        if not run_dir.parent.is_dir():
             raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
         with rundir.RunLock(run_dir):
             return _resume(run_dir, overrides, stop_after, started)
@@ -109,7 +109,9 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     """Continue ``run_dir`` from its last checkpoint, validated before anything in the run is written."""
     from .checkpoint import load_checkpoint
 
-    rundir.recover(run_dir)
+    rundir.recover(run_dir)  # a swap killed half-way is undone first
+    if not run_dir.is_dir():
+        raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
     if not (run_dir / rundir.LAST).is_file():
         raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without --resume")
     cfg = load_config(run_dir / rundir.CONFIG, overrides)

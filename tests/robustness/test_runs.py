@@ -265,3 +265,30 @@ def test_extending_a_finished_run_swaps_in_the_longer_run(tmp_path, done):
     assert [r["epoch"] for r in rundir.read_jsonl(run / rundir.METRICS)] == [1, 2]
     assert digests(run)[rundir.LAST] != before[rundir.LAST]
     assert sorted(p.name for p in run.parent.iterdir()) == ["done"]
+
+
+def test_checkpoint_written_before_format_1_still_resumes(tmp_path):
+    """Older checkpoints kept numpy RNG state and no identity fields: they load (numpy data is allow-listed) and resume."""
+    cfg = small(tmp_path, "legacy", train={"epochs": 2})
+    straight = longtail.train({**cfg, "name": "straight"}).run_dir
+    run = longtail.train(cfg, stop_after=1).run_dir
+    state = load_checkpoint(run / rundir.LAST)
+    for key in ("format_version", "class_names", "config_hash"):
+        del state[key]
+    npy = state["rng"]["numpy"]
+    state["rng"]["numpy"] = (npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    state["rng"]["python"] = tuple(state["rng"]["python"][:1]) + (tuple(state["rng"]["python"][1]), state["rng"]["python"][2])
+    torch.save(state, run / rundir.LAST)
+    assert longtail.train(resume=run).finished
+    a, b = load_checkpoint(run / rundir.LAST)["model"], load_checkpoint(straight / rundir.LAST)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_swap_killed_half_way_is_undone_by_the_next_writer(tmp_path, capsys, done):
+    run, before = done
+    os.rename(run, run.parent / ".done.replaced-4242")  # killed between moving the old run aside ...
+    (run.parent / ".done.staging-4242").mkdir()  # ... and moving the new one in
+    code, err = cli(capsys, "train", "--resume", run)
+    assert code == 0 and err == []
+    assert digests(run) == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["done"]
