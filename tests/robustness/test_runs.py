@@ -292,3 +292,21 @@ def test_a_swap_killed_half_way_is_undone_by_the_next_writer(tmp_path, capsys, d
     assert code == 0 and err == []
     assert digests(run) == before
     assert sorted(p.name for p in run.parent.iterdir()) == ["done"]
+
+
+def test_sigterm_during_an_overwrite_keeps_the_old_run(tmp_path, capsys, monkeypatch, done):
+    from longtail import engine
+
+    run, before = done
+    train_one_epoch = engine.Trainer._train_one_epoch
+
+    def preempted(self, parts):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag; training stops at the next batch
+        return train_one_epoch(self, parts)
+
+    monkeypatch.setattr(engine.Trainer, "_train_one_epoch", preempted)
+    code, err = cli(capsys, "train", "-c", run / rundir.CONFIG, "--overwrite")
+    assert code == 128 + signal.SIGTERM
+    one_error(err, "stopped by SIGTERM", "nothing was changed (the unfinished new run was discarded)")
+    assert digests(run) == before
+    assert sorted(p.name for p in run.parent.iterdir()) == ["done"]
