@@ -295,12 +295,14 @@ def test_a_swap_killed_half_way_is_undone_by_the_next_writer(tmp_path, capsys, d
 
 
 def test_sigterm_during_an_overwrite_keeps_the_old_run(tmp_path, capsys, monkeypatch, done):
-    from longtail import engine
+    from longtail import engine, interrupt
 
     run, before = done
     train_one_epoch = engine.Trainer._train_one_epoch
 
     def preempted(self, parts):
+        if signal.getsignal(signal.SIGTERM) is not interrupt._handler:  # never kill the test process itself
+            pytest.fail("no SIGTERM handler is installed during training")
         os.kill(os.getpid(), signal.SIGTERM)  # the handler only sets a flag; training stops at the next batch
         return train_one_epoch(self, parts)
 
