@@ -40,14 +40,13 @@ def decoupled_config(tmp_path: Path, name: str, **second_stage: Any) -> dict[str
 
 def weights_after_each_stop(cfg: dict[str, Any], stops: list[int | None]) -> tuple[Path, list[dict[str, Any]]]:
     """Train, pausing after each epoch count in ``stops`` (None = to the end); the model state at every pause."""
-    import torch
-
     import longtail
     from longtail import rundir
+    from longtail.checkpoint import load_checkpoint
 
     run_dir = longtail.train(cfg, stop_after=stops[0]).run_dir
-    states = [torch.load(run_dir / rundir.LAST, weights_only=False)["model"]]
+    states = [load_checkpoint(run_dir / rundir.LAST)["model"]]
     for stop in stops[1:]:
         longtail.train(resume=run_dir, stop_after=stop)
-        states.append(torch.load(run_dir / rundir.LAST, weights_only=False)["model"])
+        states.append(load_checkpoint(run_dir / rundir.LAST)["model"])
     return run_dir, states

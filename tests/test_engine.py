@@ -19,13 +19,14 @@ from PIL import Image
 
 import longtail
 from longtail import api, rundir
+from longtail.checkpoint import load_checkpoint
 from longtail.errors import LongtailError
 
 from .helpers import decoupled_config, tiny_config, weights_after_each_stop
 
 
 def model_state(run_dir: Path, which: str = rundir.LAST) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / which, weights_only=False)["model"]
+    return load_checkpoint(run_dir / which)["model"]
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
@@ -89,7 +90,7 @@ def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):
     done_before = rundir.read_jsonl(run / rundir.METRICS)
     assert 2 <= len(done_before) < 6, "the kill should land while training is still running"
     # the kill may land between an epoch's log line and its checkpoint: that epoch is then redone
-    saved_epoch = torch.load(run / rundir.LAST, weights_only=False)["progress"]["global_epoch"]
+    saved_epoch = load_checkpoint(run / rundir.LAST)["progress"]["global_epoch"]
     assert saved_epoch >= len(done_before) - 1
     result = longtail.train(resume=run)
     after = rundir.read_jsonl(run / rundir.METRICS)

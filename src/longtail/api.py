@@ -21,6 +21,7 @@ import torch
 from . import rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
+from .interrupt import Interrupted
 
 log = logging.getLogger("longtail")
 
@@ -59,51 +60,168 @@ def train(
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
     """
-    from .data import build_data
-    from .engine import Trainer, seed_everything, select_device
-    from .models import build_model
-
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
-        rundir.prepare(run_dir, overwrite=False, resume=True)
-        cfg = load_config(run_dir / rundir.CONFIG, overrides)
-    else:
-        if config is None:
-            raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
-        cfg = _as_config(config, overrides)
-        run_dir = Path(cfg.output_dir) / cfg.name
-        rundir.prepare(run_dir, overwrite=overwrite, resume=False)
-    (run_dir / rundir.CONFIG).write_text(dump(cfg))
-    rundir.write_json(run_dir / rundir.ENVIRONMENT, rundir.environment(cfg.seed))
+        if not run_dir.parent.is_dir():
+            raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
+        with rundir.RunLock(run_dir):
+            return _resume(run_dir, overrides, stop_after, started)
+    if config is None:
+        raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
+    cfg = _as_config(config, overrides)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    lock = rundir.RunLock(run_dir)
+    lock.acquire()
+    try:
+        result = _new_run(run_dir, cfg, overwrite, stop_after, started)
+    except BaseException:
+        lock.release(remove_made_parents=not run_dir.exists())  # a failed first run leaves no folder behind
+        raise
+    lock.release()
+    return result
+
+
+def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None, started: float) -> TrainResult:
+    """Train a new run in ``run_dir`` (hold its lock); ``--overwrite`` builds it beside the old run and swaps at the end."""
+    rundir.recover(run_dir)
+    replacing = rundir.check_new(run_dir, overwrite)
+    work = rundir.staging_dir(run_dir) if replacing else run_dir
+    if not replacing:
+        rundir.create(work)
+    try:
+        result = _train_in(work, cfg, None, stop_after, started)
+    except BaseException as e:
+        keep = not replacing and rundir.resumable(work)  # resumable: keep it
+        if not keep:
+            rundir.discard(work)  # a failed first run leaves nothing that --resume cannot continue
+        if isinstance(e, Interrupted):
+            raise _interrupted(e, run_dir if keep else None) from None
+        raise
+    if replacing:
+        rundir.commit(work, run_dir)
+        _rewrite_report(run_dir)
+    return TrainResult(run_dir, result.results, result.finished)
+
+
+def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+    """Continue ``run_dir`` from its last checkpoint, validated before anything in the run is written."""
+    from .checkpoint import load_checkpoint
+
+    rundir.recover(run_dir)  # a swap killed half-way is undone first
+    if not run_dir.is_dir():
+        raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
+    if (run_dir / rundir.PACES).is_dir():
+        return _resume_spbl(run_dir, overrides, stop_after, started)
+    if not (run_dir / rundir.LAST).is_file():
+        raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without --resume")
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    state = load_checkpoint(run_dir / rundir.LAST)
+    _check_checkpoint(state, cfg, None, run_dir / rundir.LAST)
+    total = sum(s.epochs for s in cfg.resolved_stages())
+    done = int(state["progress"]["global_epoch"])
+    finished = (run_dir / rundir.RESULTS).is_file()
+    if finished and done >= total:
+        log.info("run '%s' is already complete (%d/%d epochs); nothing changed. Evaluate it with `longtail eval %s`", run_dir, done, total, run_dir)
+        return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
+    rundir.clean_temp_files(run_dir)
+    if not finished:
+        try:
+            return _train_in(run_dir, cfg, state, stop_after, started)
+        except Interrupted as e:
+            raise _interrupted(e, run_dir) from None
+    # extending a finished run (more epochs): work on a copy, swap it in only when it succeeds
+    work = rundir.staging_dir(run_dir, copy=True)
+    try:
+        result = _train_in(work, cfg, state, stop_after, started)
+    except BaseException as e:
+        rundir.discard(work)
+        if isinstance(e, Interrupted):
+            raise _interrupted(e, None) from None
+        raise
+    rundir.commit(work, run_dir)
+    _rewrite_report(run_dir)
+    return TrainResult(run_dir, result.results, result.finished)
+
+
+def _resume_spbl(run_dir: Path, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+    """Continue an SPBL run after its last finished pace (a pace cut short resumes from its own last.pt)."""
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    if cfg.spbl is None:
+        raise LongtailError(f"cannot resume: '{run_dir}' holds SPBL paces but its config has no spbl block; resume with the run's own config")
+    if (run_dir / rundir.RESULTS).is_file():
+        log.info("run '%s' is already complete (every SPBL pace and the final evaluation); nothing changed. Evaluate it with `longtail eval %s`", run_dir, run_dir)
+        return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
+    rundir.clean_temp_files(run_dir)
+    try:
+        return _train_in(run_dir, cfg, None, stop_after, started, resuming=True)
+    except Interrupted as e:
+        raise _interrupted(e, run_dir) from None
+
+
+def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
+    """Build data and model, then train in the folder ``work`` (the run directory or its staging copy).
+
+    ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``)."""
+    from .data import build_data
+    from .engine import Trainer, seed_everything, select_device
+    from .interrupt import stop_on_signals
+    from .models import build_model
+
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
-    splits = _saved_splits(run_dir, cfg)
+    splits = _saved_splits(work, cfg)
     bundle = build_data(cfg.data, cfg.seed, splits=splits)
-    rundir.write_json(run_dir / rundir.SPLITS, bundle.split_indices)
-    rundir.write_json(run_dir / DATA_META, _data_meta(bundle))
+    if resume_state is not None:
+        _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
+    # provenance is written only once the data is built and a resume checkpoint has been checked
+    (work / rundir.CONFIG).write_text(dump(cfg))
+    rundir.write_json(work / rundir.ENVIRONMENT, rundir.environment(cfg.seed))
+    rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
+    rundir.write_json(work / DATA_META, _data_meta(bundle))
 
     device = select_device(cfg.train.device)
     if cfg.spbl is not None:
-        return _train_spbl(cfg, run_dir, bundle, device, resume is not None, stop_after, started)
+        with stop_on_signals():
+            return _train_spbl(cfg, work, bundle, device, resuming, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
     check_item_kind(model, bundle, cfg.model.name)
-    trainer = Trainer(cfg, run_dir, bundle, model, device)
-    resume_state = torch.load(run_dir / rundir.LAST, map_location=device, weights_only=False) if resume is not None else None
+    trainer = Trainer(cfg, work, bundle, model, device)
     if resume_state is not None:
-        _check_checkpoint(resume_state, cfg, bundle.num_classes, run_dir / rundir.LAST)
-        rundir.truncate_metrics(run_dir, resume_state["progress"]["global_epoch"])
-    trainer.fit(resume_state, stop_after=stop_after)
+        rundir.truncate_metrics(work, resume_state["progress"]["global_epoch"])
+    with stop_on_signals():
+        trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
     if trainer.progress.global_epoch < total_epochs:
-        log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, run_dir)
-        return TrainResult(run_dir, None, finished=False)
+        log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, work)
+        return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
-    results = finalize(run_dir, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
-    return TrainResult(run_dir, results, finished=True)
+    results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
+    return TrainResult(work, results, finished=True)
+
+
+def _interrupted(e: Interrupted, resumable: Path | None) -> Interrupted:
+    """A stop on SIGTERM/SIGINT, worded for what is left on disk."""
+    if resumable is not None:
+        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with `longtail train --resume {resumable}`"
+    else:
+        text = f"{e}; nothing was changed (the unfinished new run was discarded)"
+    return Interrupted(text, e.signum)
+
+
+def _rewrite_report(run_dir: Path) -> None:
+    """The report names its folder: write it again once a staged run has its final place."""
+    if not (run_dir / rundir.RESULTS).is_file():
+        return
+    try:
+        from .report import write_report
+
+        write_report(run_dir)
+    except Exception as e:  # a report failure must never lose a finished run
+        log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
 
 
 def check_item_kind(model: Any, bundle: Any, name: str) -> None:
@@ -161,12 +279,12 @@ def _data_meta(bundle: Any) -> dict[str, Any]:
     }
 
 
-def _check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int, path: Path) -> None:
-    if state.get("model_name") != cfg.model.name or state.get("num_classes") != num_classes:
-        raise LongtailError(
-            f"checkpoint '{path}' is from model '{state.get('model_name')}' with {state.get('num_classes')} classes, "
-            f"but the config asks for '{cfg.model.name}' with {num_classes}; resume with the run's own config"
-        )
+def _check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int | None, path: Path, class_names: list[str] | None = None) -> None:
+    """Refuse a checkpoint of another architecture, model setting or class list (one line)."""
+    from .checkpoint import check_checkpoint, config_hash
+
+    check_checkpoint(state, path, model_name=cfg.model.name, num_classes=num_classes, class_names=class_names,
+                     config_hash=config_hash(cfg.model.model_dump(mode="json")))
 
 
 # ------------------------------------------------------------------------------ final evaluation
@@ -267,11 +385,15 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
     """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights."""
     from .models import build_model, load_checkpoint_weights
 
+    from .checkpoint import load_checkpoint
+
     path = Path(run_dir) / checkpoint
     if not path.is_file():
         raise LongtailError(f"no checkpoint '{path}'; the run has not validated yet (train it, or resume it)")
-    state = torch.load(path, map_location=device, weights_only=False)
-    _check_checkpoint(state, cfg, num_classes, path)
+    state = load_checkpoint(path, map_location=device)
+    meta = Path(run_dir) / DATA_META
+    names = rundir.read_json(meta)["class_names"] if meta.is_file() else None
+    _check_checkpoint(state, cfg, num_classes, path, names)
     # the checkpoint holds every weight: never fetch or read pretrained weights again here
     model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
     model = build_model(model_cfg, num_classes, channels, np.asarray(counts)).to(device)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import LongtailError
+from .interrupt import Interrupted
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -152,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except Interrupted as e:  # SIGTERM / SIGINT: a safe stop, exit status as if killed by the signal
+        print(f"error: {e}", file=sys.stderr)
+        return 128 + e.signum
     except LongtailError as e:
         if os.environ.get("LONGTAIL_DEBUG"):
             raise

@@ -249,6 +249,8 @@ class Config(Strict):
     def _stages_have_epochs(self) -> "Config":
         if self.stages and sum(s.epochs for s in self.stages) == 0:
             raise ValueError("every stage has 0 epochs")
+        if not self.stages and self.train.epochs == 0:
+            raise ValueError("train.epochs is 0: nothing would be trained; set train.epochs to 1 or more")
         return self
 
     @model_validator(mode="after")
@@ -420,6 +422,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{key}'{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}"
     if kind == "missing":
         return f"{source}: missing required key '{key}'; add it to the config"
+    if kind == "value_error" and not loc:  # a whole-config rule (model_validator): its message says it all
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     value = first.get("input")
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     return f"{source}: bad value for '{key}' ({shown}): {first['msg']}"
@@ -473,6 +477,7 @@ def check_components(cfg: Config, source: str = "<dict>") -> None:
         try:
             registry.get(comp.name)
             registry.check_kwargs(comp.name, [k for k in comp.kwargs if k not in skip], where=where)
+            registry.check_types(comp.name, {k: v for k, v in comp.kwargs.items() if k not in skip}, where=where)
         except ConfigError as e:
             raise ConfigError(f"{source}: {where}.name: {e}" if str(e).startswith("unknown") else f"{source}: {e}") from None
 

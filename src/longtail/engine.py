@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import rundir
+from . import interrupt, rundir
+from .checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ResolvedStage
 from .errors import LongtailError
 from .optim import build_optimizer, set_epoch_lr
@@ -59,21 +60,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         # benchmarks/profile_loop.py, for no change in results
         torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -281,6 +267,7 @@ class Trainer:
                 if stop_after is not None and self.progress.global_epoch >= stop_after:
                     self._close()
                     return self.progress
+                interrupt.check()
                 self._run_epoch(parts, epoch)
         self._close()
         return self.progress
@@ -347,6 +334,7 @@ class Trainer:
         total = len(parts.sampler) // cfg.data.batch_size if drop_last else math.ceil(len(parts.sampler) / cfg.data.batch_size)
         bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
         for x, y in bar:
+            interrupt.check()  # SIGTERM/SIGINT: abandon this epoch; last.pt holds the finished ones
             x = self.train_pipeline.batch(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
@@ -402,8 +390,6 @@ class Trainer:
             "progress": self.progress.__dict__.copy(),
             "stage_index": parts.stage.index,
             "heads": [s.head for s in self.stages[: parts.stage.index + 1]],
-            "model_name": self.cfg.model.name,
-            "num_classes": self.bundle.num_classes,
         }
         if include_optimizer:
             state["optimizer"] = parts.optimizer.state_dict()
@@ -411,7 +397,10 @@ class Trainer:
             if hasattr(parts.weights, "state_dict"):
                 state["weights"] = parts.weights.state_dict()
             state["rng"] = rng_state()
-        rundir.atomic_torch_save(state, self.run_dir / rel)
+        save_checkpoint(
+            self.run_dir / rel, state, model_name=self.cfg.model.name, class_names=self.bundle.class_names,
+            config_hash=config_hash(self.cfg.model.model_dump(mode="json")),
+        )
 
 
 def _build_tta(cfg: Config) -> Any:

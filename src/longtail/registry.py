@@ -7,8 +7,10 @@ is called, so a typo in a config is a one-line error naming the key and the clos
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Iterable
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError, did_you_mean
@@ -76,6 +78,22 @@ class Registry(Generic[T]):
                     f"{did_you_mean(key, accepted)}; valid: {', '.join(sorted(accepted)) or '(none)'}"
                 )
 
+    def check_types(self, name: str, kwargs: Mapping[str, Any], where: str = "") -> None:
+        """Raise a one-line ConfigError if a value does not fit its constructor annotation.
+
+        Config values come from YAML, so ``loss.gamma=abc`` would otherwise reach the loss as a
+        string. Ints are accepted for floats and lists for tuples; unannotated parameters and
+        annotations pydantic cannot check are not checked.
+        """
+        hints = annotations_of(self.get(name))
+        for key, value in kwargs.items():
+            if key in self.supplied or key not in hints:
+                continue
+            problem = type_problem(hints[key], value)
+            if problem is not None:
+                loc = f"{where}." if where else ""
+                raise ConfigError(f"{loc}{key}: {value!r} is not valid for {self.kind} '{name}' ({problem}); expected {_show(hints[key])}")
+
     def create(self, name: str, /, *args: Any, **kwargs: Any) -> T:
         """Build ``name`` with ``kwargs`` after checking every keyword against its constructor."""
         self.check_kwargs(name, [k for k in kwargs if k not in self.supplied])
@@ -93,6 +111,64 @@ def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
         for p in params
         if p.name != "self" and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
+
+
+def annotations_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved parameter annotations of a callable (a class's ``__init__``); {} when they cannot be resolved."""
+    target = fn.__init__ if inspect.isclass(fn) else fn  # type: ignore[misc]
+    try:
+        return {k: v for k, v in typing.get_type_hints(target).items() if k != "return"}
+    except Exception:  # noqa: BLE001 - forward references to optional packages: skip the check
+        return {}
+
+
+@functools.lru_cache(maxsize=512)
+def _adapter(annotation: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - an annotation pydantic cannot express is not checked
+        return None
+
+
+def type_problem(annotation: Any, value: Any) -> str | None:
+    """Why ``value`` does not fit ``annotation`` (strict types; ints for floats, lists for tuples), or None."""
+    try:
+        adapter = _adapter(annotation)
+    except TypeError:  # unhashable annotation
+        return None
+    if adapter is None:
+        return None
+    from pydantic import ValidationError
+
+    # YAML has no tuples (a list for a tuple[...] is fine), and components str() their names, so a
+    # number where a string is expected (``classes: [0, 1]``) is fine too
+    candidates = [value, tuple(value) if isinstance(value, list) else None, _numbers_as_str(value)]
+    first_error = None
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            adapter.validate_python(candidate, strict=True)
+            return None
+        except ValidationError as e:
+            first_error = first_error or e.errors()[0]["msg"]
+    return first_error
+
+
+def _numbers_as_str(value: Any) -> Any:
+    """``value`` with every int/float (also inside lists) as a string, or None when it has none."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+    return None
+
+
+def _show(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 
 DATASETS: Registry[Any] = Registry("dataset")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -27,36 +30,51 @@ POSTHOC = "posthoc.json"
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
 PREDICTIONS = "predictions"
+PACES = "paces"  # SPBL: one engine run per pace, paces/<k>/
 
 _PACKAGES = ("longtail", "torch", "torchvision", "numpy", "scikit-learn", "imbalanced-learn", "timm", "pydantic")
 
 
-def prepare(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Create the run directory; refuse to clobber an existing run unless asked to."""
-    if resume:
-        if not (run_dir / LAST).is_file() and not (run_dir / "paces").is_dir():  # paces/: an SPBL run
-            raise LongtailError(f"cannot resume: '{run_dir}' has no {LAST}; start a new run without --resume")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise LongtailError(
-                f"run directory '{run_dir}' already exists; pass --overwrite to replace it, "
-                f"--resume {run_dir} to continue it, or name=<new name> for a new run"
-            )
-        shutil.rmtree(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / PREDICTIONS).mkdir(exist_ok=True)
+#: written when a run directory is created; ``--overwrite`` only replaces folders that have it
+MARKER = ".longtail-run"
+_STAGING = ".staging-"
+_REPLACED = ".replaced-"
+
+
+# ------------------------------------------------------------------------------ safe writes
+def _file_mode() -> int:
+    """0666 minus the umask: what open() would give, unlike mkstemp's 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_error(path: Path, e: OSError) -> LongtailError:
+    """A failed write (disk full, read-only, permissions) as one line naming the file and the fix."""
+    reason = e.strerror or str(e)
+    fix = "free disk space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make the folder writable"
+    return LongtailError(
+        f"cannot write '{path}' ({reason}); {fix} and run again (a run that has {LAST} continues with `longtail train --resume RUN_DIR`)"
+    )
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write via a temp file + rename, so readers see the old or the new file, never half of one."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -64,15 +82,221 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save so that a crash mid-write never leaves a truncated checkpoint behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, e) from None
+    except RuntimeError as e:  # torch's zip writer reports a failed write (e.g. a full disk) as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        if "write" not in str(e).lower():
+            raise
+        raise write_error(path, OSError(errno.EIO, str(e).splitlines()[0])) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def clean_temp_files(run_dir: Path) -> list[Path]:
+    """Remove temp files a killed write left behind (``checkpoints/.last.pt.*`` and the like)."""
+    removed = []
+    paces = sorted(p for p in (run_dir / PACES).glob("*") if p.is_dir())
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / PREDICTIONS, *paces, *(p / "checkpoints" for p in paces)):
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.name.startswith(".") and f.is_file() and f.name != MARKER and _is_temp_name(f.name):
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+    return removed
+
+
+def _is_temp_name(name: str) -> bool:
+    # atomic_write_bytes / atomic_torch_save: ".<file>.<random>"; save_predictions: ".<split>.tmp.npz"
+    return name.endswith(".tmp.npz") or any(name.startswith(f".{Path(rel).name}.") for rel in _WRITTEN)
+
+
+_WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, LAST, BEST, "data.json", "pace.json", "classifier.skops")
+
+
+# ------------------------------------------------------------------------------ the run lock
+class RunLock:
+    """An exclusive lock on one run directory, held by the process that writes the run.
+
+    The lock is ``fcntl.flock`` on ``<output_dir>/.<name>.lock`` (beside the run, so that it
+    survives the run directory being swapped); the kernel releases it when the process exits or
+    dies. The file holds the holder's pid for the error message, and is removed on release.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
+        self._fd: int | None = None
+        self._made: list[Path] = []
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self._made = _make_parents(self.run_dir.parent)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _file_mode())
+            except OSError as e:
+                raise LongtailError(f"cannot create the lock file '{self.path}' ({e.strerror}); set output_dir to a writable folder") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise LongtailError(
+                    f"run directory '{self.run_dir}' is in use by {holder}; wait for it to finish "
+                    "or stop it, then retry (two writers would interleave one run)"
+                ) from None
+            try:  # the holder before us may have removed the file after we opened it: lock the live one
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n{' '.join(sys.argv)[:300]}\n".encode())
+        self._fd = fd
+
+    def release(self, remove_made_parents: bool = False) -> None:
+        """Unlock and remove the lock file (removal first, so a waiter never locks a stale file)."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+        if remove_made_parents:
+            for d in reversed(self._made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only when still empty
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p ``folder``; the folders it created (for cleanup), or a one-line error."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    if folder.exists() and not folder.is_dir():
+        raise LongtailError(f"output_dir '{folder}' is a file, not a folder; set output_dir to a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LongtailError(f"output_dir '{folder}' cannot be created: a file is in the way; set output_dir to a folder") from None
+    except OSError as e:
+        raise LongtailError(f"output_dir '{folder}' cannot be created ({e.strerror}); set output_dir to a writable folder") from None
+    return list(reversed(missing))
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        first = os.read(fd, 512).decode(errors="replace").splitlines()
+    except OSError:
+        first = []
+    if first and first[0].strip().isdigit():
+        cmd = f" ({first[1].strip()})" if len(first) > 1 and first[1].strip() else ""
+        return f"process {first[0].strip()}{cmd}"
+    return "another process"
+
+
+# ------------------------------------------------------------------------------ run directories
+def resumable(path: Path) -> bool:
+    """Whether ``path`` holds a checkpoint ``--resume`` can continue from (its own, or an SPBL pace's)."""
+    return (path / LAST).is_file() or any((path / PACES).glob(f"*/{LAST}"))
+
+
+def is_run(path: Path) -> bool:
+    """Whether ``path`` is a longtail run directory (marker file, or the files of an older run)."""
+    return (path / MARKER).is_file() or ((path / CONFIG).is_file() and (path / "checkpoints").is_dir())
+
+
+def check_new(run_dir: Path, overwrite: bool) -> bool:
+    """Whether ``run_dir`` holds a run that a new run replaces (``--overwrite``); refuse anything else."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LongtailError(f"run directory '{run_dir}' is a file; remove it or choose another name=")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return False
+    if not overwrite:
+        raise LongtailError(
+            f"run directory '{run_dir}' already exists; pass --overwrite to replace it, "
+            f"--resume {run_dir} to continue it, or name=<new name> for a new run"
+        )
+    if not is_run(run_dir):
+        raise LongtailError(f"'{run_dir}' is not a longtail run directory (no {MARKER}); --overwrite only replaces runs, choose another name= or output_dir=")
+    return True
+
+
+def create(run_dir: Path) -> None:
+    """Make an empty run directory with its marker and sub-folders."""
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / PREDICTIONS).mkdir(exist_ok=True)
+    except OSError as e:
+        raise LongtailError(f"run directory '{run_dir}' cannot be created ({e.strerror}); set output_dir to a writable folder") from None
+    write_json(run_dir / MARKER, {"longtail_run": 1})
+
+
+def staging_dir(run_dir: Path, copy: bool = False) -> Path:
+    """A fresh sibling folder where a replacement (or extension) of ``run_dir`` is built.
+
+    With ``copy`` it starts as a copy of the run (to extend a finished run without touching it).
+    Only call it holding the run's :class:`RunLock`.
+    """
+    path = run_dir.parent / f".{run_dir.name}{_STAGING}{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    if copy:
+        try:
+            shutil.copytree(run_dir, path)
+        except OSError as e:
+            shutil.rmtree(path, ignore_errors=True)
+            raise write_error(path, e) from None
+    else:
+        create(path)
+    return path
+
+
+def commit(staging: Path, run_dir: Path) -> None:
+    """Swap the finished ``staging`` folder in for ``run_dir``; the old run is deleted last."""
+    old = run_dir.parent / f".{run_dir.name}{_REPLACED}{os.getpid()}"
+    os.rename(run_dir, old)
+    os.rename(staging, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def recover(run_dir: Path) -> None:
+    """Undo what a killed writer left beside ``run_dir`` (hold the lock): restore a run moved aside
+    mid-swap, delete unfinished staging folders."""
+    parent = run_dir.parent
+    if not parent.is_dir():
+        return
+    for p in parent.glob(f".{run_dir.name}{_REPLACED}*"):
+        if not run_dir.exists():
+            os.rename(p, run_dir)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in parent.glob(f".{run_dir.name}{_STAGING}*"):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -84,9 +308,12 @@ def read_json(path: Path) -> Any:
 
 
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, default=_json_default) + "\n")
-        f.flush()
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(obj, default=_json_default) + "\n")
+            f.flush()
+    except OSError as e:
+        raise write_error(path, e) from None
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -160,8 +387,12 @@ def save_predictions(run_dir: Path, split: str, logits: np.ndarray, targets: np.
     if features is not None:
         arrays["features"] = features.astype(np.float32)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
     return path
 
 

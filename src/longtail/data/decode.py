@@ -36,18 +36,40 @@ def as_hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def pil_to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
-    """A PIL image converted to 'L' or 'RGB' as a uint8 C x H x W tensor."""
+    """A PIL image converted to 'L' or 'RGB' as a uint8 C x H x W tensor.
+
+    High bit depth grey images are scaled to 8 bits before any conversion (PIL's own conversion
+    clips them): 16-bit modes by 255/65535, 32-bit integer mode 'I' the same when its values fit
+    16 bits (a 16-bit PNG often opens as 'I') and by its maximum otherwise, float mode 'F' by 255
+    when its values lie in [0, 1] and clipped to [0, 255] otherwise.
+    """
     mode = "L" if channels == 1 else "RGB"
-    if img.mode in ("I;16", "I;16B", "I;16L", "I") and mode == "L":
-        arr = np.asarray(img, dtype=np.float64)
-        arr = np.clip(arr / max(arr.max(), 1.0) * 255.0, 0, 255).astype(np.uint8)  # 16-bit: rescale, not clip
-        img = Image.fromarray(arr, mode="L")
-    elif img.mode != mode:
+    if img.mode in WIDE_MODES:
+        img = Image.fromarray(to_uint8(img), mode="L")
+    if img.mode != mode:
         img = img.convert(mode)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+WIDE_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+def to_uint8(img: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float single-channel image as uint8 H x W (see :func:`pil_to_tensor`)."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        finite = arr[np.isfinite(arr)]
+        scale = 255.0 if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0 else 1.0
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0 / scale, neginf=0.0) * scale
+    elif img.mode == "I" and arr.size and (arr.max() > 65535 or arr.min() < 0):
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / max(hi - lo, 1.0) * 255.0
+    else:
+        arr = arr * (255.0 / 65535.0)
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
 
 
 def resize_uint8(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

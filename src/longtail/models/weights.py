@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from ..checkpoint import numpy_globals, torch_load_safely
 from ..errors import LongtailError
 from .dropblock import DropBlock2d
+
+#: the numpy allow-list now lives in longtail.checkpoint; this name is kept for existing callers
+_numpy_globals = numpy_globals
 
 # top-level names under which checkpoints of common tools keep the model's state dict
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "net", "feat_model")
@@ -44,8 +47,7 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 - any reader failure means a bad file
             raise LongtailError(f"model.weights: '{p}' is not a readable safetensors file ({one_line(e)})") from None
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):  # checkpoints keep numpy RNG states
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = torch_load_safely(p, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         raise LongtailError(
             f"model.weights: '{p}' cannot be read as plain tensors ({one_line(e)}); "
@@ -54,18 +56,6 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, Mapping):
         raise LongtailError(f"model.weights: '{p}' holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead")
     return dict(obj)
-
-
-def _numpy_globals() -> list[Any]:
-    """numpy array/scalar reconstructors: data only, safe to allow in ``weights_only`` loading."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
-    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.uint8, np.int32, np.int64, np.uint32, np.float32, np.float64)]
-    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtypes]
 
 
 def unwrap_state_dict(obj: Mapping[str, Any], source_name: str = "the weight file") -> tuple[dict[str, Tensor], str | None]:

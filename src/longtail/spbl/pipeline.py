@@ -50,7 +50,6 @@ from .curriculum import (
 
 log = logging.getLogger("longtail")
 
-PACES = "paces"
 PACE_RECORD = "pace.json"
 BLOCK = "block.npz"
 PACE_CLASSIFIER = "classifier.skops"
@@ -124,7 +123,7 @@ class PaceResult:
 
 
 def pace_dir(run_dir: Path, pace: int) -> Path:
-    return run_dir / PACES / str(pace)
+    return run_dir / rundir.PACES / str(pace)
 
 
 def pace_ratios(cfg: Config) -> list[float]:
@@ -177,7 +176,7 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
     rundir.write_json(run_dir / "spbl" / "pool.json", {"initial": initial, "pool": pool})
     model = build_model(cfg.model, num_classes, bundle.channels, bundle.train_counts).to(device)
     done = finished_paces(run_dir, len(ratios)) if resume else 0
-    state = load_finished(run_dir, done, model, device) if done else None
+    state = load_finished(run_dir, done, model, cfg, bundle, device) if done else None
     epochs_per_pace = sum(s.epochs for s in cfg.resolved_stages())
     runner = FeatureRunner.build(cfg, bundle, model, device)
     for pace in range(done, len(ratios)):
@@ -186,7 +185,7 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
             return runner, False
         folder = pace_dir(run_dir, pace)
         plan = plan_pace(cfg, pace, targets, initial, pool, state)
-        resume_state = _pace_checkpoint(folder, device) if resume else None
+        resume_state = _pace_checkpoint(folder, cfg, bundle, device) if resume else None
         if resume_state is None:
             if folder.exists():
                 shutil.rmtree(folder)  # a pace that never reached its first checkpoint starts over
@@ -227,7 +226,7 @@ def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: t
     trainer.fit(resume_state, stop_after=budget)
     if trainer.progress.global_epoch < sum(s.epochs for s in trainer.stages):
         return trainer, False
-    best = _load_state(folder / rundir.BEST, device)
+    best = _load_state(folder / rundir.BEST, pace_cfg, bundle, device)
     model.load_state_dict(best["model"])
     return trainer, True
 
@@ -349,7 +348,7 @@ def load_block(path: Path) -> tuple[Block, np.ndarray]:
         return block, z["pool_scores"]
 
 
-def load_finished(run_dir: Path, done: int, model: Any, device: torch.device) -> PaceResult:
+def load_finished(run_dir: Path, done: int, model: Any, cfg: Config, bundle: Any, device: torch.device) -> PaceResult:
     """The state after ``done`` finished paces: their blocks, the last pool scores and classifier,
     and the last pace's best CNN weights (loaded into ``model``)."""
     blocks, scores_ = [], None
@@ -357,23 +356,27 @@ def load_finished(run_dir: Path, done: int, model: Any, device: torch.device) ->
         block, scores_ = load_block(pace_dir(run_dir, pace) / BLOCK)
         blocks.append(block)
     last = pace_dir(run_dir, done - 1)
-    model.load_state_dict(_load_state(last / rundir.BEST, device)["model"])
+    model.load_state_dict(_load_state(last / rundir.BEST, cfg, bundle, device)["model"])
     assert scores_ is not None
     return PaceResult(blocks, scores_, fc.load_classifier(last / PACE_CLASSIFIER))
 
 
-def _pace_checkpoint(folder: Path, device: torch.device) -> dict[str, Any] | None:
+def _pace_checkpoint(folder: Path, cfg: Config, bundle: Any, device: torch.device) -> dict[str, Any] | None:
     path = folder / rundir.LAST
-    return _load_state(path, device) if path.is_file() else None
+    return _load_state(path, cfg, bundle, device) if path.is_file() else None
 
 
-def _load_state(path: Path, device: torch.device) -> dict[str, Any]:
-    from ..models.weights import _numpy_globals
+def _load_state(path: Path, cfg: Config, bundle: Any, device: torch.device) -> dict[str, Any]:
+    """A pace's checkpoint through the one safe loader (nothing in the file is executed), checked
+    against the run's model and classes."""
+    from ..checkpoint import check_checkpoint, config_hash, load_checkpoint
 
     if not path.is_file():
-        raise LongtailError(f"no checkpoint '{path}'; the pace has not validated yet")
-    with torch.serialization.safe_globals(_numpy_globals()):
-        return torch.load(path, map_location=device, weights_only=True)
+        raise LongtailError(f"no checkpoint '{path}'; the pace has not validated yet (delete the pace's folder and resume to redo it)")
+    state = load_checkpoint(path, map_location=device)
+    check_checkpoint(state, path, model_name=cfg.model.name, num_classes=bundle.num_classes, class_names=list(bundle.class_names),
+                     config_hash=config_hash(cfg.model.model_dump(mode="json")))
+    return state
 
 
 # ------------------------------------------------------------------------------------ the end

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv as csvlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,60 @@ def relative_ids(paths: Sequence[str], base: Path) -> list[str]:
     return [p[prefix:] for p in paths]
 
 
+def contained_paths(root: Path, rel: Sequence[str], where: Callable[[int], str], allow_outside: bool) -> list[Path]:
+    """``root / r`` for each annotation path, refusing any that leaves ``root`` (``..``, absolute paths).
+
+    The check is on the written path (symlinks inside the root are followed as usual), and happens
+    before a file is opened, so the error says nothing about whether an outside file exists.
+    """
+    if allow_outside:
+        return [root / r for r in rel]
+    base = os.path.abspath(root)
+    prefix = base.rstrip(os.sep) + os.sep
+    out = []
+    for i, r in enumerate(rel):
+        full = os.path.normpath(os.path.join(base, r))
+        if os.path.isabs(r) or not full.startswith(prefix):
+            raise DataError(
+                f"{where(i)}: path '{r}' is outside the data root '{root}'; fix the path "
+                "or set data.source.allow_outside_root: true if it is meant to be read"
+            )
+        out.append(root / r)
+    return out
+
+
+def check_duplicates(ids: Sequence[str], labels: Sequence[Any], where: Callable[[int], str], dedupe: bool) -> list[int]:
+    """Rows to keep: a repeated image id is an error (it can land in train and validation, a leak);
+    ``dedupe`` keeps the first of identical repeats. Repeats with another label are always an error."""
+    first: dict[str, int] = {}
+    keep = []
+    for i, (key, label) in enumerate(zip(ids, labels)):
+        j = first.get(key)
+        if j is None:
+            first[key] = i
+            keep.append(i)
+        elif labels[j] != label:
+            raise DataError(f"{where(i)}: image '{key}' repeats {where(j)} with another label ({label!r} vs {labels[j]!r}); keep one row")
+        elif not dedupe:
+            raise DataError(
+                f"{where(i)}: image '{key}' repeats {where(j)} (a repeated image can land in both train and validation); "
+                "remove the repeat or set data.source.dedupe: true"
+            )
+    return keep
+
+
+def check_disjoint(train_file: str, train_ids: Sequence[str], others: dict[str, Sequence[str]]) -> None:
+    """An image id of the train file that is also in a val/test file is a leak: an error.
+
+    (val and test may overlap: some published layouts use one list for both.)
+    """
+    train = set(train_ids)
+    for f, ids in others.items():
+        both = next((key for key in ids if key in train), None)
+        if both is not None:
+            raise DataError(f"image '{both}' is in both '{train_file}' and '{f}' (a train/evaluation leak); remove it from one")
+
+
 def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csvlib.DictReader(f)
@@ -104,6 +158,8 @@ def csv_source(
     split_column: str | None = None,
     classes: Sequence[str] | None = None,
     extension: str = "",
+    allow_outside_root: bool = False,
+    dedupe: bool = False,
 ) -> Source:
     """CSV with an image path and a label column (optional group and split columns)."""
     path = require_file(file, "CSV file", "file")
@@ -113,8 +169,11 @@ def csv_source(
                                     "group_column": group_column, "split_column": split_column})
     if not rows:
         raise DataError(f"'{path}' has a header but no rows")
+    row = lambda i: f"'{path}' row {i + 2}"  # noqa: E731  (row 1 is the header)
+    keys = [f"{r[label_column]}" + (f" in split {r[split_column]}" if split_column else "") for r in rows]
+    rows = [rows[i] for i in check_duplicates([r[path_column] for r in rows], keys, row, dedupe)]
     targets, names = index_labels([r[label_column] for r in rows], classes, f"{path} column '{label_column}'")
-    paths = [root / (r[path_column] + extension) for r in rows]
+    paths = contained_paths(root, [r[path_column] + extension for r in rows], row, allow_outside_root)
     ids = [r[path_column] for r in rows]
     groups = np.asarray([r[group_column] for r in rows]) if group_column else None
     if split_column is None:
@@ -144,9 +203,9 @@ def _require_labelled(targets: np.ndarray, where: Path | str) -> None:
         raise DataError(f"{where}: item {int(bad[0])} has no label; only a test split may lack labels, and then all of them")
 
 
-def read_list_file(path: Path) -> tuple[list[str], list[str]]:
-    """``relative/path label`` lines (label optional) -> (paths, raw labels)."""
-    rel, labels = [], []
+def read_list_file(path: Path, dedupe: bool = False) -> tuple[list[str], list[str], list[int]]:
+    """``relative/path label`` lines (label optional) -> (paths, raw labels, line numbers)."""
+    rel, labels, lines = [], [], []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -158,9 +217,11 @@ def read_list_file(path: Path) -> tuple[list[str], list[str]]:
         else:
             rel.append(line)
             labels.append("")
+        lines.append(n)
     if not rel:
         raise DataError(f"list file '{path}' has no entries; expected lines 'relative/path.jpg <label>'")
-    return rel, labels
+    keep = check_duplicates(rel, labels, lambda i: f"'{path}' line {lines[i]}", dedupe)
+    return [rel[i] for i in keep], [labels[i] for i in keep], [lines[i] for i in keep]
 
 
 def _is_int(s: str) -> bool:
@@ -179,6 +240,8 @@ def list_file(
     test: str | None = None,
     classes: Sequence[str] | None = None,
     num_classes: int | None = None,
+    allow_outside_root: bool = False,
+    dedupe: bool = False,
 ) -> Source:
     """List files of 'relative/path label' lines (SPBL SD-198/260, ImageNet-LT, iNaturalist, Places-LT)."""
     root = require_dir(image_root, "image root", "image_root")
@@ -186,19 +249,21 @@ def list_file(
     raw = {}
     for s, f in files.items():
         if f is not None:
-            raw[s] = read_list_file(require_file(f, f"{s} list file", s))
+            raw[s] = read_list_file(require_file(f, f"{s} list file", s), dedupe)
+    check_disjoint(str(train), raw["train"][0], {str(files[s]): raw[s][0] for s in raw if s != "train" and files[s] != train})
     labelled = [int(v) for s in raw for v in raw[s][1] if v != ""]
     n = len(classes) if classes is not None else num_classes if num_classes is not None else max(labelled) + 1
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise DataError(f"data.source.classes has {len(classes)} names but num_classes is {num_classes}; make them agree")
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
     splits = {}
-    for s, (rel, labels) in raw.items():
+    for s, (rel, labels, lines) in raw.items():
         targets = np.asarray([int(v) if v != "" else -1 for v in labels], dtype=np.int64)
         check_labels(targets, n, f"{files[s]}")
         if s != "test":
             _require_labelled(targets, files[s])
-        splits[s] = file_split([root / r for r in rel], targets, names, ids=rel)
+        where = lambda i, f=files[s], lines=lines: f"'{f}' line {lines[i]}"  # noqa: E731
+        splits[s] = file_split(contained_paths(root, rel, where, allow_outside_root), targets, names, ids=rel)
     return Source(names, splits)
 
 
@@ -230,6 +295,8 @@ def mbit_json(
     test: str | None = None,
     classes: Sequence[str] | None = None,
     image_key: str = "derm_path",
+    allow_outside_root: bool = False,
+    dedupe: bool = False,
 ) -> Source:
     """MBIT annotation JSON ({annotations: [{image_id, category_id, derm_path}], num_classes}); test may be unlabelled."""
     base = require_dir(root, "image root", "root") if root else Path(".")
@@ -237,7 +304,10 @@ def mbit_json(
     raw: dict[str, Any] = {}
     for s, f in files.items():
         if f is not None:
-            raw[s] = read_mbit_json(require_file(f, f"{s} JSON", s), image_key)
+            rel, labels, ids, num, file_names = read_mbit_json(require_file(f, f"{s} JSON", s), image_key)
+            keep = check_duplicates(ids, labels, lambda i, f=f: f"'{f}' annotation {i}", dedupe)
+            raw[s] = ([rel[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep], num, file_names, keep)
+    check_disjoint(str(train), raw["train"][2], {str(files[s]): raw[s][2] for s in raw if s != "train" and files[s] != train})
     labelled_nums = {files[s]: raw[s][3] for s in raw if raw[s][3] is not None and any(v >= 0 for v in raw[s][1])}
     if len(set(labelled_nums.values())) > 1:
         raise DataError(f"num_classes differs between the JSON files {labelled_nums}; regenerate them with one class list")
@@ -254,10 +324,11 @@ def mbit_json(
         if num != len(names):
             raise DataError(f"'{f}' says num_classes={num} but the class list has {len(names)} names; fix data.source.classes or the JSON")
     splits = {}
-    for s, (rel, labels, ids, _, _) in raw.items():
+    for s, (rel, labels, ids, _, _, kept) in raw.items():
         targets = np.asarray(labels, dtype=np.int64)
         check_labels(targets, len(names), files[s])
         if s != "test" or (targets >= 0).any():  # a test split is labelled throughout or not at all
             _require_labelled(targets, files[s])
-        splits[s] = file_split([base / r for r in rel], targets, names, ids=ids)
+        where = lambda i, f=files[s], kept=kept: f"'{f}' annotation {kept[i]}"  # noqa: E731
+        splits[s] = file_split(contained_paths(base, rel, where, allow_outside_root), targets, names, ids=ids)
     return Source(names, splits)
