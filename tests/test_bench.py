@@ -124,3 +124,12 @@ def test_cifar_cpu_grid_is_the_recipes_protocol_compressed_to_10_epochs():
             assert lrs == pytest.approx(compressed), name
         if name == "ldam_drw":  # DRW from epoch 9 (161 of 200)
             assert cfg.class_weights.kwargs["start_epoch"] == 9
+
+
+def test_provenance_keeps_the_dirty_mark_of_uncommitted_code(tmp_path):
+    runs = []
+    for name, rev in (("a", "0123456789abcdef0123+dirty"), ("b", "fedcba9876543210fedc")):
+        (tmp_path / name).mkdir()
+        rundir.write_json(tmp_path / name / rundir.ENVIRONMENT, {"git_revision": rev, "packages": {"torch": "2"}, "machine": {}, "command": "x"})
+        runs.append({"run_dir": str(tmp_path / name)})
+    assert "- git revision: 0123456789ab+dirty; fedcba987654" in bench.describe_provenance(runs)

@@ -218,7 +218,8 @@ def describe_provenance(rows: list[dict[str, Any]]) -> str:
             continue
         env = rundir.read_json(env_file)
         m = env.get("machine", {})
-        seen["git revision"].add(str(env.get("git_revision") or "unknown")[:12])
+        rev = str(env.get("git_revision") or "unknown")
+        seen["git revision"].add(rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""))  # a run of uncommitted code says so
         seen["torch"].add(str(env.get("packages", {}).get("torch")))
         seen["machine"].add(f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}")
         seen["command"].add(str(env.get("command")))
