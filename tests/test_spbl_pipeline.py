@@ -166,3 +166,13 @@ def test_sd198_list_files_train_one_pace(tmp_path):
     result = longtail.train("configs/sd198/spbl.yaml", overrides)
     assert result.finished and result.results["spbl"]["paces"] == 1
     assert result.results["test"]["num_samples"] == 9 and result.results["test"]["balanced_accuracy"] > 0.5
+
+
+def test_resume_of_a_finished_spbl_run_changes_nothing(tmp_path):
+    import hashlib
+
+    run = longtail.train(spbl_config(tmp_path, name="done")).run_dir
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file() and "tensorboard" not in p.parts}
+    again = longtail.train(resume=run)
+    assert again.finished and again.results["test"] == rundir.read_json(run / rundir.RESULTS)["test"]
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in digest} == digest
