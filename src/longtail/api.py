@@ -59,9 +59,8 @@ def train(
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
     """
-    from .data import build_data
     from .engine import Trainer, seed_everything, select_device
-    from .models import build_model
+    from .models import build_model, weights_record
 
     started = time.perf_counter()
     if resume is not None:
@@ -75,15 +74,16 @@ def train(
         run_dir = Path(cfg.output_dir) / cfg.name
         rundir.prepare(run_dir, overwrite=overwrite, resume=False)
     (run_dir / rundir.CONFIG).write_text(dump(cfg))
-    rundir.write_json(run_dir / rundir.ENVIRONMENT, rundir.environment(cfg.seed))
+    # the starting weights (a missing package or file fails here, before the data is decoded)
+    rundir.write_json(run_dir / rundir.ENVIRONMENT, rundir.environment(cfg.seed, weights=weights_record(cfg.model)))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
     splits = _saved_splits(run_dir, cfg)
-    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    bundle, spec = _build_data(cfg, splits)
     rundir.write_json(run_dir / rundir.SPLITS, bundle.split_indices)
-    rundir.write_json(run_dir / DATA_META, _data_meta(bundle))
+    rundir.write_json(run_dir / DATA_META, _data_meta(bundle, cfg, spec))
 
     device = select_device(cfg.train.device)
     if cfg.spbl is not None:
@@ -136,14 +136,28 @@ def _saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     return None
 
 
-def _data_meta(bundle: Any) -> dict[str, Any]:
+def _build_data(cfg: Config, splits: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The run's data, with ``data.image_size: model`` / ``data.normalize: model`` taken from the backbone."""
+    from .data import build_data
+    from .models import data_for_model
+
+    data_cfg, spec = data_for_model(cfg.data, cfg.model)
+    stats = (spec.mean, spec.std) if spec is not None and cfg.data.normalize == "model" else None
+    return build_data(data_cfg, cfg.seed, splits=splits, model_stats=stats), spec
+
+
+def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
+    """What the data looked like to the model; predict decodes and normalises new images from it."""
+    norm = cfg.data.normalize
     return {
         "class_names": list(bundle.class_names),
         "train_counts": [int(c) for c in bundle.train_counts],
         "channels": int(bundle.channels),
         "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
+        "image_size_from": spec.source if spec is not None and cfg.data.image_size == "model" else "config",
         "norm_mean": [float(m) for m in bundle.norm_mean],
         "norm_std": [float(s) for s in bundle.norm_std],
+        "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
     }
 
 
@@ -274,14 +288,14 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
 
 def evaluate(run_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """Metrics of the best checkpoint on ``split`` ('val' or 'test'), recomputed from the data."""
-    from .data import build_data, build_pipeline
+    from .data import build_pipeline
     from .engine import predict_dataset, select_device
     from .metrics import compute
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
-    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    bundle, _ = _build_data(cfg, splits)
     dataset = getattr(bundle, split, None)
     if dataset is None:
         raise LongtailError(f"this run's data has no '{split}' split; use --split val")
@@ -333,6 +347,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     """
     from .data import build_pipeline, decode_image_file
     from .engine import autocast, select_device
+    from .models import data_for_model
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -343,11 +358,12 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
+    data_cfg, _ = data_for_model(cfg.data, cfg.model)  # the size training decoded to
     files = find_images(list(images))
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        x = torch.stack([decode_image_file(f, cfg.data, meta["channels"]) for f in chunk]).to(device)
+        x = torch.stack([decode_image_file(f, data_cfg, meta["channels"]) for f in chunk]).to(device)
         x = pipeline.batch(x)
         with autocast(device, cfg.train.precision):
             if tta is not None:
