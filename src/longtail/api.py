@@ -347,7 +347,6 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     """
     from .data import build_pipeline, decode_image_file
     from .engine import autocast, select_device
-    from .models import data_for_model
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -358,7 +357,8 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
-    data_cfg, _ = data_for_model(cfg.data, cfg.model)  # the size training decoded to
+    # decode at the size training used (recorded in data.json when it came from the model's config)
+    data_cfg = cfg.data.model_copy(update={"image_size": meta["image_size"]}) if cfg.data.image_size == "model" else cfg.data
     files = find_images(list(images))
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
