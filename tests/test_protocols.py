@@ -12,12 +12,14 @@ cited here but has no row fails, so a new protocol recipe needs one.
 
 What a row covers:
 - a recipe on the original's own data (the CIFAR-LT recipes, ISIC 2018 MBIT, MedMNIST CE, SD-198
-  SPBL) takes the whole protocol: budget, optimiser, schedule, data pipeline, method;
+  SPBL, CDB's EGTEA Gaze+ CE and CDB-CE) takes the whole protocol: budget, optimiser, schedule, data
+  pipeline, method;
 - a recipe that runs a method on other data at a CPU budget (the HAM10000 and MedMNIST method
-  recipes) is compared with the method's original protocol except the data-bound settings (input
-  size, normalisation statistics, the dataset's own augmentation), which cannot carry over; its
-  header (or its base's) names the budget keys it changes;
-- the quickstart takes one loss and no protocol.
+  recipes, from scratch or fine-tuned from ImageNet weights: ``ham10000/*_pretrained.yaml``) is
+  compared with the method's original protocol except the data-bound settings (input size,
+  normalisation statistics, the dataset's own augmentation, the backbone), which cannot carry over;
+  its header (or its base's) names the budget keys it changes;
+- the quickstart and the ``finetune_pretrained.yaml`` template take one loss and no protocol.
 
 Keys are dotted paths into the resolved config (``longtail config show``); ``stages.N.`` reads the
 N-th resolved stage (every stage field filled from the top-level sections), so single-stage
@@ -59,6 +61,10 @@ HML_TRAINER = "cartelgouabou/HMLoss cifar_implementation/trainer.py"
 HML_README = "cartelgouabou/HMLoss README.md"
 CDB = "hitachi-rd-cv/CDB-loss CIFAR-LT/cifar_train.py"
 CDB_LOSS = "hitachi-rd-cv/CDB-loss CIFAR-LT/losses/cdb_loss.py"
+EGTEA = "hitachi-rd-cv/CDB-loss EGTEA/EGTEA_train.py"
+EGTEA_LOSS = "hitachi-rd-cv/CDB-loss EGTEA/losses/cdb_loss.py"
+EGTEA_DATA = "hitachi-rd-cv/CDB-loss EGTEA/data/EGTEA.py"
+EGTEA_TEST = "hitachi-rd-cv/CDB-loss EGTEA/EGTEA_test.py"
 BBN_CFG = "megvii-research/BBN configs/cifar10.yaml"
 BBN_OPT = "megvii-research/BBN lib/utils/utils.py"
 BBN_LR = "megvii-research/BBN lib/utils/lr_scheduler.py + main/train.py"
@@ -201,6 +207,51 @@ CDB_CIFAR: Row = {
     "schedule.milestones": Orig([160, 210], f"{CDB}: MultiStepLR(milestones=[160, 210]) stepped after each epoch"),
     "schedule.gamma": Orig(0.01, f"{CDB}: MultiStepLR(gamma=0.01)"),
     "schedule.warmup_epochs": Orig(0, f"{CDB}: no warm-up"),
+}
+
+# ------------------------------------------------------------------ CDB's EGTEA Gaze+ protocol
+EGTEA_PROTOCOL: Row = {
+    "train.epochs": Orig(100, f"{EGTEA}: --max_epochs 100"),
+    "data.batch_size": Orig(8, f"{EGTEA}: --batch_size 8 (x n_gpus 1)"),
+    "data.drop_last": Orig(False, f"{EGTEA}: train DataLoader(shuffle=True), drop_last unset"),
+    "sampler.name": Orig("instance", f"{EGTEA}: shuffled loader"),
+    "data.source.label": Orig("verb", f"{EGTEA_DATA}: label = third field (verb id) - 1, 19 classes"),
+    "data.source.frames_per_clip": Orig(10, f"{EGTEA}: --frames_per_clip 10"),
+    "data.image_size": Orig(None, f"{EGTEA_DATA}: frames as extracted; the transforms crop 480 and resize 224"),
+    "data.train_transforms": Orig(
+        [{"name": "random_crop", "size": 480}, {"name": "random_rotation", "degrees": 10}, {"name": "hflip", "p": 0.5}, {"name": "resize", "size": 224}],
+        f"{EGTEA}: RandomCrop((480, 480)), RandomRotate(10), Sometimes(0.5, HorizontalFlip()), GroupResize((224, 224))",
+    ),
+    "data.eval_transforms": Orig(
+        [{"name": "center_crop", "size": 480}, {"name": "resize", "size": 224}], f"{EGTEA}: CenterCrop((480, 480)), GroupResize((224, 224))"
+    ),
+    "data.normalize": Orig({"mean": [0.0] * 3, "std": [1 / 255] * 3}, f"{EGTEA_DATA}: cv2.imread pixels as floats, 0-255, no mean/std"),
+    "model.name": Orig("resnext3d_101", f"{EGTEA}: resnext.resnet101(shortcut_type='B', cardinality=32, sample_size=224)"),
+    "model.weights": Orig("pretrained_weights/resnext-101-kinetics.pth", f"{EGTEA}: --pretrained_model"),
+    "model.head": Orig("linear", f"{EGTEA}: model.module.fc = nn.Linear(2048, 19)"),
+    "model.dropout": Orig(0.0, f"{EGTEA}: the new fc directly on the pooled features"),
+    "loss.name": Orig("ce", f"{EGTEA}: --loss_type CE, nn.CrossEntropyLoss()"),
+    "class_weights.name": Orig("uniform", f"{EGTEA}: nn.CrossEntropyLoss() without weights"),
+    "optimizer.name": Orig("sgd", f"{EGTEA}: torch.optim.SGD"),
+    "optimizer.lr": Orig(0.001, f"{EGTEA}: SGD(lr=0.001)"),
+    "optimizer.momentum": Orig(0.0, f"{EGTEA}: SGD without momentum"),
+    "optimizer.nesterov": Orig(False, f"{EGTEA}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(5e-4, f"{EGTEA}: SGD(weight_decay=0.0005)"),
+    "optimizer.no_decay": Orig([], f"{EGTEA}: SGD(filter(requires_grad, model.parameters()), weight_decay=...) decays every parameter"),
+    "schedule.name": Orig("multistep", f"{EGTEA}: StepLR"),
+    "schedule.milestones": Orig([60], f"{EGTEA}: StepLR(step_size=0.6 * max_epochs) stepped after each epoch"),
+    "schedule.gamma": Orig(0.1, f"{EGTEA}: StepLR(gamma=0.1)"),
+    "schedule.warmup_epochs": Orig(0, f"{EGTEA}: no warm-up"),
+    "train.val_every": Orig(1, f"{EGTEA}: --validate_after_every 1"),
+    "train.select_metric": Orig("accuracy", f"{EGTEA}: best_model.pth by validation top-1"),
+    "eval.majority_threshold": Orig(600, f"{EGTEA_TEST}: majority classes count > 600, minority count < 600"),
+}
+EGTEA_CDB_METHOD: Row = {
+    "loss.name": Orig("cdb_ce", f"{EGTEA}: --loss_type CDB-CE"),
+    "loss.tau": Orig("dynamic", f"{EGTEA}: --tau dynamic"),
+    "loss.dynamic_form": Orig("cifar", f"{EGTEA_LOSS}: tau = sigmoid((1 - min d) / (1 - max d + 0.01))"),
+    "loss.eps": Orig(0.0, f"{EGTEA_LOSS}: weights = difficulty ** tau, no floor (a perfect class gets 0)"),
+    "class_weights.name": Orig("uniform", f"{EGTEA}: the CDB weights live in the loss, CDB_loss(class_difficulty=1 - cls_acc)"),
 }
 
 # ------------------------------------------------------------------------------ BBN (CIFAR)
@@ -378,6 +429,11 @@ def cifar_ldam(method: Row) -> Row:
     return {**LDAM_PROTOCOL, **CE_LOSS, **method}
 
 
+def restaged(row: Row, old: str, new: str) -> Row:
+    """``row`` with its stage prefix ``old`` (``stages.1.``) read from stage ``new`` instead."""
+    return {new + k[len(old) :] if k.startswith(old) else k: v for k, v in row.items()}
+
+
 def method_at_budget(protocol: Row, method: Row) -> Row:
     """A method run on other data: the original protocol without its data-bound settings."""
     data_bound = ("data.image_size", "data.normalize", "data.train_transforms", "data.eval_transforms", "model.name", "model.arch", "model.pretrained")
@@ -401,6 +457,9 @@ PROTOCOLS: dict[str, Row] = {
         **CRT_STAGE,
     },
     "cifar100_lt/cdb_ce.yaml": CDB_CIFAR,
+    # ---- EGTEA Gaze+ verbs: CDB loss's own protocol
+    "egtea/ce.yaml": EGTEA_PROTOCOL,
+    "egtea/cdb_ce.yaml": {**EGTEA_PROTOCOL, **EGTEA_CDB_METHOD},
     # ---- ISIC 2018, MedMNIST, SD-198: the originals' own protocols
     "isic2018/mbit.yaml": MBIT_ISIC,
     "medmnist/ce.yaml": MEDMNIST_PROTOCOL,
@@ -416,6 +475,22 @@ PROTOCOLS: dict[str, Row] = {
     "ham10000/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "ham10000/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
     "ham10000/spbl.yaml": method_at_budget({**SPBL_CNN, **SPBL_PACES}, {}),
+    # ---- methods fine-tuned from ImageNet weights at a CPU budget (base: ham10000/ce_pretrained.yaml)
+    "ham10000/balanced_softmax_pretrained.yaml": BALANCED_SOFTMAX,
+    "ham10000/logit_adjust_pretrained.yaml": POSTHOC_LA,
+    # staged (0: head warm-up, 1: fine-tuning, 2: cRT's classifier re-training): train.epochs is unused,
+    # the originals' epochs are compared with the stage that does their training
+    "ham10000/crt_pretrained.yaml": {
+        **method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS),
+        "stages.1.epochs": Orig(200, f"{LDAM}: --epochs 200 (the CE representation)"),
+        **restaged(CRT_STAGE, "stages.1.", "stages.2."),
+    },
+    # a timm backbone takes no DropBlock (the recipe's header says so): those kwargs do not exist there
+    "ham10000/mbit_pretrained.yaml": {
+        **method_at_budget(without(MBIT_METHOD, "train.epochs", "model.drop_block_prob", "model.drop_block_size", "model.drop_block_steps"), {}),
+        "stages.1.epochs": MBIT_METHOD["train.epochs"],
+        "data.train_transforms": MBIT_METHOD["data.train_transforms"],
+    },
     # ---- methods at MedMNIST's budget (base: medmnist/ce.yaml)
     "medmnist/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
     "medmnist/balanced_softmax.yaml": BALANCED_SOFTMAX,
@@ -423,8 +498,9 @@ PROTOCOLS: dict[str, Row] = {
     "medmnist/logit_adjust.yaml": POSTHOC_LA,
     "medmnist/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "medmnist/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
-    # ---- one loss, no protocol
+    # ---- one loss, no protocol (user templates)
     "quickstart.yaml": BALANCED_SOFTMAX,
+    "finetune_pretrained.yaml": BALANCED_SOFTMAX,
 }
 
 #: names a paper ("et al.") or one of the original code bases the rows cite
