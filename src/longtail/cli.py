@@ -138,11 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugin_modules() -> list:
-    """Modules that add their own sub-commands (data, report/compare, bench)."""
-    from . import bench, report
+    """Modules that add their own sub-commands (data, report/compare, bench, export)."""
+    from . import bench, export, report
     from .data import cli as data_cli
 
-    return [data_cli, report, bench]
+    return [data_cli, report, bench, export]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
