@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -99,12 +100,48 @@ def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):
     assert result.finished and (run / rundir.RESULTS).is_file()
 
 
-def test_existing_run_directory_is_refused_unless_overwrite(tmp_path):
+def test_taken_run_name_gets_the_next_free_name_unless_overwrite(tmp_path, caplog):
     cfg = tiny_config(tmp_path, train={"epochs": 1})
-    longtail.train(cfg)
-    with pytest.raises(LongtailError, match="already exists; pass --overwrite"):
-        longtail.train(cfg)
-    assert longtail.train(cfg, overwrite=True).finished
+    first = longtail.train(cfg).run_dir
+    (tmp_path / "runs" / "run-3").mkdir()  # an empty folder is free
+    (tmp_path / "runs" / "run-3" / "notes.txt").write_text("mine")  # ... this one is not
+    with caplog.at_level(logging.WARNING, logger="longtail"):
+        second = longtail.train(cfg).run_dir
+        third = longtail.train(cfg).run_dir
+    assert (second, third) == (tmp_path / "runs" / "run-2", tmp_path / "runs" / "run-4")
+    assert (tmp_path / "runs" / "run-3" / "notes.txt").read_text() == "mine"
+    assert api.load_run_config(second).name == "run-2"  # the run's own config names its folder, so it resumes as itself
+    assert json.loads((third / rundir.RESULTS).read_text())["name"] == "run-4"
+    # called from Python, the message names the API's keywords, not CLI flags
+    notice = [r.getMessage() for r in caplog.records if "is taken" in r.getMessage()][0]
+    assert f"this run is '{second}'" in notice and "overwrite=True" in notice and f"resume='{first}'" in notice
+    assert "--" not in notice
+    before = (first / rundir.RESULTS).stat().st_mtime_ns
+    assert longtail.train(cfg, overwrite=True).run_dir == first  # explicit overwrite keeps its meaning
+    assert (first / rundir.RESULTS).stat().st_mtime_ns != before
+    assert longtail.train(resume=first).run_dir == first  # and so does resume
+    assert not (tmp_path / "runs" / "run-5").exists()
+
+
+def test_cli_prints_the_new_name_with_cli_flags(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(tmp_path, name="quickstart", train={"epochs": 1})))
+    runs = tmp_path / "runs"
+    for expected in ("quickstart", "quickstart-2"):
+        out = subprocess.run([sys.executable, "-m", "longtail.cli", "train", "-c", str(cfg_path)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert f"run directory: {runs / expected}" in out.stdout
+    assert f"run directory '{runs / 'quickstart'}' is taken; this run is '{runs / 'quickstart-2'}'" in out.stderr
+    assert f"pass --overwrite to replace it, or --resume {runs / 'quickstart'} to continue it" in out.stderr
+
+
+def test_messages_name_cli_flags_only_under_the_cli():
+    from longtail import wording
+
+    assert wording.option("overwrite") == "overwrite=True" and wording.option("resume", "runs/a") == "resume='runs/a'"
+    with wording.cli():
+        assert wording.option("overwrite") == "--overwrite" and wording.option("resume_command", "runs/a") == "`longtail train --resume runs/a`"
+    assert wording.option("resume_command", "runs/a") == "`longtail.train(resume='runs/a')`"
 
 
 def test_resume_with_another_architecture_is_a_clear_error(tmp_path):

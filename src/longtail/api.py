@@ -22,6 +22,7 @@ from . import rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
 from .interrupt import Interrupted
+from .wording import option
 
 log = logging.getLogger("longtail")
 
@@ -70,9 +71,9 @@ def train(
     if config is None:
         raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
     cfg = _as_config(config, overrides)
-    run_dir = Path(cfg.output_dir) / cfg.name
-    lock = rundir.RunLock(run_dir)
-    lock.acquire()
+    run_dir, lock = _claim_run_dir(Path(cfg.output_dir) / cfg.name, overwrite)
+    if run_dir.name != cfg.name:
+        cfg = cfg.model_copy(update={"name": run_dir.name})
     try:
         result = _new_run(run_dir, cfg, overwrite, stop_after, started)
     except BaseException:
@@ -80,6 +81,46 @@ def train(
         raise
     lock.release()
     return result
+
+
+def _claim_run_dir(run_dir: Path, overwrite: bool) -> tuple[Path, rundir.RunLock]:
+    """The folder a new run writes to, locked: ``run_dir``, or when it is taken and ``overwrite`` was
+    not asked, the next free ``<name>-2``, ``<name>-3``, ... (said in one line, never a silent clash)."""
+    lock = rundir.RunLock(run_dir)
+    lock.acquire()
+    if overwrite:
+        return run_dir, lock
+    try:
+        rundir.recover(run_dir)  # a swap killed half-way is undone before deciding the name is taken
+        is_taken = rundir.taken(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    if not is_taken:
+        return run_dir, lock
+    lock.release()
+    start = 2
+    for attempt in range(100):
+        candidate = rundir.next_free(run_dir, start)
+        start = int(candidate.name.rsplit("-", 1)[1]) + 1
+        lock = rundir.RunLock(candidate)
+        try:
+            lock.acquire()
+        except LongtailError:  # another process is starting that name: take the next
+            if attempt == 99:
+                raise
+            continue
+        try:
+            rundir.recover(candidate)
+            if not rundir.taken(candidate):
+                break
+        except BaseException:
+            lock.release()
+            raise
+        lock.release()
+    log.warning("run directory '%s' is taken; this run is '%s' (pass %s to replace it, or %s to continue it)",
+                run_dir, candidate, option("overwrite"), option("resume", run_dir))
+    return candidate, lock
 
 
 def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None, started: float) -> TrainResult:
@@ -114,7 +155,7 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     if (run_dir / rundir.PACES).is_dir():
         return _resume_spbl(run_dir, overrides, stop_after, started)
     if not (run_dir / rundir.LAST).is_file():
-        raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without --resume")
+        raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without {option('resume')}")
     cfg = load_config(run_dir / rundir.CONFIG, overrides)
     state = load_checkpoint(run_dir / rundir.LAST)
     _check_checkpoint(state, cfg, None, run_dir / rundir.LAST)
@@ -195,7 +236,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
     if trainer.progress.global_epoch < total_epochs:
-        log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, work)
+        log.info("stopped after %d/%d epochs; continue with %s", trainer.progress.global_epoch, total_epochs, option("resume_command", work))
         return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
@@ -206,7 +247,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
 def _interrupted(e: Interrupted, resumable: Path | None) -> Interrupted:
     """A stop on SIGTERM/SIGINT, worded for what is left on disk."""
     if resumable is not None:
-        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with `longtail train --resume {resumable}`"
+        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with {option('resume_command', resumable)}"
     else:
         text = f"{e}; nothing was changed (the unfinished new run was discarded)"
     return Interrupted(text, e.signum)
@@ -241,7 +282,7 @@ def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, r
 
     runner, finished = pipeline.run(cfg, run_dir, bundle, device, resume, stop_after)
     if not finished:
-        log.info("SPBL stopped before its last pace; continue with --resume %s", run_dir)
+        log.info("SPBL stopped before its last pace; continue with %s", option("resume_command", run_dir))
         return TrainResult(run_dir, None, finished=False)
     spbl_record = pipeline.publish_final(cfg, run_dir, bundle, runner)
     last = rundir.read_json(pipeline.pace_dir(run_dir, spbl_record["paces"] - 1) / pipeline.PACE_RECORD)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import wording
 from .errors import LongtailError
 from .interrupt import Interrupted
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a recipe")
     _add_config_args(p, required=False)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the run directory output_dir/name (default: a taken name gets the next free one, name-2, name-3, ...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs in total (resume later)")
     p.set_defaults(func=cmd_train)
@@ -152,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("longtail").setLevel(logging.DEBUG)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with wording.cli():  # messages name CLI flags (--overwrite), not the API's keywords
+            return func(args)
     except Interrupted as e:  # SIGTERM / SIGINT: a safe stop, exit status as if killed by the signal
         print(f"error: {e}", file=sys.stderr)
         return 128 + e.signum
