@@ -523,8 +523,11 @@ def find_images(paths: list[str | Path]) -> list[Path]:
 
 
 def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run."""
-    from .data import Decoder, decode_image_file
+    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run.
+
+    With ``data.on_bad_image=skip`` unreadable image files are left out (and said so) instead of
+    stopping the whole batch."""
+    from .data import Decoder
 
     if meta.get("frames_per_clip"):
         from .data.clips import clips_for_prediction, find_clip_folders
@@ -533,30 +536,55 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
         clips = clips_for_prediction(folders, Decoder.from_config(cfg.data, meta["channels"]), int(meta["frames_per_clip"]))
         return clips.load, folders
     files = find_images(list(images))
-    return (lambda i: decode_image_file(files[i], cfg.data, meta["channels"])), files
+    if cfg.data.on_bad_image == "skip":
+        from .data.decode import readable
+
+        kept = [f for f in files if readable(f)]
+        if len(kept) < len(files):
+            log.warning("skipped %d unreadable image(s) of %d (data.on_bad_image=skip), e.g. '%s'",
+                        len(files) - len(kept), len(files), next(f for f in files if f not in kept))
+        if not kept:
+            raise LongtailError("no readable image among the inputs (data.on_bad_image=skip left out every one)")
+        files = kept
+    # the size the model was trained at (data.image_size, or the data's own size when it sets none),
+    # so an input of another size is resized as training would have, not stacked at its own size
+    decoder = Decoder(meta["channels"], meta.get("image_size") or cfg.data.image_size, cfg.data.preprocess)
+    return (lambda i: decoder(files[i])), files
 
 
 @torch.no_grad()
-def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
-    """Class probabilities for image files or folders with the run's best model and post-hoc setting.
+def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
+            overrides: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+    """Predicted label, its probability, the ``top_k`` labels and every class's probability, for image
+    files or folders, with the run's best model and post-hoc setting.
 
-    Returns one dict per image (``image`` + one probability per class name); writes a CSV when
-    ``out`` is given. Decoding matches training exactly (same pre-processing and size). For a clip
-    run the inputs are clip folders (or folders holding them), read as evaluation reads clips.
+    Returns one dict per image (``image``, ``label``, ``probability``, ``top_<i>``,
+    ``top_<i>_probability``, ``warning``, one probability per class name); writes a CSV when
+    ``out`` is given. ``overrides`` are dotted config overrides for reading the inputs (e.g.
+    ``data.on_bad_image=skip``); the model's settings are checked against the checkpoint. Decoding
+    matches training exactly (same pre-processing and size). ``warning`` says when an input's
+    channels or size are far from the training data's (also logged once). For a clip run the inputs
+    are clip folders (or folders holding them), read as evaluation reads clips.
     """
+    from . import prediction
     from .data import build_pipeline
     from .engine import autocast, select_device
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    if overrides:
+        cfg = load_config(run_dir / rundir.CONFIG, overrides)
     meta = rundir.read_json(run_dir / DATA_META)
     class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    top_k = prediction.check_top_k(top_k, len(class_names))
+    header = prediction.columns(class_names, top_k)
     device = select_device(cfg.train.device)
     model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
     load, files = _prediction_inputs(images, cfg, meta)
+    clips = bool(meta.get("frames_per_clip"))
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
@@ -575,12 +603,12 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
         probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
         for f, p in zip(chunk, probs):
-            rows.append({"image": str(f), **{name: float(v) for name, v in zip(class_names, p)}})
+            warning = "" if clips else prediction.input_warning(f, meta)
+            rows.append(prediction.row(str(f), p, class_names, top_k, warning))
+    flagged = [r for r in rows if r[prediction.WARNING]]
+    if flagged:
+        log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
+                    len(flagged), len(rows), flagged[0]["image"], flagged[0][prediction.WARNING])
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["image", *class_names])
-            writer.writeheader()
-            writer.writerows(rows)
+        prediction.write_csv(rows, out, header)
     return rows

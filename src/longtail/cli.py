@@ -69,9 +69,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import api
 
-    rows = api.predict(args.run_dir, args.images, out=args.out)
+    images, overrides = _split_overrides(args.images)
+    if not images:
+        raise LongtailError("predict needs at least one image file or folder besides the KEY=VALUE overrides")
+    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k)
     print(f"wrote {len(rows)} predictions to {args.out}")
     return 0
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """Positional ``KEY=VALUE`` (a dotted key, not an existing path) are overrides; the rest are inputs."""
+    import re
+
+    key = re.compile(r"^[A-Za-z_][\w.]*=")
+    overrides = [a for a in items if key.match(a) and not os.path.exists(a)]
+    return [a for a in items if a not in overrides], overrides
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -119,8 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")
     p.add_argument("run_dir")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders; for a clip run, clip folders (of frames) or folders holding them")
-    p.add_argument("--out", default="predictions.csv", help="CSV: image + one probability column per class")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER|KEY=VALUE", help="image files or folders (for a clip run, clip folders of frames or folders holding them), "
+                   "and dotted overrides for reading them, e.g. data.on_bad_image=skip")
+    p.add_argument("--out", default="predictions.csv", help="CSV: image, label, probability, the top-k labels and probabilities, "
+                   "warning (input far from the training data's channels or size), one probability column per class")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="how many most probable labels to list (default 3)")
+
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("config", help="config tools")
