@@ -94,12 +94,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from . import components  # noqa: F401
-    from .registry import ALL
+    from .index import load
 
-    kinds = [args.kind] if args.kind else sorted(ALL)
+    index = load()  # the stored index: listing components imports none of them (no torch)
+    kinds = [args.kind] if args.kind else sorted(index)
     for kind in kinds:
-        entries = ALL[kind].describe()
+        entries = index[kind]
         if len(kinds) > 1:
             print(f"{kind}:")
         width = max((len(n) for n in entries), default=0)
@@ -108,11 +108,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: sub-commands that other modules add: command -> (module, its help line). A module is imported
+#: only when its command runs, so `longtail --help` imports no torch; a test keeps the help lines
+#: equal to the modules' own.
+PLUGIN_COMMANDS = {
+    "data": ("longtail.data.cli", "inspect and convert datasets"),
+    "report": ("longtail.report", "write report.html + report.md of a run directory"),
+    "compare": ("longtail.report", "compare runs side by side"),
+    "bench": ("longtail.bench", "run a methods x seeds benchmark grid"),
+    "export": ("longtail.export", "export a run's best model (post-hoc correction folded in) to ONNX or TorchScript"),
+}
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The CLI parser; plugin commands get their full parser only for ``command`` ('*': all of them)."""
+    from . import __version__
     from .registry import ALL
 
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed image classification: train, evaluate, predict, benchmark.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"longtail {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a recipe")
@@ -149,22 +164,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=sorted(ALL))
     p.set_defaults(func=cmd_list)
 
-    for module in _plugin_modules():
+    for module in _plugin_modules(command):
         module.add_commands(sub)
+    loaded = set(sub.choices)
+    for name, (_, text) in PLUGIN_COMMANDS.items():
+        if name not in loaded:  # listed in --help; its own parser loads when it runs
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
-def _plugin_modules() -> list:
-    """Modules that add their own sub-commands (data, report/compare, bench, export)."""
-    from . import bench, export, report
-    from .data import cli as data_cli
+def _plugin_modules(command: str | None) -> list:
+    """The modules that add the sub-commands ``command`` needs ('*': all; None: none)."""
+    import importlib
 
-    return [data_cli, report, bench, export]
+    names = {m for c, (m, _) in PLUGIN_COMMANDS.items() if command in ("*", c)}
+    return [importlib.import_module(m) for m in sorted(names)]
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     if args.verbose:
         logging.getLogger("longtail").setLevel(logging.DEBUG)
     func: Callable[[argparse.Namespace], int] = args.func
