@@ -18,7 +18,9 @@ def add_commands(subparsers: Any) -> None:
     d = sub.add_parser("describe", help="per-class counts, imbalance ratio, Gini, shot groups + histogram PNG")
     d.add_argument("-c", "--config", required=True, help="a run config (only its data: section is used)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.long_tail.imbalance_ratio=50")
-    d.add_argument("--plot", default=None, help="histogram PNG path (default: <config name>_classes.png)")
+    d.add_argument("--out", metavar="DIR", default=None, help="write <config name>_classes.png (class histogram) and <config name>_describe.txt "
+                   "into DIR (default: print only; '--out .' for the current directory)")
+    d.add_argument("--plot", metavar="FILE", default=None, help="write the class histogram PNG to FILE")
     d.add_argument("--seed", type=int, default=None, help="seed (default: the config's seed)")
     d.set_defaults(func=run_describe)
 
@@ -68,9 +70,17 @@ def run_describe(args: argparse.Namespace) -> int:
 
     data, seed = _data_config(args.config, list(args.overrides or []))
     bundle = build_data(data, seed=args.seed if args.seed is not None else seed)
-    print(describe(bundle))
-    out = plot_class_histogram(bundle, args.plot or f"{Path(args.config).stem}_classes.png")
-    print(f"class histogram: {out}")
+    text = describe(bundle)
+    print(text)
+    stem = Path(args.config).stem
+    plot = Path(args.plot) if args.plot else (Path(args.out) / f"{stem}_classes.png" if args.out else None)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        summary = Path(args.out) / f"{stem}_describe.txt"
+        summary.write_text(text + "\n")
+        print(f"summary: {summary}")
+    if plot is not None:
+        print(f"class histogram: {plot_class_histogram(bundle, plot)}")
     return 0
 
 
