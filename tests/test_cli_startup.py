@@ -43,3 +43,17 @@ def test_a_plugin_command_gets_its_full_parser(capsys):
 
 def test_stored_component_index_matches_the_registries():
     assert index.load() == index.build(), "a component was added or changed: run `python -m longtail.index`"
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "longtail"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_argument_of_every_command_has_help():
+    missing = [f"{path}: {a.dest}" for path, p in _parsers(cli.build_parser("*")) for a in p._actions
+               if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and not a.help]
+    assert not missing, missing

@@ -137,15 +137,17 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs in total (resume later)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's best (or last) checkpoint")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=["test", "val"], default="test")
+    p = sub.add_parser("eval", help="evaluate a run's best (or last) checkpoint",
+                       description="Recompute a checkpoint's metrics on a split from the data (and with the run's post-hoc correction); "
+                                   "prints the per-class table and the summary metrics and saves the logits to RUN_DIR/predictions/.")
+    p.add_argument("run_dir", help="a run directory made by `longtail train`")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="the split to evaluate (default: test)")
     # checked by api.evaluate, so a bad value is the usual one-line error
     p.add_argument("--checkpoint", default="best", metavar="best|last", help="best: selected on validation (default); last: the final epoch")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory made by `longtail train`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER|KEY=VALUE", help="image files or folders (for a clip run, clip folders of frames or folders holding them), "
                    "and dotted overrides for reading them, e.g. data.on_bad_image=skip")
     p.add_argument("--out", default="predictions.csv", help="CSV: image, label, probability, the top-k labels and probabilities, "
@@ -161,7 +163,7 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("list", help="list registered components")
-    p.add_argument("kind", nargs="?", choices=sorted(ALL))
+    p.add_argument("kind", nargs="?", choices=sorted(ALL), help="one kind of component (default: every kind)")
     p.set_defaults(func=cmd_list)
 
     for module in _plugin_modules(command):

@@ -25,7 +25,7 @@ def add_commands(subparsers: Any) -> None:
     d.set_defaults(func=run_describe)
 
     c = sub.add_parser("convert", help="ISIC 2017/2018/2019 or Derm7pt ground truth -> MBIT JSON + CSV")
-    c.add_argument("format", choices=["isic2017", "isic2018", "isic2019", "derm7pt"])
+    c.add_argument("format", choices=["isic2017", "isic2018", "isic2019", "derm7pt"], help="the ground truth's dataset")
     c.add_argument("input", help="the ground-truth CSV (ISIC) or JSON list (Derm7pt)")
     c.add_argument("--root", default=".", help="image folder the paths are relative to (default: .)")
     c.add_argument("--out", required=True, help="output MBIT JSON path")
