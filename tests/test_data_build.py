@@ -3,6 +3,7 @@ lazy vs cached pixels, normalisation, bad images, describe and the CLI."""
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,7 +160,15 @@ def test_cli_describe(tmp_path, capsys, monkeypatch):
     args = parser.parse_args(["data", "describe", "-c", "c.yaml", "data.long_tail.imbalance_ratio=10"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "imbalance ratio" in out and "class histogram: c_classes.png" in out and (tmp_path / "c_classes.png").is_file()
+    assert "imbalance ratio" in out and "class histogram" not in out and not list(tmp_path.glob("*.png"))  # nothing written unless asked
+    args = parser.parse_args(["data", "describe", "-c", "c.yaml", "--out", "described"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"class histogram: {Path('described') / 'c_classes.png'}" in out and (tmp_path / "described" / "c_classes.png").is_file()
+    assert "imbalance ratio" in (tmp_path / "described" / "c_describe.txt").read_text()
+    assert not list(tmp_path.glob("*.png"))
+    args = parser.parse_args(["data", "describe", "-c", "c.yaml", "--plot", "h.png"])
+    assert args.func(args) == 0 and (tmp_path / "h.png").is_file()
     bad = parser.parse_args(["data", "describe", "-c", "c.yaml", "data.source.name=digitz"])
     with pytest.raises(ConfigError, match="did you mean 'digits'"):
         bad.func(bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -99,12 +100,48 @@ def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):
     assert result.finished and (run / rundir.RESULTS).is_file()
 
 
-def test_existing_run_directory_is_refused_unless_overwrite(tmp_path):
+def test_taken_run_name_gets_the_next_free_name_unless_overwrite(tmp_path, caplog):
     cfg = tiny_config(tmp_path, train={"epochs": 1})
-    longtail.train(cfg)
-    with pytest.raises(LongtailError, match="already exists; pass --overwrite"):
-        longtail.train(cfg)
-    assert longtail.train(cfg, overwrite=True).finished
+    first = longtail.train(cfg).run_dir
+    (tmp_path / "runs" / "run-3").mkdir()  # an empty folder is free
+    (tmp_path / "runs" / "run-3" / "notes.txt").write_text("mine")  # ... this one is not
+    with caplog.at_level(logging.WARNING, logger="longtail"):
+        second = longtail.train(cfg).run_dir
+        third = longtail.train(cfg).run_dir
+    assert (second, third) == (tmp_path / "runs" / "run-2", tmp_path / "runs" / "run-4")
+    assert (tmp_path / "runs" / "run-3" / "notes.txt").read_text() == "mine"
+    assert api.load_run_config(second).name == "run-2"  # the run's own config names its folder, so it resumes as itself
+    assert json.loads((third / rundir.RESULTS).read_text())["name"] == "run-4"
+    # called from Python, the message names the API's keywords, not CLI flags
+    notice = [r.getMessage() for r in caplog.records if "is taken" in r.getMessage()][0]
+    assert f"this run is '{second}'" in notice and "overwrite=True" in notice and f"resume='{first}'" in notice
+    assert "--" not in notice
+    before = (first / rundir.RESULTS).stat().st_mtime_ns
+    assert longtail.train(cfg, overwrite=True).run_dir == first  # explicit overwrite keeps its meaning
+    assert (first / rundir.RESULTS).stat().st_mtime_ns != before
+    assert longtail.train(resume=first).run_dir == first  # and so does resume
+    assert not (tmp_path / "runs" / "run-5").exists()
+
+
+def test_cli_prints_the_new_name_with_cli_flags(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(tmp_path, name="quickstart", train={"epochs": 1})))
+    runs = tmp_path / "runs"
+    for expected in ("quickstart", "quickstart-2"):
+        out = subprocess.run([sys.executable, "-m", "longtail.cli", "train", "-c", str(cfg_path)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert f"run directory: {runs / expected}" in out.stdout
+    assert f"run directory '{runs / 'quickstart'}' is taken; this run is '{runs / 'quickstart-2'}'" in out.stderr
+    assert f"pass --overwrite to replace it, or --resume {runs / 'quickstart'} to continue it" in out.stderr
+
+
+def test_messages_name_cli_flags_only_under_the_cli():
+    from longtail import wording
+
+    assert wording.option("overwrite") == "overwrite=True" and wording.option("resume", "runs/a") == "resume='runs/a'"
+    with wording.cli():
+        assert wording.option("overwrite") == "--overwrite" and wording.option("resume_command", "runs/a") == "`longtail train --resume runs/a`"
+    assert wording.option("resume_command", "runs/a") == "`longtail.train(resume='runs/a')`"
 
 
 def test_resume_with_another_architecture_is_a_clear_error(tmp_path):
@@ -174,12 +211,50 @@ def test_cli_predict_writes_csv_with_one_column_per_class(tmp_path):
     with open(out) as f:
         rows = list(csv.reader(f))
     names = json.loads((run / api.DATA_META).read_text())["class_names"]
-    assert rows[0] == ["image", *names]
-    assert len(rows) == 2 and abs(sum(map(float, rows[1][1:])) - 1) < 1e-5
+    top = ["top_1", "top_1_probability", "top_2", "top_2_probability", "top_3", "top_3_probability"]
+    assert rows[0] == ["image", "label", "probability", *top, "warning", *names]
+    assert len(rows) == 2 and abs(sum(map(float, rows[1][-len(names):])) - 1) < 1e-5
     missing = subprocess.run([sys.executable, "-m", "longtail.cli", "predict", str(run), str(tmp_path / "nope.png")], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     ev = subprocess.run([sys.executable, "-m", "longtail.cli", "eval", str(run), "--split", "val"], capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr
+
+
+def test_predict_writes_label_top_k_and_warns_about_inputs_unlike_the_training_data(tmp_path, caplog):
+    run = longtail.train(tiny_config(tmp_path, name="p", train={"epochs": 1})).run_dir
+    names = json.loads((run / api.DATA_META).read_text())["class_names"]
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(imgs / "a_digit.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (150, 200, 3), np.uint8)).save(imgs / "b_photo.png")  # 200x150 colour
+    (imgs / "c_broken.png").write_bytes(b"not an image")
+    with pytest.raises(LongtailError, match="c_broken.png' cannot be decoded"):
+        api.predict(run, [imgs])
+    with caplog.at_level(logging.WARNING, logger="longtail"):
+        rows = api.predict(run, [imgs], out=tmp_path / "p.csv", overrides=["data.on_bad_image=skip"], top_k=4)
+    assert [Path(r["image"]).name for r in rows] == ["a_digit.png", "b_photo.png"]
+    for r in rows:
+        probs = np.array([r[c] for c in names])
+        order = np.argsort(-probs, kind="stable")
+        assert r["label"] == r["top_1"] == names[order[0]] and r["probability"] == probs.max()
+        assert [r[f"top_{i}"] for i in range(1, 5)] == [names[c] for c in order[:4]]
+        assert [r[f"top_{i}_probability"] for i in range(1, 5)] == sorted(probs, reverse=True)[:4]
+    assert rows[0]["warning"] == ""
+    assert rows[1]["warning"] == "colour input, the model was trained on grey images; 150x200 input, the model was trained on 8x8 images"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("skipped 1 unreadable image(s) of 3" in m for m in logged)
+    assert sum("far from the training data" in m for m in logged) == 1
+    with open(tmp_path / "p.csv") as f:
+        written = list(csv.DictReader(f))
+    assert written[1]["warning"] == rows[1]["warning"] and written[1]["top_4"] == rows[1]["top_4"]
+    # the CLI takes the same overrides as KEY=VALUE among the inputs
+    out = subprocess.run([sys.executable, "-m", "longtail.cli", "predict", str(run), str(imgs), "data.on_bad_image=skip", "--top-k", "2",
+                          "--out", str(tmp_path / "q.csv")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "far from the training data" in out.stderr
+    with open(tmp_path / "q.csv") as f:
+        header = next(csv.reader(f))
+    assert header[:8] == ["image", "label", "probability", "top_1", "top_1_probability", "top_2", "top_2_probability", "warning"]
 
 
 def test_batches_pair_each_image_with_its_own_label_in_subsets():

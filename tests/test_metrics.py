@@ -230,6 +230,32 @@ def test_shot_thresholds_in_wrong_order_are_rejected() -> None:
         M.shot_groups([10, 5], (20, 100))
 
 
+def test_shot_thresholds_auto_and_the_fallback_when_the_default_leaves_a_group_empty() -> None:
+    counts = [300, 150, 120, 90, 60, 40, 30, 25, 22]  # (100, 20): no class under 20, 'few' would be empty
+    y = np.arange(9).repeat(2)
+    z = np.eye(9)[y] * 5
+    fallback = M.compute(z, y, train_counts=counts, shot_thresholds=None)
+    assert fallback["shot_thresholds"] == [90, 40]  # 9 classes: the 3 largest are many, the 3 smallest few
+    assert {g: v["n_classes"] for g, v in fallback["shots"].items()} == {"many": 3, "medium": 3, "few": 3}
+    assert "because the default (100, 20) leaves the 'few' group empty" in fallback["shot_rule"]
+    auto = M.compute(z, y, train_counts=counts, shot_thresholds="auto")
+    assert auto["shot_thresholds"] == [90, 40] and "eval.shot_thresholds: auto" in auto["shot_rule"]
+    fixed = M.compute(z, y, train_counts=counts, shot_thresholds=(100, 20))
+    assert fixed["shots"]["few"]["n_classes"] == 0 and fixed["shot_rule"].startswith("fixed: many > 100, few < 20")
+    full = [300, 150, 90, 10]  # every default group has a class: the default stays
+    assert M.resolve_shot_thresholds(full, None) == ((100, 20), "fixed: many > 100, few < 20 train images")
+
+
+def test_shot_thresholds_config_takes_auto(tmp_path) -> None:
+    from longtail.config import load_config
+
+    from .helpers import tiny_config
+
+    assert load_config(raw=tiny_config(tmp_path, eval={"shot_thresholds": "auto"})).eval.shot_thresholds == "auto"
+    with pytest.raises(Exception, match="shot_thresholds"):
+        load_config(raw=tiny_config(tmp_path, eval={"shot_thresholds": "terciles"}))
+
+
 def test_majority_minority_protocol() -> None:
     y = np.array([0, 0, 1, 1, 2, 2])
     pred = np.array([0, 1, 1, 1, 0, 2])

@@ -109,6 +109,7 @@ def test_report_of_a_complete_run(tmp_path) -> None:
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == 4 and all((run / link).is_file() for link in links)
     assert "| mel<a> |" in md
+    assert f"Shot thresholds: {test['shot_rule']}." in md and test["shot_rule"].startswith("fixed: many > 100")
 
 
 def test_report_without_test_split_uses_validation(tmp_path) -> None:

@@ -106,7 +106,7 @@ def test_eval_predict_and_report_use_the_svm(tmp_path):
     img = tmp_path / "digit.png"
     Image.fromarray((np.load(run / "predictions" / "test.npz")["targets"][:1] * 0 + 200).astype(np.uint8).repeat(64).reshape(8, 8)).save(img)
     rows = longtail.predict(run, [img])
-    probs = np.array([v for k, v in rows[0].items() if k != "image"])
+    probs = np.array([rows[0][c] for c in rundir.read_json(run / "data.json")["class_names"]])
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     report = (run / "report.md").read_text()
     assert "## SPBL paces" in report and "cost" in report and "spbl_balance" in report

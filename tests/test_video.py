@@ -245,7 +245,8 @@ def test_r3d_18_trains_evaluates_and_predicts_through_the_cli(fixture, tmp_path,
     clips = sorted(p for p in fixture["root"].iterdir())[0]
     assert cli_main(["predict", str(run), str(clips), "--out", str(tmp_path / "p.csv")]) == 0
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "image,verb 1,verb 2,verb 3" and len(rows) - 1 == len(list(clips.iterdir()))
+    top = ",".join(f"top_{i},top_{i}_probability" for i in (1, 2, 3))
+    assert rows[0] == f"image,label,probability,{top},warning,verb 1,verb 2,verb 3" and len(rows) - 1 == len(list(clips.iterdir()))
 
 
 def _r3d_recipe(tmp_path: Path, model: str = "r3d_18") -> Path:

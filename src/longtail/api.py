@@ -22,6 +22,7 @@ from . import rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
 from .interrupt import Interrupted
+from .wording import option
 
 log = logging.getLogger("longtail")
 
@@ -70,9 +71,9 @@ def train(
     if config is None:
         raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
     cfg = _as_config(config, overrides)
-    run_dir = Path(cfg.output_dir) / cfg.name
-    lock = rundir.RunLock(run_dir)
-    lock.acquire()
+    run_dir, lock = _claim_run_dir(Path(cfg.output_dir) / cfg.name, overwrite)
+    if run_dir.name != cfg.name:
+        cfg = cfg.model_copy(update={"name": run_dir.name})
     try:
         result = _new_run(run_dir, cfg, overwrite, stop_after, started)
     except BaseException:
@@ -80,6 +81,46 @@ def train(
         raise
     lock.release()
     return result
+
+
+def _claim_run_dir(run_dir: Path, overwrite: bool) -> tuple[Path, rundir.RunLock]:
+    """The folder a new run writes to, locked: ``run_dir``, or when it is taken and ``overwrite`` was
+    not asked, the next free ``<name>-2``, ``<name>-3``, ... (said in one line, never a silent clash)."""
+    lock = rundir.RunLock(run_dir)
+    lock.acquire()
+    if overwrite:
+        return run_dir, lock
+    try:
+        rundir.recover(run_dir)  # a swap killed half-way is undone before deciding the name is taken
+        is_taken = rundir.taken(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    if not is_taken:
+        return run_dir, lock
+    lock.release()
+    start = 2
+    for attempt in range(100):
+        candidate = rundir.next_free(run_dir, start)
+        start = int(candidate.name.rsplit("-", 1)[1]) + 1
+        lock = rundir.RunLock(candidate)
+        try:
+            lock.acquire()
+        except LongtailError:  # another process is starting that name: take the next
+            if attempt == 99:
+                raise
+            continue
+        try:
+            rundir.recover(candidate)
+            if not rundir.taken(candidate):
+                break
+        except BaseException:
+            lock.release()
+            raise
+        lock.release()
+    log.warning("run directory '%s' is taken; this run is '%s' (pass %s to replace it, or %s to continue it)",
+                run_dir, candidate, option("overwrite"), option("resume", run_dir))
+    return candidate, lock
 
 
 def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None, started: float) -> TrainResult:
@@ -114,7 +155,7 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     if (run_dir / rundir.PACES).is_dir():
         return _resume_spbl(run_dir, overrides, stop_after, started)
     if not (run_dir / rundir.LAST).is_file():
-        raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without --resume")
+        raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without {option('resume')}")
     cfg = load_config(run_dir / rundir.CONFIG, overrides)
     state = load_checkpoint(run_dir / rundir.LAST)
     _check_checkpoint(state, cfg, None, run_dir / rundir.LAST)
@@ -196,7 +237,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
     if trainer.progress.global_epoch < total_epochs:
-        log.info("stopped after %d/%d epochs; continue with --resume %s", trainer.progress.global_epoch, total_epochs, work)
+        log.info("stopped after %d/%d epochs; continue with %s", trainer.progress.global_epoch, total_epochs, option("resume_command", work))
         return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
@@ -207,7 +248,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
 def _interrupted(e: Interrupted, resumable: Path | None) -> Interrupted:
     """A stop on SIGTERM/SIGINT, worded for what is left on disk."""
     if resumable is not None:
-        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with `longtail train --resume {resumable}`"
+        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with {option('resume_command', resumable)}"
     else:
         text = f"{e}; nothing was changed (the unfinished new run was discarded)"
     return Interrupted(text, e.signum)
@@ -242,7 +283,7 @@ def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, r
 
     runner, finished = pipeline.run(cfg, run_dir, bundle, device, resume, stop_after)
     if not finished:
-        log.info("SPBL stopped before its last pace; continue with --resume %s", run_dir)
+        log.info("SPBL stopped before its last pace; continue with %s", option("resume_command", run_dir))
         return TrainResult(run_dir, None, finished=False)
     spbl_record = pipeline.publish_final(cfg, run_dir, bundle, runner)
     last = rundir.read_json(pipeline.pace_dir(run_dir, spbl_record["paces"] - 1) / pipeline.PACE_RECORD)
@@ -497,8 +538,11 @@ def find_images(paths: list[str | Path]) -> list[Path]:
 
 
 def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run."""
-    from .data import Decoder, decode_image_file
+    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run.
+
+    With ``data.on_bad_image=skip`` unreadable image files are left out (and said so) instead of
+    stopping the whole batch."""
+    from .data import Decoder
 
     if cfg.data.image_size == "model":  # decode at the size training used (recorded in data.json)
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": meta["image_size"]})})
@@ -509,30 +553,55 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
         clips = clips_for_prediction(folders, Decoder.from_config(cfg.data, meta["channels"]), int(meta["frames_per_clip"]))
         return clips.load, folders
     files = find_images(list(images))
-    return (lambda i: decode_image_file(files[i], cfg.data, meta["channels"])), files
+    if cfg.data.on_bad_image == "skip":
+        from .data.decode import readable
+
+        kept = [f for f in files if readable(f)]
+        if len(kept) < len(files):
+            log.warning("skipped %d unreadable image(s) of %d (data.on_bad_image=skip), e.g. '%s'",
+                        len(files) - len(kept), len(files), next(f for f in files if f not in kept))
+        if not kept:
+            raise LongtailError("no readable image among the inputs (data.on_bad_image=skip left out every one)")
+        files = kept
+    # the size the model was trained at (data.image_size, or the data's own size when it sets none),
+    # so an input of another size is resized as training would have, not stacked at its own size
+    decoder = Decoder(meta["channels"], meta.get("image_size") or cfg.data.image_size, cfg.data.preprocess)
+    return (lambda i: decoder(files[i])), files
 
 
 @torch.no_grad()
-def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
-    """Class probabilities for image files or folders with the run's best model and post-hoc setting.
+def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
+            overrides: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+    """Predicted label, its probability, the ``top_k`` labels and every class's probability, for image
+    files or folders, with the run's best model and post-hoc setting.
 
-    Returns one dict per image (``image`` + one probability per class name); writes a CSV when
-    ``out`` is given. Decoding matches training exactly (same pre-processing and size). For a clip
-    run the inputs are clip folders (or folders holding them), read as evaluation reads clips.
+    Returns one dict per image (``image``, ``label``, ``probability``, ``top_<i>``,
+    ``top_<i>_probability``, ``warning``, one probability per class name); writes a CSV when
+    ``out`` is given. ``overrides`` are dotted config overrides for reading the inputs (e.g.
+    ``data.on_bad_image=skip``); the model's settings are checked against the checkpoint. Decoding
+    matches training exactly (same pre-processing and size). ``warning`` says when an input's
+    channels or size are far from the training data's (also logged once). For a clip run the inputs
+    are clip folders (or folders holding them), read as evaluation reads clips.
     """
+    from . import prediction
     from .data import build_pipeline
     from .engine import autocast, select_device
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    if overrides:
+        cfg = load_config(run_dir / rundir.CONFIG, overrides)
     meta = rundir.read_json(run_dir / DATA_META)
     class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    top_k = prediction.check_top_k(top_k, len(class_names))
+    header = prediction.columns(class_names, top_k)
     device = select_device(cfg.train.device)
     model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
     posthoc = _read_posthoc(run_dir)
     tta = _tta(cfg)
     load, files = _prediction_inputs(images, cfg, meta)
+    clips = bool(meta.get("frames_per_clip"))
     rows: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
@@ -551,12 +620,12 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
         probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
         for f, p in zip(chunk, probs):
-            rows.append({"image": str(f), **{name: float(v) for name, v in zip(class_names, p)}})
+            warning = "" if clips else prediction.input_warning(f, meta)
+            rows.append(prediction.row(str(f), p, class_names, top_k, warning))
+    flagged = [r for r in rows if r[prediction.WARNING]]
+    if flagged:
+        log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
+                    len(flagged), len(rows), flagged[0]["image"], flagged[0][prediction.WARNING])
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["image", *class_names])
-            writer.writeheader()
-            writer.writerows(rows)
+        prediction.write_csv(rows, out, header)
     return rows

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import wording
 from .errors import LongtailError
 from .interrupt import Interrupted
 
@@ -68,9 +69,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import api
 
-    rows = api.predict(args.run_dir, args.images, out=args.out)
+    images, overrides = _split_overrides(args.images)
+    if not images:
+        raise LongtailError("predict needs at least one image file or folder besides the KEY=VALUE overrides")
+    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k)
     print(f"wrote {len(rows)} predictions to {args.out}")
     return 0
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """Positional ``KEY=VALUE`` (a dotted key, not an existing path) are overrides; the rest are inputs."""
+    import re
+
+    key = re.compile(r"^[A-Za-z_][\w.]*=")
+    overrides = [a for a in items if key.match(a) and not os.path.exists(a)]
+    return [a for a in items if a not in overrides], overrides
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -81,12 +94,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from . import components  # noqa: F401
-    from .registry import ALL
+    from .index import load
 
-    kinds = [args.kind] if args.kind else sorted(ALL)
+    index = load()  # the stored index: listing components imports none of them (no torch)
+    kinds = [args.kind] if args.kind else sorted(index)
     for kind in kinds:
-        entries = ALL[kind].describe()
+        entries = index[kind]
         if len(kinds) > 1:
             print(f"{kind}:")
         width = max((len(n) for n in entries), default=0)
@@ -95,31 +108,52 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: sub-commands that other modules add: command -> (module, its help line). A module is imported
+#: only when its command runs, so `longtail --help` imports no torch; a test keeps the help lines
+#: equal to the modules' own.
+PLUGIN_COMMANDS = {
+    "data": ("longtail.data.cli", "inspect and convert datasets"),
+    "report": ("longtail.report", "write report.html + report.md of a run directory"),
+    "compare": ("longtail.report", "compare runs side by side"),
+    "bench": ("longtail.bench", "run a methods x seeds benchmark grid"),
+    "export": ("longtail.export", "export a run's best model (post-hoc correction folded in) to ONNX or TorchScript"),
+}
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The CLI parser; plugin commands get their full parser only for ``command`` ('*': all of them)."""
+    from . import __version__
     from .registry import ALL
 
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed image classification: train, evaluate, predict, benchmark.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"longtail {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a recipe")
     _add_config_args(p, required=False)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the run directory output_dir/name (default: a taken name gets the next free one, name-2, name-3, ...)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs in total (resume later)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's best (or last) checkpoint")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=["test", "val"], default="test")
+    p = sub.add_parser("eval", help="evaluate a run's best (or last) checkpoint",
+                       description="Recompute a checkpoint's metrics on a split from the data (and with the run's post-hoc correction); "
+                                   "prints the per-class table and the summary metrics and saves the logits to RUN_DIR/predictions/.")
+    p.add_argument("run_dir", help="a run directory made by `longtail train`")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="the split to evaluate (default: test)")
     # checked by api.evaluate, so a bad value is the usual one-line error
     p.add_argument("--checkpoint", default="best", metavar="best|last", help="best: selected on validation (default); last: the final epoch")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders; for a clip run, clip folders (of frames) or folders holding them")
-    p.add_argument("--out", default="predictions.csv", help="CSV: image + one probability column per class")
+    p.add_argument("run_dir", help="a run directory made by `longtail train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER|KEY=VALUE", help="image files or folders (for a clip run, clip folders of frames or folders holding them), "
+                   "and dotted overrides for reading them, e.g. data.on_bad_image=skip")
+    p.add_argument("--out", default="predictions.csv", help="CSV: image, label, probability, the top-k labels and probabilities, "
+                   "warning (input far from the training data's channels or size), one probability column per class")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="how many most probable labels to list (default 3)")
+
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("config", help="config tools")
@@ -129,30 +163,41 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("list", help="list registered components")
-    p.add_argument("kind", nargs="?", choices=sorted(ALL))
+    p.add_argument("kind", nargs="?", choices=sorted(ALL), help="one kind of component (default: every kind)")
     p.set_defaults(func=cmd_list)
 
-    for module in _plugin_modules():
+    for module in _plugin_modules(command):
         module.add_commands(sub)
+    loaded = set(sub.choices)
+    for name, (_, text) in PLUGIN_COMMANDS.items():
+        if name not in loaded:  # listed in --help; its own parser loads when it runs
+            sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
-def _plugin_modules() -> list:
-    """Modules that add their own sub-commands (data, report/compare, bench)."""
-    from . import bench, report
-    from .data import cli as data_cli
+def _plugin_modules(command: str | None) -> list:
+    """The modules that add the sub-commands ``command`` needs ('*': all; None: none)."""
+    import importlib
 
-    return [data_cli, report, bench]
+    names = {m for c, (m, _) in PLUGIN_COMMANDS.items() if command in ("*", c)}
+    return [importlib.import_module(m) for m in sorted(names)]
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     if args.verbose:
         logging.getLogger("longtail").setLevel(logging.DEBUG)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with wording.cli():  # messages name CLI flags (--overwrite), not the API's keywords
+            return func(args)
     except Interrupted as e:  # SIGTERM / SIGINT: a safe stop, exit status as if killed by the signal
         print(f"error: {e}", file=sys.stderr)
         return 128 + e.signum

@@ -199,7 +199,9 @@ class PosthocConfig(Strict):
 
 
 class EvalConfig(Strict):
-    shot_thresholds: tuple[int, int] = (100, 20)
+    shot_thresholds: tuple[int, int] | Literal["auto"] | None = Field(
+        None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
+                          "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
     majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
     tta: Component | None = None
 

@@ -138,6 +138,33 @@ def shot_groups(train_counts: Sequence[int] | np.ndarray, thresholds: tuple[int,
     }
 
 
+DEFAULT_SHOT_THRESHOLDS = (100, 20)
+
+
+def resolve_shot_thresholds(train_counts: Sequence[int] | np.ndarray, thresholds: tuple[int, int] | str | None) -> tuple[tuple[int, int], str]:
+    """The (many >, few <) thresholds to use, and the rule that chose them (the report states it).
+
+    A pair is used as given. ``"auto"`` takes the terciles of the train counts: with C classes
+    sorted by count, the smallest C//3 form 'few' and the largest C//3 'many' (ties may move a
+    class to 'medium'). ``None`` is (100, 20), unless that leaves a group empty, then the terciles.
+    """
+    if thresholds is not None and not isinstance(thresholds, str):
+        hi, lo = int(thresholds[0]), int(thresholds[1])
+        return (hi, lo), f"fixed: many > {hi}, few < {lo} train images"
+    if thresholds not in (None, "auto"):
+        raise LongtailError(f"shot thresholds must be a (many, few) pair or 'auto', got {thresholds!r}")
+    counts = np.sort(np.asarray(train_counts, dtype=np.int64))
+    k = len(counts) // 3
+    terciles = (int(counts[len(counts) - k - 1]), int(counts[k])) if len(counts) else DEFAULT_SHOT_THRESHOLDS
+    if thresholds == "auto":
+        return terciles, f"terciles of the train counts (eval.shot_thresholds: auto): many > {terciles[0]}, few < {terciles[1]}"
+    empty = [g for g, c in shot_groups(counts, DEFAULT_SHOT_THRESHOLDS).items() if not c]
+    if not empty:
+        return DEFAULT_SHOT_THRESHOLDS, f"fixed: many > {DEFAULT_SHOT_THRESHOLDS[0]}, few < {DEFAULT_SHOT_THRESHOLDS[1]} train images"
+    return terciles, (f"terciles of the train counts (many > {terciles[0]}, few < {terciles[1]}), because the default "
+                      f"(100, 20) leaves the {' and '.join(repr(g) for g in empty)} group{'s' if len(empty) > 1 else ''} empty")
+
+
 # ------------------------------------------------------------------------------------ AUCs
 def pairwise_wins(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``W[i, j]`` = number of (class-i, class-j) sample pairs that column i ranks the right way.
@@ -245,14 +272,15 @@ def compute(
     targets: Any,
     train_counts: Any = None,
     class_names: Sequence[str] | None = None,
-    shot_thresholds: tuple[int, int] = (100, 20),
+    shot_thresholds: tuple[int, int] | str | None = (100, 20),
     majority_threshold: int | None = None,
     isic2017: bool = False,
 ) -> dict[str, Any]:
     """All metrics of one split from its logits (N x C) and integer targets (N).
 
     Probabilities are the row softmax of ``logits``; predictions their argmax. ``train_counts``
-    enables the shot-group table (``shot_thresholds`` = (many >, few <)) and, with
+    enables the shot-group table (``shot_thresholds`` = (many >, few <), ``'auto'`` or None: see
+    :func:`resolve_shot_thresholds`; ``shot_rule`` says which were used) and, with
     ``majority_threshold``, the CDB majority/minority table. See the module docstring for how
     never-predicted and absent classes are handled.
     """
@@ -321,8 +349,9 @@ def compute(
     result["confusion_matrix"] = cm.tolist()
     result["reliability"] = {k: v for k, v in calib.items() if k != "ece"}
     if counts is not None:
-        result["shot_thresholds"] = [int(t) for t in shot_thresholds]
-        result["shots"] = _shots(recall, counts, support, shot_thresholds)
+        thresholds, result["shot_rule"] = resolve_shot_thresholds(counts, shot_thresholds)
+        result["shot_thresholds"] = list(thresholds)
+        result["shots"] = _shots(recall, counts, support, thresholds)
         if majority_threshold is not None:
             result["majority_minority"] = _majority_minority(precision, recall, counts, support, majority_threshold)
     if isic2017:

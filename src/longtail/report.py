@@ -462,6 +462,8 @@ def build_sections(run: Run) -> list[Section]:
         groups = Section(f"Shot groups ({label})", tables=M.group_tables(m))
         if not m.get("shots"):
             groups.text.append("No training class counts in results.json: shot groups cannot be formed.")
+        elif m.get("shot_rule"):
+            groups.text.append(f"Shot thresholds: {m['shot_rule']}.")
         sections.append(groups)
         figs = Section(f"Figures ({label})")
         figs.figures.append(("counts_recall", figure_counts_recall(m, run.train_counts)))

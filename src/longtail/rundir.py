@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import LongtailError
+from .wording import option
 
 CONFIG = "config.yaml"
 ENVIRONMENT = "environment.json"
@@ -231,16 +232,29 @@ def check_new(run_dir: Path, overwrite: bool) -> bool:
     """Whether ``run_dir`` holds a run that a new run replaces (``--overwrite``); refuse anything else."""
     if run_dir.exists() and not run_dir.is_dir():
         raise LongtailError(f"run directory '{run_dir}' is a file; remove it or choose another name=")
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not taken(run_dir):
         return False
     if not overwrite:
         raise LongtailError(
-            f"run directory '{run_dir}' already exists; pass --overwrite to replace it, "
-            f"--resume {run_dir} to continue it, or name=<new name> for a new run"
+            f"run directory '{run_dir}' already exists; pass {option('overwrite')} to replace it, "
+            f"{option('resume', run_dir)} to continue it, or name=<new name> for a new run"
         )
     if not is_run(run_dir):
-        raise LongtailError(f"'{run_dir}' is not a longtail run directory (no {MARKER}); --overwrite only replaces runs, choose another name= or output_dir=")
+        raise LongtailError(f"'{run_dir}' is not a longtail run directory (no {MARKER}); {option('overwrite')} only replaces runs, choose another name= or output_dir=")
     return True
+
+
+def taken(run_dir: Path) -> bool:
+    """Whether a new run may not simply start in ``run_dir``: something (not an empty folder) is there."""
+    return run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+
+
+def next_free(run_dir: Path, start: int = 2) -> Path:
+    """The first of ``<name>-2``, ``<name>-3``, ... beside ``run_dir`` that is not :func:`taken`."""
+    k = start
+    while taken(run_dir.with_name(f"{run_dir.name}-{k}")):
+        k += 1
+    return run_dir.with_name(f"{run_dir.name}-{k}")
 
 
 def create(run_dir: Path) -> None:

@@ -18,12 +18,14 @@ def add_commands(subparsers: Any) -> None:
     d = sub.add_parser("describe", help="per-class counts, imbalance ratio, Gini, shot groups + histogram PNG")
     d.add_argument("-c", "--config", required=True, help="a run config (only its data: section is used)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.long_tail.imbalance_ratio=50")
-    d.add_argument("--plot", default=None, help="histogram PNG path (default: <config name>_classes.png)")
+    d.add_argument("--out", metavar="DIR", default=None, help="write <config name>_classes.png (class histogram) and <config name>_describe.txt "
+                   "into DIR (default: print only; '--out .' for the current directory)")
+    d.add_argument("--plot", metavar="FILE", default=None, help="write the class histogram PNG to FILE")
     d.add_argument("--seed", type=int, default=None, help="seed (default: the config's seed)")
     d.set_defaults(func=run_describe)
 
     c = sub.add_parser("convert", help="ISIC 2017/2018/2019 or Derm7pt ground truth -> MBIT JSON + CSV")
-    c.add_argument("format", choices=["isic2017", "isic2018", "isic2019", "derm7pt"])
+    c.add_argument("format", choices=["isic2017", "isic2018", "isic2019", "derm7pt"], help="the ground truth's dataset")
     c.add_argument("input", help="the ground-truth CSV (ISIC) or JSON list (Derm7pt)")
     c.add_argument("--root", default=".", help="image folder the paths are relative to (default: .)")
     c.add_argument("--out", required=True, help="output MBIT JSON path")
@@ -71,9 +73,17 @@ def run_describe(args: argparse.Namespace) -> int:
     data, spec = data_for_model(data, model)  # `image_size: model` / `normalize: model` come from the backbone
     stats = (spec.mean, spec.std) if spec is not None else None
     bundle = build_data(data, seed=args.seed if args.seed is not None else seed, model_stats=stats)
-    print(describe(bundle))
-    out = plot_class_histogram(bundle, args.plot or f"{Path(args.config).stem}_classes.png")
-    print(f"class histogram: {out}")
+    text = describe(bundle)
+    print(text)
+    stem = Path(args.config).stem
+    plot = Path(args.plot) if args.plot else (Path(args.out) / f"{stem}_classes.png" if args.out else None)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        summary = Path(args.out) / f"{stem}_describe.txt"
+        summary.write_text(text + "\n")
+        print(f"summary: {summary}")
+    if plot is not None:
+        print(f"class histogram: {plot_class_histogram(bundle, plot)}")
     return 0
 
 
