@@ -12,9 +12,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -59,8 +60,10 @@ def write_error(path: Path, e: OSError) -> LongtailError:
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + rename, so readers see the old or the new file, never half of one."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write via a temp file + rename, so readers see the old or the new file, never half of one.
+
+    ``write`` fills the open temp file; the file gets the user's umask (not mkstemp's 0600)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -69,7 +72,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,33 +82,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save so that a crash mid-write never leaves a truncated checkpoint behind."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as e:
-        raise write_error(path, e) from None
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, e) from None
-    except RuntimeError as e:  # torch's zip writer reports a failed write (e.g. a full disk) as RuntimeError
-        Path(tmp).unlink(missing_ok=True)
-        if "write" not in str(e).lower():
-            raise
-        raise write_error(path, OSError(errno.EIO, str(e).splitlines()[0])) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def clean_temp_files(run_dir: Path) -> list[Path]:
