@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from dataclasses import dataclass
