@@ -247,7 +247,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
 def _interrupted(e: Interrupted, resumable: Path | None) -> Interrupted:
     """A stop on SIGTERM/SIGINT, worded for what is left on disk."""
     if resumable is not None:
-        text = f"{e}; {rundir.LAST} holds every finished epoch, continue with {option('resume_command', resumable)}"
+        text = f"{e}; {rundir.LAST} holds every finished batch, continue with {option('resume_command', resumable)}"
     else:
         text = f"{e}; nothing was changed (the unfinished new run was discarded)"
     return Interrupted(text, e.signum)

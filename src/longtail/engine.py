@@ -183,6 +183,9 @@ class Progress:
     best_epoch: int = 0
     last_val_accuracy: list[float] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # an epoch stopped by SIGTERM/SIGINT after some batches: {"batches": done, "loss_sum", "images"};
+    # resume replays the epoch's batch order, skips those batches and restores the RNG there
+    partial_epoch: dict[str, Any] | None = None
 
 
 class Trainer:
@@ -202,6 +205,7 @@ class Trainer:
         bundle.train.sample_transform = self.train_pipeline.sample
         self.stages = cfg.resolved_stages()
         self.progress = Progress()
+        self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
         self.tta = _build_tta(cfg)
         self.writer = _tensorboard(run_dir) if cfg.train.tensorboard else None
 
@@ -260,6 +264,7 @@ class Trainer:
                 if self.progress.last_val_accuracy is not None:
                     self._validation_hooks(parts, np.asarray(self.progress.last_val_accuracy, dtype=float))
                 set_rng_state(resume_state["rng"])
+                self._resume_rng = resume_state["rng"] if self.progress.partial_epoch else None
                 first_epoch = self.progress.stage_epoch
             else:
                 self.progress.stage, self.progress.stage_epoch = stage.index, 0
@@ -323,9 +328,13 @@ class Trainer:
         self._save_last(parts)
 
     def _train_one_epoch(self, parts: StageParts) -> tuple[float, int]:
+        """Train one epoch; on SIGTERM/SIGINT between batches, save ``last`` with the batches done so far
+        (``Progress.partial_epoch``) and stop, so a preemption loses no finished batch."""
         cfg, model, device = self.cfg, self.model, self.device
         model.train()
-        total, seen = 0.0, 0
+        partial, self.progress.partial_epoch = self.progress.partial_epoch, None
+        skip = int(partial["batches"]) if partial else 0
+        loss_sum, seen = (float(partial["loss_sum"]), int(partial["images"])) if partial else (0.0, 0)
         drop_last = drops_last_batch(len(parts.sampler), cfg.data.batch_size, cfg.data.drop_last)
         batches = iterate_batches(
             self.bundle.train, parts.sampler, cfg.data.batch_size, cfg.data.num_workers,
@@ -333,8 +342,16 @@ class Trainer:
         )
         total = len(parts.sampler) // cfg.data.batch_size if drop_last else math.ceil(len(parts.sampler) / cfg.data.batch_size)
         bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
-        for x, y in bar:
-            interrupt.check()  # SIGTERM/SIGINT: abandon this epoch; last.pt holds the finished ones
+        for index, (x, y) in enumerate(bar):
+            if index < skip:  # done before the stop: same order, not trained again
+                continue
+            if index == skip and self._resume_rng is not None:
+                set_rng_state(self._resume_rng)  # the RNG exactly as it was at the stop
+                self._resume_rng = None
+            if interrupt.requested() is not None and index > 0:
+                self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen}
+                self._save_last(parts)
+            interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
             x = self.train_pipeline.batch(x.to(device, non_blocking=True))
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
@@ -348,11 +365,11 @@ class Trainer:
             if cfg.train.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             parts.optimizer.step()
-            total += float(loss.detach()) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         if seen == 0:
             raise LongtailError("the training split produced no batch; lower data.batch_size or add data")
-        return total / seen, seen
+        return loss_sum / seen, seen
 
     def _validate(self, parts: StageParts) -> dict[str, Any]:
         from .metrics import compute

@@ -2,8 +2,9 @@
 
 A cluster preempts a job with SIGTERM, a person with Ctrl-C (SIGINT). Inside :func:`stop_on_signals`
 the first such signal only sets a flag; the training loop calls :func:`check` between batches and
-between epochs, so a checkpoint write in progress always completes and ``checkpoints/last.pt``
-holds every finished epoch. The epoch in progress is abandoned (``--resume`` redoes it exactly).
+between epochs, so a checkpoint write in progress always completes; stopped inside an epoch, the
+engine first saves ``checkpoints/last.pt`` with the batches finished so far (``--resume`` trains the
+rest exactly).
 A second signal stops at once (the default behaviour).
 """
 

@@ -77,6 +77,26 @@ def test_sigterm_or_sigint_mid_epoch_then_resume_is_bit_identical(sig, tmp_path,
     assert digests(run_done) == before
 
 
+def test_sigterm_inside_an_epoch_saves_the_finished_batches_and_resumes_bit_identically(tmp_path, uninterrupted):
+    """A preemption after 3 batches of epoch 3: last.pt holds those batches, resume trains the rest."""
+    cfg = write_yaml(tmp_path / "p.yaml", _kill_config(tmp_path, "preempted"))
+    run = tmp_path / "runs" / "preempted"
+    prelude = ("import os, signal, longtail.methods.steps as st\n_c = st.StandardStep.__call__\nseen = [0]\n"
+               "def call(self, *a, **k):\n    t = k.get('trainer')\n    if t is not None and t.progress.global_epoch == 2:\n"
+               "        seen[0] += 1\n        if seen[0] == 3:\n            os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    return _c(self, *a, **k)\nst.StandardStep.__call__ = call")
+    proc = _train_process(cfg, prelude=prelude)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    progress = load_checkpoint(run / rundir.LAST)["progress"]
+    assert progress["global_epoch"] == 2 and progress["partial_epoch"]["batches"] == 3
+    assert progress["partial_epoch"]["images"] == 3 * 8
+    assert longtail.train(resume=run).finished
+    assert_same_weights(load_checkpoint(run / rundir.LAST)["model"], uninterrupted)
+    assert [r["epoch"] for r in rundir.read_jsonl(run / rundir.METRICS)] == [1, 2, 3, 4]
+    assert load_checkpoint(run / rundir.LAST)["progress"]["partial_epoch"] is None
+
+
 # kill -9 at chosen points: the prelude patches a function to SIGKILL the process when it is reached
 _KILL_POINTS = {
     "inside the checkpoint write": ("longtail.rundir", "torch.save", "f.write(b'partial'); f.flush()", 3),
