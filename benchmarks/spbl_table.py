@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from doc_blocks import machine_line, markdown_table, print_and_publish
@@ -24,10 +23,13 @@ def cell(values: list[str]) -> str:
     """Mean ± sample std of the formatted numbers of one cell over seeds ('n/a' if any is missing)."""
     if any(v == "n/a" for v in values):
         return "n/a"
+    from longtail.bench import mean_std
+
     nums = [float(v) for v in values]
-    if len(nums) == 1 or all(n.is_integer() for n in nums) and len(set(nums)) == 1:
+    if len(set(nums)) == 1 and (len(nums) == 1 or nums[0].is_integer()):
         return values[0]
-    return f"{statistics.fmean(nums):.4f} ± {statistics.stdev(nums):.4f}"
+    mean, std = mean_std(nums)
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def main() -> int:

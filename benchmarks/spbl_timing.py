@@ -1,4 +1,5 @@
-"""SPBL run time: each pace's CNN, feature and SVM-fit seconds, and how SVM fit time grows with rows.
+"""SPBL run time: each pace's CNN, feature and SVM-fit seconds (with the pace's validation balanced
+accuracy, of the SVM and of the CNN's own head), and how SVM fit time grows with rows.
 
     python benchmarks/spbl_timing.py [--runs benchmarks/runs/ham10000_spbl] [--sizes 2000 4000 8000] [--no-write]
 
@@ -28,7 +29,8 @@ def pace_rows(runs: Path) -> list[list[str]]:
         for record in sorted((run / "paces").glob("*/pace.json"), key=lambda p: int(p.parent.name)):
             r = json.loads(record.read_text())
             rows.append([run.name, str(r["pace"]), str(r["cnn_train_images"]), f"{r['cnn_seconds']:.0f}", f"{r['feature_seconds']:.0f}",
-                         str(r["classifier_rows"]), f"{r['classifier_fit_seconds']:.1f}"])
+                         str(r["classifier_rows"]), f"{r['classifier_fit_seconds']:.1f}",
+                         f"{r['val_balanced_accuracy']:.4f}", f"{r['cnn_val_balanced_accuracy']:.4f}"])
     return rows
 
 
@@ -61,7 +63,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     runs = Path(args.runs)
-    paces = markdown_table(["run", "pace", "CNN images", "CNN s", "features s", "SVM rows", "SVM fit s"], pace_rows(runs), text_columns=2)
+    paces = markdown_table(["run", "pace", "CNN images", "CNN s", "features s", "SVM rows", "SVM fit s", "val bal. acc. (SVM)", "val bal. acc. (CNN head)"], pace_rows(runs), text_columns=2)
     scaling = markdown_table(["SVM rows", "feature dim", "fit s (best of repeats)", "ms per row"], svm_rows(runs, args.sizes, args.repeats), text_columns=0)
     table = f"Per pace (from each run's `paces/<k>/pace.json`):\n\n{paces}\n\nSVM fit time against rows (rows drawn from the seed-0 run's blocks):\n\n{scaling}"
     print_and_publish(

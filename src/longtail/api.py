@@ -336,10 +336,9 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
 
 def _check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int | None, path: Path, class_names: list[str] | None = None) -> None:
     """Refuse a checkpoint of another architecture, model setting or class list (one line)."""
-    from .checkpoint import check_checkpoint, config_hash
+    from .checkpoint import check_for_model
 
-    check_checkpoint(state, path, model_name=cfg.model.name, num_classes=num_classes, class_names=class_names,
-                     config_hash=config_hash(cfg.model.model_dump(mode="json")))
+    check_for_model(state, path, cfg.model, num_classes, class_names)
 
 
 # ------------------------------------------------------------------------------ final evaluation

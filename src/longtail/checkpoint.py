@@ -152,6 +152,13 @@ def check_checkpoint(
 
 
 # ------------------------------------------------------------------------------ RNG state as data
+def check_for_model(state: Mapping[str, Any], path: str | Path, model_cfg: Any, num_classes: int | None = None,
+                    class_names: Sequence[str] | None = None) -> None:
+    """:func:`check_checkpoint` against a config's ``model:`` section (its name and settings hash)."""
+    check_checkpoint(state, path, model_name=model_cfg.name, num_classes=num_classes, class_names=class_names,
+                     config_hash=config_hash(model_cfg.model_dump(mode="json")))
+
+
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) RNG states as tensors, lists and numbers (safe to load)."""
     version, internal, gauss = random.getstate()

@@ -75,13 +75,6 @@ def classifier_logits(clf: Any, features: np.ndarray, num_classes: int) -> np.nd
     return out
 
 
-def scores(logits: np.ndarray) -> np.ndarray:
-    """Row softmax (max-subtracted), the pool scores that drive self-paced selection."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def calibrate(clf: Any, method: str, features: np.ndarray, labels: np.ndarray) -> Any:
     """Platt ('sigmoid') or isotonic calibration of a fitted classifier on held-out (validation) rows."""
     from sklearn.calibration import CalibratedClassifierCV

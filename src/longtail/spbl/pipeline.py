@@ -237,7 +237,7 @@ def finish_pace(
 ) -> PaceResult:
     """Steps f-h: features, the rebuilt block, the classifier refit, new pool scores; saved, record last."""
     from ..engine import per_class_accuracy
-    from ..metrics import compute
+    from ..metrics import compute, softmax
 
     spbl = cfg.spbl
     assert spbl is not None
@@ -266,22 +266,21 @@ def finish_pace(
     clf = fc.fit_classifier(fc.make_classifier(spbl.classifier, spbl.svm_c, spbl.svm_gamma, cfg.seed, spbl.feature_norm), all_x, all_y, all_w)
     fit_seconds = time.perf_counter() - t0
     block = Block(x.astype(np.float32), y, fit_weights * stored_weight_factor(ratio, spbl.train_ratio), src)
-    pool_scores = fc.scores(fc.classifier_logits(clf, train_feats[pool], num_classes))
+    pool_scores = softmax(fc.classifier_logits(clf, train_feats[pool], num_classes))  # SPBL's pool scores
     val_logits = fc.classifier_logits(clf, val_out.features, num_classes)
-    counts = dict(minlength=num_classes)
     val = compute(val_logits, val_out.targets, class_names=bundle.class_names)
     cnn_val = compute(val_out.logits, val_out.targets, class_names=bundle.class_names)
     record: dict[str, Any] = {
         "pace": pace,
         "ratio": ratio,
         "cnn_train_images": int(len(members)),
-        "cnn_train_counts": np.bincount(targets[members], **counts),
+        "cnn_train_counts": np.bincount(targets[members], minlength=num_classes),
         "cnn_best_epoch": best_epoch,
         "cnn_seconds": round(sum(r.get("seconds", 0.0) for r in rundir.read_jsonl(pace_dir(run_dir, pace) / rundir.METRICS)), 3),
         "feature_seconds": round(feature_seconds, 3),
         "classifier_fit_seconds": round(fit_seconds, 3),
         "classifier_rows": int(len(all_y)),
-        "classifier_rows_per_class": np.bincount(all_y, **counts),
+        "classifier_rows_per_class": np.bincount(all_y, minlength=num_classes),
         "classifier_weight_per_class": np.bincount(all_y, weights=all_w, minlength=num_classes).round(4),
         "val_balanced_accuracy": val["balanced_accuracy"],
         "val_accuracy": val["accuracy"],
@@ -369,13 +368,12 @@ def _pace_checkpoint(folder: Path, cfg: Config, bundle: Any, device: torch.devic
 def _load_state(path: Path, cfg: Config, bundle: Any, device: torch.device) -> dict[str, Any]:
     """A pace's checkpoint through the one safe loader (nothing in the file is executed), checked
     against the run's model and classes."""
-    from ..checkpoint import check_checkpoint, config_hash, load_checkpoint
+    from ..checkpoint import check_for_model, load_checkpoint
 
     if not path.is_file():
         raise LongtailError(f"no checkpoint '{path}'; the pace has not validated yet (delete the pace's folder and resume to redo it)")
     state = load_checkpoint(path, map_location=device)
-    check_checkpoint(state, path, model_name=cfg.model.name, num_classes=bundle.num_classes, class_names=list(bundle.class_names),
-                     config_hash=config_hash(cfg.model.model_dump(mode="json")))
+    check_for_model(state, path, cfg.model, bundle.num_classes, list(bundle.class_names))
     return state
 
 
