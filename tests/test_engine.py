@@ -327,3 +327,20 @@ def test_eval_reads_the_last_checkpoint_on_request(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "checkpoint 'final'" in err and "best" in err and "last" in err
     with pytest.raises(LongtailError, match="not one of best, last"):
         longtail.evaluate(run, checkpoint="latest")
+
+
+def test_channels_last_trains_the_same_model_in_nhwc_layout(tmp_path):
+    """train.channels_last changes only the memory layout: the same losses up to float rounding."""
+    def run(name: str, channels_last: bool) -> Path:
+        train = {"epochs": 2, "progress": False, "tensorboard": False, "channels_last": channels_last}
+        return longtail.train(tiny_config(tmp_path, name=name, train=train)).run_dir
+
+    plain, nhwc = run("nchw", False), run("nhwc", True)
+    conv = [v for v in model_state(nhwc).values() if v.dim() == 4]
+    assert conv and all(v.is_contiguous(memory_format=torch.channels_last) for v in conv)
+    losses = [[r["train_loss"] for r in rundir.read_jsonl(d / rundir.METRICS)] for d in (plain, nhwc)]
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-5)  # first epoch: summation order only
+    assert losses[1][1] == pytest.approx(losses[0][1], rel=5e-3)  # later: rounding compounds through SGD
+    # a channels_last run evaluates from its checkpoint to the numbers it reported
+    saved = json.loads((nhwc / rundir.RESULTS).read_text())["test"]["accuracy"]
+    assert api.evaluate(nhwc)["accuracy"] == pytest.approx(saved)

@@ -361,7 +361,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         dataset = getattr(bundle, split)
         if dataset is None:
             continue
-        out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers)
+        out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
         rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
         outputs[split] = out
     posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
@@ -460,6 +460,8 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
 
         attach_classifier(model, Path(run_dir))
     model.to(device).eval()
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     return model
 
 
@@ -497,7 +499,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     device = select_device(cfg.train.device)
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
     pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
-    out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers)
+    out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
     rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
     kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,

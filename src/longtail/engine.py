@@ -72,6 +72,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def as_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Image batches (N, C, H, W) in NHWC layout when ``channels_last``; clips and features unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 # ------------------------------------------------------------------------------------ batches
 def iterate_batches(dataset: Any, indices: Any, batch_size: int, num_workers: int, seed: int, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (uint8 images, targets) batches in the order given by ``indices`` (a sampler or list).
@@ -121,12 +126,12 @@ class Outputs:
 
 
 @torch.no_grad()
-def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32", tta: Any = None, num_workers: int = 0) -> Outputs:
+def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32", tta: Any = None, num_workers: int = 0, channels_last: bool = False) -> Outputs:
     """Logits (float32), targets and penultimate features for every item of ``dataset``, in order."""
     model.eval()
     logits, feats, targets = [], [], []
     for x, y in iterate_batches(dataset, range(len(dataset)), batch_size, num_workers, seed=0):
-        x = pipeline.batch(x.to(device, non_blocking=True))
+        x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
         with autocast(device, precision):
             if tta is not None:
                 out = tta.predict(lambda v: model(v), x)
@@ -197,7 +202,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.bundle = bundle
-        self.model = model
+        self.model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
         self.device = device
         self.counts = np.asarray(bundle.train_counts)
         self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
@@ -352,7 +357,7 @@ class Trainer:
                 self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen}
                 self._save_last(parts)
             interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
-            x = self.train_pipeline.batch(x.to(device, non_blocking=True))
+            x = as_memory_format(self.train_pipeline.batch(x.to(device, non_blocking=True)), cfg.train.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
                 loss = parts.step(model=model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
@@ -374,7 +379,7 @@ class Trainer:
     def _validate(self, parts: StageParts) -> dict[str, Any]:
         from .metrics import compute
 
-        out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers)
+        out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
         result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds, majority_threshold=self.cfg.eval.majority_threshold)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)

@@ -325,7 +325,7 @@ def predict(runner: FeatureRunner, dataset: Any) -> Any:
     view = dataset.subset(np.arange(len(dataset)))
     view.sample_transform = None
     cfg = runner.cfg
-    return predict_dataset(runner.model, view, runner.eval_pipeline, runner.device, cfg.data.eval_batch_size, cfg.train.precision, num_workers=cfg.data.num_workers)
+    return predict_dataset(runner.model, view, runner.eval_pipeline, runner.device, cfg.data.eval_batch_size, cfg.train.precision, num_workers=cfg.data.num_workers, channels_last=cfg.train.channels_last)
 
 
 # --------------------------------------------------------------------------------- persistence
