@@ -349,13 +349,11 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     goes into results.json as is.
     """
     from .engine import predict_dataset
-    from .metrics import compute
+    from .scoring import split_metrics
 
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
     tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
-              majority_threshold=cfg.eval.majority_threshold)
     outputs = {}
     for split in ("val", "test"):
         dataset = getattr(bundle, split)
@@ -374,7 +372,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         **record,
         "train_seconds": round(train_seconds, 1),
         "test_evaluated_once": True,
-        "val": compute(outputs["val"].logits, outputs["val"].targets, **kw),
+        "val": split_metrics(outputs["val"].logits, outputs["val"].targets, counts, bundle.class_names, cfg.eval),
         "posthoc": posthoc,
     }
     if "test" in outputs and (outputs["test"].targets < 0).all():
@@ -382,10 +380,10 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
     elif "test" in outputs:
         test = outputs["test"]
-        results["test"] = compute(test.logits, test.targets, **kw)
+        results["test"] = split_metrics(test.logits, test.targets, counts, bundle.class_names, cfg.eval)
         if posthoc:
             adjusted = apply_posthoc_to(model, test, posthoc, counts)
-            results["test_posthoc"] = compute(adjusted, test.targets, **kw)
+            results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
     rundir.write_json(run_dir / rundir.RESULTS, results)
     try:
         from .report import write_report
@@ -487,7 +485,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     checkpoint_path = checkpoint_file(checkpoint)
     from .data import build_pipeline
     from .engine import predict_dataset, select_device
-    from .metrics import compute
+    from .scoring import split_metrics
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -502,12 +500,10 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
     rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
-              majority_threshold=cfg.eval.majority_threshold)
-    result = compute(out.logits, out.targets, **kw)
+    result = split_metrics(out.logits, out.targets, counts, bundle.class_names, cfg.eval)
     posthoc = _read_posthoc(run_dir) if checkpoint == "best" else {}
     if posthoc:
-        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, **kw)
+        result["posthoc"] = split_metrics(apply_posthoc_to(model, out, posthoc, counts), out.targets, counts, bundle.class_names, cfg.eval)
     return result
 
 
@@ -571,7 +567,8 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
 
 @torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
-            overrides: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+            overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
+            rule_051: bool = True) -> list[dict[str, Any]]:
     """Predicted label, its probability, the ``top_k`` labels and every class's probability, for image
     files or folders, with the run's best model and post-hoc setting.
 
@@ -582,6 +579,10 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     matches training exactly (same pre-processing and size). ``warning`` says when an input's
     channels or size are far from the training data's (also logged once). For a clip run the inputs
     are clip folders (or folders holding them), read as evaluation reads clips.
+
+    ``submission`` (``'isic2018'`` or ``'isic2019'``) writes ``out`` as that ISIC challenge's
+    submission CSV instead (bare image ids, the challenge's columns, UNK for 2019 as
+    ``eval.unk_class`` says, the 0.51 rule unless ``rule_051=False``; see :mod:`longtail.submission`).
     """
     from . import prediction
     from .data import build_pipeline
@@ -602,7 +603,14 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     tta = _tta(cfg)
     load, files = _prediction_inputs(images, cfg, meta)
     clips = bool(meta.get("frames_per_clip"))
+    if submission is not None:
+        from .submission import challenge_order
+
+        if out is None:
+            raise LongtailError("a submission needs an output file; pass out= (--out on the command line)")
+        challenge_order(submission, class_names)  # refuse a run of other classes before any work
     rows: list[dict[str, Any]] = []
+    all_logits: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
@@ -618,6 +626,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
 
             w, b = _head_params(model)
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
+        all_logits.append(logits_np)
         probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
         for f, p in zip(chunk, probs):
             warning = "" if clips else prediction.input_warning(f, meta)
@@ -626,6 +635,11 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     if flagged:
         log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
                     len(flagged), len(rows), flagged[0]["image"], flagged[0][prediction.WARNING])
-    if out is not None:
+    if submission is not None:
+        from .submission import write_challenge_csv
+
+        ids = [Path(f).stem for f in files]
+        write_challenge_csv(out, submission, ids, np.concatenate(all_logits), class_names, cfg.eval.unk_class, rule_051)  # type: ignore[arg-type]
+    elif out is not None:
         prediction.write_csv(rows, out, header)
     return rows

@@ -72,8 +72,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images, overrides = _split_overrides(args.images)
     if not images:
         raise LongtailError("predict needs at least one image file or folder besides the KEY=VALUE overrides")
-    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k)
-    print(f"wrote {len(rows)} predictions to {args.out}")
+    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k,
+                       submission=args.format, rule_051=not args.no_rule_051)
+    what = f"an {args.format} submission" if args.format else "predictions"
+    print(f"wrote {what} for {len(rows)} images to {args.out}")
     return 0
 
 
@@ -153,6 +155,10 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions.csv", help="CSV: image, label, probability, the top-k labels and probabilities, "
                    "warning (input far from the training data's channels or size), one probability column per class")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="how many most probable labels to list (default 3)")
+    p.add_argument("--format", choices=["isic2018", "isic2019"], default=None,
+                   help="write the ISIC challenge's submission CSV instead: image,<challenge classes>[,UNK] (2019: UNK 0, "
+                        "or 1 - max sigmoid re-softmaxed when the run has eval.unk_class: sigmoid); a row's top value <= 0.5 becomes 0.51")
+    p.add_argument("--no-rule-051", action="store_true", help="with --format: leave rows whose top value is <= 0.5 as they are")
 
     p.set_defaults(func=cmd_predict)
 

@@ -127,7 +127,7 @@ class ModelConfig(BaseModel):
 
 # ------------------------------------------------------------------------------ optimisation
 class OptimizerConfig(Strict):
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
@@ -182,6 +182,9 @@ class TrainConfig(Strict):
     precision: Literal["32", "bf16", "16-mixed"] = "32"
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: about 1.5x faster EfficientNet-Lite0 steps on CPU (benchmarks/finetune_cost.py)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    module_mode: Literal["train", "eval", "eval_batchnorm"] = Field(
+        "train", description="mode of the modules while training: eval = MBIT's EVAL_MODE (model.eval(): BatchNorm uses and keeps its "
+                             "running statistics, dropout and DropBlock are off); eval_batchnorm = only BatchNorm layers in eval mode")
     deterministic: bool = True
     grad_clip: float | None = Field(None, gt=0)
     mixing: Component | None = None
@@ -204,7 +207,17 @@ class EvalConfig(Strict):
         None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
                           "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
     majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
+    protocol: Literal["standard", "isic2017"] = Field(
+        "standard", description="isic2017: add MBIT valid.py's ISIC 2017 table (AUC, accuracy, balanced accuracy, precision over MEL and SK only)")
+    unk_class: Literal["none", "sigmoid"] = Field(
+        "none", description="sigmoid: MBIT's VALID_ADD_ONE_CLASS (ISIC 2019): score validation and test as per-class sigmoids "
+                            "plus an UNK column 1 - max sigmoid, and write UNK that way in ISIC 2019 submissions")
     tta: Component | None = None
+
+    def metric_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`longtail.metrics.compute` that this section sets."""
+        return {"shot_thresholds": self.shot_thresholds, "majority_threshold": self.majority_threshold,
+                "isic2017": self.protocol == "isic2017"}
 
 
 class SPBLConfig(Strict):
@@ -268,6 +281,12 @@ class Config(Strict):
             raise ValueError("every stage has 0 epochs")
         if not self.stages and self.train.epochs == 0:
             raise ValueError("train.epochs is 0: nothing would be trained; set train.epochs to 1 or more")
+        return self
+
+    @model_validator(mode="after")
+    def _unk_scores_are_not_corrected(self) -> "Config":
+        if self.eval.unk_class != "none" and (self.posthoc.logit_adjust or self.posthoc.tau_norm):
+            raise ValueError("eval.unk_class scores sigmoids, which the post-hoc softmax corrections do not apply to; set posthoc off or eval.unk_class: none")
         return self
 
     @model_validator(mode="after")

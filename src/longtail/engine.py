@@ -208,6 +208,9 @@ class Trainer:
         self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
         self.eval_pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
         bundle.train.sample_transform = self.train_pipeline.sample
+        from .augment.randaugment import TrainingImagePool
+
+        self.train_pipeline.attach_image_pool(TrainingImagePool(bundle.train))
         self.stages = cfg.resolved_stages()
         self.progress = Progress()
         self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
@@ -336,7 +339,7 @@ class Trainer:
         """Train one epoch; on SIGTERM/SIGINT between batches, save ``last`` with the batches done so far
         (``Progress.partial_epoch``) and stop, so a preemption loses no finished batch."""
         cfg, model, device = self.cfg, self.model, self.device
-        model.train()
+        set_module_mode(model, cfg.train.module_mode)
         partial, self.progress.partial_epoch = self.progress.partial_epoch, None
         skip = int(partial["batches"]) if partial else 0
         loss_sum, seen = (float(partial["loss_sum"]), int(partial["images"])) if partial else (0.0, 0)
@@ -377,10 +380,10 @@ class Trainer:
         return loss_sum / seen, seen
 
     def _validate(self, parts: StageParts) -> dict[str, Any]:
-        from .metrics import compute
+        from .scoring import split_metrics
 
         out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
-        result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds, majority_threshold=self.cfg.eval.majority_threshold)
+        result = split_metrics(out.logits, out.targets, self.counts, self.bundle.class_names, self.cfg.eval)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)
         self.progress.last_val_accuracy = [float(a) for a in acc]
@@ -425,12 +428,31 @@ class Trainer:
         )
 
 
+def set_module_mode(model: nn.Module, mode: str) -> None:
+    """Put ``model`` in training mode, except what ``train.module_mode`` keeps in eval mode.
+
+    ``eval``: everything (MBIT's ``EVAL_MODE``: gradients flow, but BatchNorm normalises with and
+    keeps its running statistics, and dropout and DropBlock are off); ``eval_batchnorm``: only
+    the BatchNorm layers (frozen statistics, dropout still on).
+    """
+    model.train()
+    if mode == "eval":
+        model.eval()
+    elif mode == "eval_batchnorm":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def _build_tta(cfg: Config) -> Any:
     if cfg.eval.tta is None:
         return None
     from .registry import METHODS
 
-    return METHODS.create(cfg.eval.tta.name, **cfg.eval.tta.kwargs)
+    tta = METHODS.create(cfg.eval.tta.name, **cfg.eval.tta.kwargs)
+    if cfg.eval.unk_class == "sigmoid":
+        tta.activation = "sigmoid"
+    return tta
 
 
 def _to_tensor(w: Any, device: torch.device) -> torch.Tensor | None:

@@ -275,10 +275,13 @@ def compute(
     shot_thresholds: tuple[int, int] | str | None = (100, 20),
     majority_threshold: int | None = None,
     isic2017: bool = False,
+    inputs: str = "logits",
 ) -> dict[str, Any]:
     """All metrics of one split from its logits (N x C) and integer targets (N).
 
-    Probabilities are the row softmax of ``logits``; predictions their argmax. ``train_counts``
+    Probabilities are the row softmax of ``logits``; predictions their argmax. With
+    ``inputs='probabilities'`` the rows are scores in [0, 1] used as they are (MBIT's sigmoid
+    scores with an UNK column, which do not sum to 1: see :func:`longtail.submission.scores_with_unk`). ``train_counts``
     enables the shot-group table (``shot_thresholds`` = (many >, few <), ``'auto'`` or None: see
     :func:`resolve_shot_thresholds`; ``shot_rule`` says which were used) and, with
     ``majority_threshold``, the CDB majority/minority table. See the module docstring for how
@@ -290,7 +293,11 @@ def compute(
         raise LongtailError("majority_threshold needs train_counts (the split into majority/minority is by training count)")
     names = _class_names(class_names, num_classes)
     counts = check_counts(train_counts, num_classes) if train_counts is not None else None
-    probs = softmax(z)
+    if inputs not in ("logits", "probabilities"):
+        raise LongtailError(f"inputs must be 'logits' or 'probabilities', got '{inputs}'")
+    if inputs == "probabilities" and ((z < 0) | (z > 1)).any():
+        raise LongtailError("inputs='probabilities' needs scores in [0, 1]; pass logits with inputs='logits'")
+    probs = softmax(z) if inputs == "logits" else z
     pred = probs.argmax(axis=1)
     labels = np.arange(num_classes)
     support = np.bincount(y, minlength=num_classes)
@@ -471,7 +478,7 @@ def format_table(result: dict[str, Any], class_names: Sequence[str] | None = Non
     parts = []
     if per_class:
         rows_in = result["per_class"]
-        names = list(class_names) if class_names is not None else [p["name"] for p in rows_in]
+        names = list(class_names) if class_names is not None and len(class_names) == len(rows_in) else [p["name"] for p in rows_in]
         rows = [[names[i], *(fmt(p[k]) for k, _ in PER_CLASS_COLUMNS)] for i, p in enumerate(rows_in)]
         parts.append(text_table(["class", *(label for _, label in PER_CLASS_COLUMNS)], rows))
     parts.append(text_table(["metric", "value"], summary_rows(result)))

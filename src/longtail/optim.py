@@ -82,6 +82,8 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
         return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.name == "nadam":  # MBIT's OPTIMIZER.TYPE NADAM: Adam with Nesterov momentum, L2 weight decay as Adam
+        return torch.optim.NAdam(groups, lr=cfg.lr, betas=cfg.betas)
     return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 

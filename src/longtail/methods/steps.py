@@ -60,7 +60,7 @@ class BBNStep:
         if not hasattr(model, "forward_mixed"):
             from ..errors import ConfigError
 
-            raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32 (or bbn_resnet10)")
+            raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32, bbn_resnet10, bbn_torchvision or bbn_timm")
         xb, yb = self._second_batch(trainer, len(y))
         xb = trainer.train_pipeline.batch(xb.to(x.device))
         yb = yb.to(y.device)
