@@ -246,3 +246,20 @@ def test_tta_sigmoid_activation_averages_sigmoids():
     out = tta.predict(fn, x)
     expected = torch.stack([torch.sigmoid(fn(v)) for v in tta.views(x)]).mean(0)
     torch.testing.assert_close(torch.sigmoid(out), expected)
+
+
+def test_a_run_with_unk_class_sigmoid_validates_and_tests_on_c_plus_one_columns(tmp_path):
+    """eval.unk_class: sigmoid from a config: results carry the UNK column, scored from the (TTA-averaged) sigmoids."""
+    cfg = tiny_config(tmp_path, name="unk", train={"epochs": 1, "progress": False, "tensorboard": False},
+                      eval={"unk_class": "sigmoid", "tta": {"name": "tta", "crops": 9, "crop_size": 6}})
+    result = longtail.train(cfg)
+    res = result.results
+    names = res["class_names"]
+    for split in ("val", "test"):
+        assert [p["name"] for p in res[split]["per_class"]] == [*names, "UNK"]
+        assert res[split]["per_class"][-1]["support"] == 0
+    test = np.load(result.run_dir / "predictions" / "test.npz")
+    expected = split_metrics(test["logits"], test["targets"], res["train_counts"], names, EvalConfig(unk_class="sigmoid"))
+    assert res["test"]["confusion_matrix"] == expected["confusion_matrix"]
+    assert res["test"]["balanced_accuracy"] == pytest.approx(expected["balanced_accuracy"])
+    assert "| UNK |" in (result.run_dir / "report.md").read_text().replace("  ", " ")
