@@ -79,6 +79,10 @@ MBIT_DEF = "yaopengUSTC/mbit-skin-cancer lib/config/default.py"
 MBIT_OPT = "yaopengUSTC/mbit-skin-cancer lib/utils/utils.py"
 MBIT_TRAIN = "yaopengUSTC/mbit-skin-cancer main/train.py"
 MBIT_DATA = "yaopengUSTC/mbit-skin-cancer lib/dataset/baseset.py"
+MBIT_VALID = "yaopengUSTC/mbit-skin-cancer main/valid.py"
+MBIT_2017 = "yaopengUSTC/mbit-skin-cancer configs/isic_2017.yaml"
+MBIT_2019 = "yaopengUSTC/mbit-skin-cancer configs/isic_2019.yaml"
+MBIT_D7PT = "yaopengUSTC/mbit-skin-cancer configs/derm_7pt.yaml"
 SPBL_CFG = "xpwu95/SPBL_Pytorch spbl/examples/cfg.py"
 SPBL_LOOP = "xpwu95/SPBL_Pytorch spbl/examples/spbl.py"
 SPBL_TRAINER = "xpwu95/SPBL_Pytorch spbl/reid/trainers.py (open-reid)"
@@ -341,6 +345,57 @@ MBIT_ISIC: Row = {
     "eval.tta.scheme": Orig("average", f"{MBIT_CFG}: MULTI_CROP.SCHEME average"),
 }
 
+
+
+def mbit_own_config(cfg: str, backbone: str, arch: str, gpu_batch: int, base_lr: float, reduction: str, scheduler: Row) -> Row:
+    """MBIT's protocol as one of its dataset configs sets it (2017, 2019, Derm7pt: seeds.md 2.8)."""
+    return {
+        **{k: v for k, v in MBIT_ISIC.items() if not k.startswith("class_weights.")},
+        **scheduler,
+        "model.name": Orig("torchvision", f"{cfg}: BACKBONE {backbone}"),
+        "model.arch": Orig(arch, f"{cfg}: BACKBONE {backbone}"),
+        "model.dropout": Orig(0.1, f"{cfg}: DROP.OUT_PROB 0.1"),
+        "model.drop_block_prob": Orig(0.1, f"{cfg}: DROP.BLOCK_PROB 0.1"),
+        "data.batch_size": Orig(2 * gpu_batch, f"{cfg}: BATCH_SIZE {gpu_batch} per GPU x GPUS [0, 1]"),
+        "optimizer.lr": Orig(2 * base_lr, f"{MBIT_OPT}: BASE_LR {base_lr:g} ({cfg}) x len(GPUS) 2"),
+        "loss.reduction": Orig(reduction, f"{cfg}: MWNL.SIGMOID {reduction}"),
+        "train.epochs": Orig(70, f"{cfg}: MAX_EPOCH 70"),
+        "data.train_transforms": Orig(
+            [{"name": "modified_randaugment", "policy": "v1_1", "prob": 0.7, "magnitude": 10},
+             {"name": "random_crop_in_rate", "size": 224, "l_region": 1.0, "s_region": 1.0}],
+            f"{MBIT_DATA}: data_augment_train, modified RandAugment (v1_1, P 0.7, M 10) then RandomCropInRate(224, (L_REGION 1.0, S_REGION 1.0)) ({cfg})",
+        ),
+        "eval.tta.crops": Orig(16, f"{cfg}: MULTI_CROP.CROP_NUM 16"),
+        "eval.tta.crop_size": Orig(224, f"{cfg}: INPUT_SIZE (224, 224)"),
+    }
+
+
+def mbit_re_weight(cfg: str, power: float) -> Row:
+    return {
+        "class_weights.name": Orig("inverse_frequency", f"{cfg}: SCHEDULER re_weight ((1/n_c)^power, normalised to sum C)"),
+        "class_weights.power": Orig(power, f"{cfg}: WEIGHT_POWER {power}"),
+    }
+
+
+MBIT_ISIC2017: Row = {
+    **mbit_own_config(MBIT_2017, "RegNetY_1.6GF_DropBlock", "regnet_y_1_6gf", 64, 1e-4, "normal", mbit_re_weight(MBIT_2017, 1.1)),
+    "eval.protocol": Orig("isic2017", f"{MBIT_VALID}: DATASET isic_2017 reports acc, bacc, AUC and precision over MEL and SK"),
+}
+MBIT_ISIC2019: Row = {
+    **mbit_own_config(MBIT_2019, "RegNetY_8.0GF_DropBlock", "regnet_y_8gf", 32, 2e-4, "enlarge", {
+        "class_weights.name": Orig("cls", f"{MBIT_2019}: SCHEDULER cls"),
+        "class_weights.power": Orig(1.2, f"{MBIT_2019}: WEIGHT_POWER 1.2"),
+        "class_weights.start_epoch": Orig(20, f"{MBIT_2019}: CLS_EPOCH_MIN 20"),
+        "class_weights.end_epoch": Orig(60, f"{MBIT_2019}: CLS_EPOCH_MAX 60"),
+    }),
+    "eval.unk_class": Orig("none", f"{MBIT_2019}: VALID_ADD_ONE_CLASS False (softmax scores, UNK 0 in the test CSV)"),
+    "data.image_size": Orig(450, "yaopengUSTC/mbit-skin-cancer tools/resize_image_ISIC_2019.py: square images resized to 450"),
+}
+MBIT_DERM7PT: Row = {
+    **mbit_own_config(MBIT_D7PT, "RegNetY_800MF_DropBlock", "regnet_y_800mf", 64, 2e-4, "normal", mbit_re_weight(MBIT_D7PT, 1.0)),
+    "data.preprocess": Orig([{"name": "border_crop", "pixels": 25}], f"{MBIT_D7PT}: BORDER_CROP pixel, BORDER_CROP_PIXEL 25"),
+}
+
 # ------------------------------------------------------------ SPBL (SD-198 list files)
 SPBL_CNN: Row = {
     "train.epochs": Orig(50, f"{SPBL_CFG}: epochs 50"),
@@ -462,6 +517,9 @@ PROTOCOLS: dict[str, Row] = {
     "egtea/cdb_ce.yaml": {**EGTEA_PROTOCOL, **EGTEA_CDB_METHOD},
     # ---- ISIC 2018, MedMNIST, SD-198: the originals' own protocols
     "isic2018/mbit.yaml": MBIT_ISIC,
+    "isic2017/mbit.yaml": MBIT_ISIC2017,
+    "isic2019/mbit.yaml": MBIT_ISIC2019,
+    "derm7pt/mbit.yaml": MBIT_DERM7PT,
     "medmnist/ce.yaml": MEDMNIST_PROTOCOL,
     "sd198/ce.yaml": {**SPBL_CNN, **SPBL_SD198_DATA},
     "sd198/spbl.yaml": {**SPBL_CNN, **SPBL_SD198_DATA, **SPBL_PACES},
