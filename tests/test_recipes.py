@@ -93,6 +93,13 @@ def test_isic2018_mbit_recipe_on_the_official_file_format(tmp_path, monkeypatch)
     assert test["logits"].shape == (5, 7) and list(test["ids"]) == [f"ISIC_3{i:04d}" for i in range(5)]
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [(r["loss"], r["class_weights"]) for r in rows] == [("mwnl", "cls")] * 2
+    sub = tmp_path / "isic2018_submission.csv"
+    assert main(["predict", str(result.run_dir), str(f["images"]), "--format", "isic2018", "--no-rule-051", "--out", str(sub)]) == 0
+    lines = sub.read_text().splitlines()
+    assert lines[0] == "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC" and len(lines) == 1 + 47
+    assert lines[1].split(",")[0] == "ISIC_10000"
+    np.testing.assert_allclose([sum(float(v) for v in line.split(",")[1:]) for line in lines[1:]], 1.0, atol=1e-5)
+    assert main(["predict", str(result.run_dir), str(f["images"]), "--format", "isic2019", "--out", str(sub)]) == 2  # other classes
 
 
 def _smooth_jpegs(folder: Path, names: list[str], shape: tuple[int, int], seed: int) -> None:

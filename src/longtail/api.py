@@ -604,11 +604,11 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     load, files = _prediction_inputs(images, cfg, meta)
     clips = bool(meta.get("frames_per_clip"))
     if submission is not None:
-        from .submission import challenge_order
+        from .submission import check_challenge
 
         if out is None:
             raise LongtailError("a submission needs an output file; pass out= (--out on the command line)")
-        challenge_order(submission, class_names)  # refuse a run of other classes before any work
+        check_challenge(submission, class_names, cfg.eval.unk_class)  # refuse a run of other classes before any work
     rows: list[dict[str, Any]] = []
     all_logits: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):

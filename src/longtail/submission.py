@@ -132,6 +132,14 @@ def challenge_order(challenge: str, class_names: Sequence[str]) -> list[int]:
     return [have[c] for c in wanted]
 
 
+def check_challenge(challenge: str, class_names: Sequence[str], unk_class: str = "none") -> list[int]:
+    """:func:`challenge_order`, and refuse sigmoid UNK scores for a challenge without an UNK column."""
+    order = challenge_order(challenge, class_names)
+    if unk_class == "sigmoid" and challenge != "isic2019":
+        raise LongtailError(f"eval.unk_class: sigmoid adds an UNK column, which only the isic2019 format has; this is {challenge}")
+    return order
+
+
 def write_challenge_csv(
     path: str | Path,
     challenge: str,
@@ -148,11 +156,9 @@ def write_challenge_csv(
     ``1 - max_k sigmoid_k`` with the nine values re-softmaxed. ``rule_051`` raises a row's largest
     value to 0.51 where it is <= 0.5 (MBIT does this for every row).
     """
-    order = challenge_order(challenge, class_names)
+    order = check_challenge(challenge, class_names, unk_class)
     z = to_numpy(logits).astype(np.float64)[:, order]
     names = list(CHALLENGE_CLASSES[challenge])
     if unk_class == "sigmoid":
-        if challenge != "isic2019":
-            raise LongtailError(f"eval.unk_class: sigmoid adds an UNK column, which only the isic2019 format has; this is {challenge}")
         return write_isic_submission(path, image_ids, sigmoid(z), names, add_unk=True, unk_mode="one_minus_max_sigmoid", rule_051=rule_051)
     return write_isic_submission(path, image_ids, softmax(z), names, add_unk=challenge == "isic2019", unk_mode="zero", rule_051=rule_051)
