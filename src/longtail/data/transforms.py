@@ -113,7 +113,7 @@ class RandomCrop(BatchOp):
 
 @TRANSFORMS.register("random_crop_in_rate")
 class RandomCropInRate(BatchOp):
-    """MBIT's ``RandomCropInRate``: a random `size` crop whose window lies in the central region.
+    """MBIT's `RandomCropInRate`: a random `size` crop whose window lies in the central region.
 
     The region keeps ``l_region`` of the long side and ``s_region`` of the short side, centred
     (``x_l = int(W * (1 - rate) / 2)``); the crop's top-left corner is drawn uniformly from the
@@ -150,7 +150,7 @@ class RandomCropInRate(BatchOp):
 
 @TRANSFORMS.register("per_image_mean")
 class PerImageMean(BatchOp):
-    """Subtract each image's own per-channel mean (MBIT with ``FIX_MEAN_VAR.ENABLE: False``).
+    """Subtract each image's own per-channel mean (MBIT with `FIX_MEAN_VAR.ENABLE: False`).
 
     Put it last, with ``data.normalize: none`` so the appended normalisation changes nothing.
     """
