@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -94,6 +95,8 @@ class DataConfig(Strict):
     )
     eval_batch_size: int = Field(256, ge=1)
     num_workers: int = Field(0, ge=0)
+    #: the YAML file this section came from (set by load_config): data-source errors name it
+    _config_file: str | None = PrivateAttr(None)
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -185,7 +188,8 @@ class TrainConfig(Strict):
     deterministic: bool = True
     grad_clip: float | None = Field(None, gt=0)
     mixing: Component | None = None
-    progress: bool = True
+    progress: bool | Literal["auto"] = Field(
+        "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
     tensorboard: bool = True
     threads: int | None = Field(None, ge=1)
 
@@ -417,8 +421,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = load_raw(path) if path is not None else copy.deepcopy(raw or {})
     data = apply_overrides(data, overrides or [])
     cfg = validate(data, source)
+    rename_deprecated(cfg, source)
     check_components(cfg, source)
+    cfg.data._config_file = source
     return cfg
+
+
+def rename_deprecated(cfg: Config, source: str = "<dict>") -> None:
+    """Move deprecated data-source keys (``path``, ``file``, ``image_root``) to ``root``, warning once per key."""
+    from . import components  # noqa: F401  (registers the sources)
+    from .registry import DATASETS, warn_deprecated
+
+    if cfg.data.source.name not in DATASETS:
+        return  # check_components names the unknown source
+    kwargs, messages = DATASETS.rename_deprecated(cfg.data.source.name, cfg.data.source.kwargs, where="data.source")
+    if messages:
+        warn_deprecated(f"{source}: {m}" for m in messages)
+        cfg.data.source = Component(name=cfg.data.source.name, **kwargs)
 
 
 def validate(data: dict[str, Any], source: str = "<dict>") -> Config:
