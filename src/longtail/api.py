@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,20 @@ def train(
     overwrite: bool = False,
     resume: str | Path | None = None,
     stop_after: int | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; evaluate the best checkpoint on test once at the end.
 
     ``resume`` is a run directory: its saved config is used (``overrides`` may extend it, e.g.
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
+    ``on_epoch`` is called with an :class:`longtail.engine.EpochReport` after every finished epoch.
     """
+    if on_epoch is not None:
+        from .engine import epoch_listener
+
+        with epoch_listener(on_epoch):
+            return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
