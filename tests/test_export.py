@@ -50,11 +50,15 @@ def runs(tmp_path_factory):
     # deterministic eval transforms (crop, then antialiased resize) run inside the exported graph
     resized = longtail.train(tiny_config(tmp, name="resized", train={"epochs": 1},
                                          data={"eval_transforms": [{"name": "center_crop", "size": 6}, {"name": "resize", "size": 8}]})).run_dir
-    return {"plain": plain, "posthoc": corrected, "resized": resized, "images": digit_images(tmp / "imgs")}
+    # logit adjustment toward a deployment prior (eval.target_prior) instead of a uniform one
+    prior = [0.28] + [0.08] * 9
+    toward = longtail.train(tiny_config(tmp, name="target_prior", posthoc={"logit_adjust": True, "target_prior": True, "grid": [1.0]},
+                                        eval={"target_prior": prior})).run_dir
+    return {"plain": plain, "posthoc": corrected, "resized": resized, "target_prior": toward, "images": digit_images(tmp / "imgs")}
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("run", ["plain", "posthoc", "resized"])
+@pytest.mark.parametrize("run", ["plain", "posthoc", "resized", "target_prior"])
 def test_exported_probabilities_match_predict(runs, run, fmt, tmp_path):
     run_dir, images = runs[run], runs["images"]
     if (run, fmt) == ("resized", "onnx"):
@@ -65,6 +69,8 @@ def test_exported_probabilities_match_predict(runs, run, fmt, tmp_path):
     if run == "posthoc":
         posthoc = rundir.read_json(run_dir / rundir.POSTHOC)
         assert posthoc["tau_norm"]["tau"] == 1.0 and posthoc["logit_adjust"]["tau"] == 1.0
+    if run == "target_prior":
+        assert rundir.read_json(run_dir / rundir.POSTHOC)["logit_adjust"]["target_prior"] == pytest.approx([0.28] + [0.08] * 9)
     path = export(run_dir, fmt, tmp_path / f"model.{fmt}")
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["class_names"] == rundir.read_json(run_dir / api.DATA_META)["class_names"]

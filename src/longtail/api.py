@@ -223,6 +223,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
 
     splits = _saved_splits(work, cfg)
     bundle, spec = _build_data(cfg, splits)
+    check_eval_classes(cfg, list(bundle.class_names))
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
@@ -357,6 +358,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     goes into results.json as is.
     """
     from .engine import predict_dataset
+    from .gallery import save_errors
     from .metrics import compute
 
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
@@ -394,6 +396,12 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         if posthoc:
             adjusted = apply_posthoc_to(model, test, posthoc, counts)
             results["test_posthoc"] = compute(adjusted, test.targets, **kw)
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, test.logits, test.targets, test.ids)
+    try:
+        results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
+    except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
+        log.warning("the decision tables (operating points, target prior) were skipped: %s", e)
+        results["decision"] = {"note": str(e)}
     rundir.write_json(run_dir / rundir.RESULTS, results)
     try:
         from .report import write_report
@@ -402,6 +410,28 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     except Exception as e:  # a report failure must never lose a finished run
         log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
     return results
+
+
+def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """results.json's ``decision`` block: AUC/AP per class, operating points, metrics under eval.target_prior."""
+    from .decision import summarise
+
+    val, test = outputs["val"], outputs.get("test")
+    adjusted, label = None, None
+    if posthoc and cfg.eval.target_prior is not None and test is not None:
+        adjusted = apply_posthoc_to(model, test, posthoc, counts)
+        toward = posthoc.get("logit_adjust", {}).get("target_prior") is not None
+        label = "target prior, logit-adjusted toward it" if toward else "target prior, after the post-hoc correction"
+    return summarise(val.logits, val.targets, test.logits if test is not None else None, test.targets if test is not None else None,
+                     bundle.class_names, cfg.eval.positive, cfg.eval.target_prior, adjusted, label)
+
+
+def check_eval_classes(cfg: Config, class_names: list[str]) -> None:
+    """eval.positive names classes and eval.target_prior has one frequency per class: checked before training."""
+    from .decision import check_target_prior, positive_indices
+
+    positive_indices(cfg.eval.positive, class_names)
+    check_target_prior(cfg.eval.target_prior, class_names)
 
 
 def _head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -425,6 +455,7 @@ def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dic
         logit_adjustment=cfg.posthoc.logit_adjust, tau_norm=cfg.posthoc.tau_norm,
         grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
         val_features=val.features, head_weight=w, head_bias=b,
+        target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
     )
 
 

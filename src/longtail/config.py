@@ -198,6 +198,9 @@ class PosthocConfig(Strict):
     """Post-hoc prior corrections, their strength chosen on validation only."""
 
     logit_adjust: bool = False
+    target_prior: bool = Field(
+        False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
+                           "accuracy re-weighted to that prior (needs logit_adjust: true)")
     tau_norm: bool = False
     grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
@@ -209,6 +212,28 @@ class EvalConfig(Strict):
                           "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
     majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
     tta: Component | None = None
+    positive: list[str] | None = Field(
+        None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
+    target_prior: list[float] | None = Field(
+        None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
+
+    @field_validator("positive")
+    @classmethod
+    def _positive_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list; name at least one class (e.g. [mel]) or remove eval.positive")
+        return v
+
+    @field_validator("target_prior")
+    @classmethod
+    def _prior_is_a_distribution(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(not p >= 0 for p in v):
+            raise ValueError("frequencies must be 0 or more; give one frequency per class in class order")
+        if abs(sum(v) - 1.0) > 1e-3:
+            raise ValueError(f"the frequencies sum to {sum(v):.4g}; they must sum to 1 (one frequency per class, in class order)")
+        return v
 
 
 class SPBLConfig(Strict):
@@ -272,6 +297,18 @@ class Config(Strict):
             raise ValueError("every stage has 0 epochs")
         if not self.stages and self.train.epochs == 0:
             raise ValueError("train.epochs is 0: nothing would be trained; set train.epochs to 1 or more")
+        return self
+
+    @model_validator(mode="after")
+    def _target_prior_adjustment_has_a_prior(self) -> "Config":
+        if not self.posthoc.target_prior:
+            return self
+        if not self.posthoc.logit_adjust:
+            raise ValueError("posthoc.target_prior adjusts the logit adjustment's target: set posthoc.logit_adjust: true as well")
+        if self.eval.target_prior is None:
+            raise ValueError("posthoc.target_prior needs eval.target_prior (the class frequencies to adjust toward)")
+        if min(self.eval.target_prior) <= 0:
+            raise ValueError("posthoc.target_prior: every eval.target_prior frequency must be above 0 (a class of prior 0 would never be predicted)")
         return self
 
     @model_validator(mode="after")
