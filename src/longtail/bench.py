@@ -261,7 +261,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("bench", help="run a methods x seeds benchmark grid")
+    p = sub.add_parser(
+        "bench", help="run a methods x seeds benchmark grid",
+        description="Run every (method, seed) cell of a grid YAML at one budget, printing a line per finished epoch "
+                    "(validation score, elapsed time, ETA of the run and of the grid), then write the CSV rows and the "
+                    "mean ± std summaries. A rerun skips finished cells and resumes interrupted ones.")
     p.add_argument("-c", "--config", required=True, help="benchmark YAML (see benchmarks/)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run")
