@@ -195,3 +195,13 @@ def test_thumbnails_shrink_to_the_longest_side_and_clips_keep_their_middle_frame
     assert thumbnail(clip).shape == (20, 30, 3) and (thumbnail(clip) == 3).all()
     logits = np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]]))
     assert confident_errors(logits, np.array([1, 0, 0, -1]), 5).tolist() == [0, 1, 2]  # by confidence 0.9, 0.8, 0.6; right rows and unlabelled ones are left out
+
+
+def test_summary_falls_back_to_validation_when_the_test_split_is_unlabelled():
+    rng = np.random.default_rng(2)
+    val_y = np.tile(np.arange(3), 20)
+    val_z = rng.normal(size=(60, 3)) + 2 * np.eye(3)[val_y]
+    out = D.summarise(val_z, val_y, rng.normal(size=(10, 3)), np.full(10, -1), ["a", "b", "c"], positive=["a"], target_prior=[0.2, 0.3, 0.5])
+    assert out["split"] == "val" and "test_sensitivity" not in out["operating_points"][0]
+    assert out["one_vs_rest"][0]["auc"] == pytest.approx(roc_auc_score(val_y == 0, np.exp(val_z[:, 0]) / np.exp(val_z).sum(1)))
+    assert list(out["target_prior"]["columns"]) == ["val split's prior", "target prior"]

@@ -171,7 +171,12 @@ def summarise(val_logits: np.ndarray, val_targets: np.ndarray, test_logits: np.n
     names = [str(n) for n in class_names]
     pos = positive_indices(positive, names)
     prior = check_target_prior(target_prior, names)
-    on_test = test_logits is not None and test_targets is not None and (test_targets >= 0).any()
+    if test_logits is not None and test_targets is not None:  # unlabelled test rows (a withheld test set) carry no evidence
+        labelled = np.asarray(test_targets) >= 0
+        test_logits, test_targets = np.asarray(test_logits)[labelled], np.asarray(test_targets)[labelled]
+        if adjusted_test_logits is not None:
+            adjusted_test_logits = np.asarray(adjusted_test_logits)[labelled]
+    on_test = test_logits is not None and test_targets is not None and len(test_targets) > 0
     split = "test" if on_test else "val"
     logits, targets = (test_logits, test_targets) if on_test else (val_logits, val_targets)
     probs = softmax(np.asarray(logits, dtype=np.float64))
