@@ -81,7 +81,7 @@ def test_derm7pt_map_and_round_trip_through_mbit_json(tmp_path):
     assert src.class_names == conv.class_names and src.splits["train"].targets.tolist() == [0, 1, 2, 3, 4, 1]
     clinic = DATASETS.create("mbit_json", train=str(tmp_path / "out.json"), root=str(tmp_path / "imgs"), image_key="clinic_path")
     assert clinic.splits["train"][0][0].shape == (3, 3, 9)
-    csv_src = DATASETS.create("csv", file=str(tmp_path / "out.csv"), image_root=str(tmp_path / "imgs"), path_column="path",
+    csv_src = DATASETS.create("csv", file=str(tmp_path / "out.csv"), root=str(tmp_path / "imgs"), path_column="path",
                               classes=conv.class_names)
     assert csv_src.splits["all"].targets.tolist() == [0, 1, 2, 3, 4, 1]
 
@@ -98,7 +98,7 @@ def test_cli_convert_isic2018_and_missing_image(tmp_path, capsys):
     assert "3 images (3 labelled), 7 classes" in capsys.readouterr().out
     data = json.loads((tmp_path / "train.json").read_text())
     assert [a["category_id"] for a in data["annotations"]] == [1, 1, 5] and data["num_classes"] == 7
-    src = DATASETS.create("csv", file=str(tmp_path / "train.csv"), image_root=str(tmp_path / "img"), path_column="path",
+    src = DATASETS.create("csv", file=str(tmp_path / "train.csv"), root=str(tmp_path / "img"), path_column="path",
                           group_column="group", classes=data["class_names"])
     assert src.splits["all"].groups.tolist() == ["L1", "L1", "L2"]
     (tmp_path / "img" / "ISIC_3.jpg").unlink()

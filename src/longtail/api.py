@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,20 @@ def train(
     overwrite: bool = False,
     resume: str | Path | None = None,
     stop_after: int | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; evaluate the best checkpoint on test once at the end.
 
     ``resume`` is a run directory: its saved config is used (``overrides`` may extend it, e.g.
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
+    ``on_epoch`` is called with an :class:`longtail.engine.EpochReport` after every finished epoch.
     """
+    if on_epoch is not None:
+        from .engine import epoch_listener
+
+        with epoch_listener(on_epoch):
+            return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
@@ -215,6 +223,7 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
 
     splits = _saved_splits(work, cfg)
     bundle, spec = _build_data(cfg, splits)
+    check_eval_classes(cfg, list(bundle.class_names))
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
@@ -349,6 +358,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     goes into results.json as is.
     """
     from .engine import predict_dataset
+    from .gallery import save_errors
     from .scoring import split_metrics
 
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
@@ -384,6 +394,12 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         if posthoc:
             adjusted = apply_posthoc_to(model, test, posthoc, counts)
             results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, test.logits, test.targets, test.ids)
+    try:
+        results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
+    except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
+        log.warning("the decision tables (operating points, target prior) were skipped: %s", e)
+        results["decision"] = {"note": str(e)}
     rundir.write_json(run_dir / rundir.RESULTS, results)
     try:
         from .report import write_report
@@ -392,6 +408,28 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     except Exception as e:  # a report failure must never lose a finished run
         log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
     return results
+
+
+def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """results.json's ``decision`` block: AUC/AP per class, operating points, metrics under eval.target_prior."""
+    from .decision import summarise
+
+    val, test = outputs["val"], outputs.get("test")
+    adjusted, label = None, None
+    if posthoc and cfg.eval.target_prior is not None and test is not None:
+        adjusted = apply_posthoc_to(model, test, posthoc, counts)
+        toward = posthoc.get("logit_adjust", {}).get("target_prior") is not None
+        label = "target prior, logit-adjusted toward it" if toward else "target prior, after the post-hoc correction"
+    return summarise(val.logits, val.targets, test.logits if test is not None else None, test.targets if test is not None else None,
+                     bundle.class_names, cfg.eval.positive, cfg.eval.target_prior, adjusted, label)
+
+
+def check_eval_classes(cfg: Config, class_names: list[str]) -> None:
+    """eval.positive names classes and eval.target_prior has one frequency per class: checked before training."""
+    from .decision import check_target_prior, positive_indices
+
+    positive_indices(cfg.eval.positive, class_names)
+    check_target_prior(cfg.eval.target_prior, class_names)
 
 
 def _head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -415,6 +453,7 @@ def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dic
         logit_adjustment=cfg.posthoc.logit_adjust, tau_norm=cfg.posthoc.tau_norm,
         grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
         val_features=val.features, head_weight=w, head_bias=b,
+        target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
     )
 
 

@@ -22,7 +22,7 @@ import argparse
 import csv
 import html
 import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import rundir
 from .errors import ConfigError, LongtailError
+from .grid_progress import Cell, GridProgress
 
 COLUMNS = [
     "dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece",
@@ -86,19 +87,36 @@ def cell_dir(spec: BenchSpec, dataset: str, method: str, seed: int) -> Path:
     return Path(spec.output_dir) / f"{prefix}{method}-s{seed}"
 
 
-def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int) -> dict[str, Any]:
-    """Train (or resume, or skip) one cell and return its CSV row."""
+def cell_overrides(spec: BenchSpec, dataset: str, method: str, seed: int) -> list[str]:
+    run_dir = cell_dir(spec, dataset, method, seed)
+    m = spec.methods[method]
+    return [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
+
+
+def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip) one cell and return its CSV row; ``on_epoch`` hears every finished epoch."""
     from . import api
 
     run_dir = cell_dir(spec, dataset, method, seed)
     m = spec.methods[method]
     if not (run_dir / rundir.RESULTS).is_file():
         if (run_dir / rundir.LAST).is_file():
-            api.train(resume=run_dir)
+            api.train(resume=run_dir, on_epoch=on_epoch)
         else:
-            overrides = [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
-            api.train(m.config, overrides, overwrite=True)
+            api.train(m.config, cell_overrides(spec, dataset, method, seed), overwrite=True, on_epoch=on_epoch)
     return row_of(run_dir, dataset, method, seed, m.posthoc)
+
+
+def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[int, int]:
+    """(epochs the cell trains in all, epochs already in its metrics.jsonl): what its ETA is made of."""
+    from .config import load_config
+
+    run_dir = cell_dir(spec, dataset, method, seed)
+    cfg = load_config(spec.methods[method].config, cell_overrides(spec, dataset, method, seed))
+    total = sum(s.epochs for s in cfg.resolved_stages()) * (1 + len(cfg.spbl.add_ratios) if cfg.spbl is not None else 1)
+    logs = [run_dir / rundir.METRICS, *sorted((run_dir / rundir.PACES).glob(f"*/{rundir.METRICS}"))] if run_dir.is_dir() else []
+    done = sum(1 for log in logs if log.is_file() for r in rundir.read_jsonl(log) if "train_loss" in r)
+    return total, min(done, total)
 
 
 def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool) -> dict[str, Any]:
@@ -128,16 +146,22 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
     todo = cells(spec, only, seeds)
-    for i, (dataset, method, seed) in enumerate(todo, 1):
-        finished = (cell_dir(spec, dataset, method, seed) / rundir.RESULTS).is_file()
-        print(f"[{i}/{len(todo)}] {dataset}/{method}/seed {seed}: {'done, skipped' if finished else 'running'}", flush=True)
-        t0 = time.perf_counter()
-        run_cell(spec, dataset, method, seed)
-        if not finished:
-            print(f"    finished in {time.perf_counter() - t0:.0f} s", flush=True)
+    finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file()]
+    if finished:
+        print(f"{len(finished)} of {len(todo)} selected cells are done and skipped: {', '.join(cell_label(spec, *c) for c in finished)}", flush=True)
+    waiting = [c for c in todo if c not in finished]
+    progress = GridProgress([Cell(cell_label(spec, *c), *cell_epochs(spec, *c)) for c in waiting])
+    for i, (dataset, method, seed) in enumerate(waiting):
+        progress.start_cell(i)
+        run_cell(spec, dataset, method, seed, on_epoch=progress)
+        progress.finish_cell()
     rows = collect(spec)
     write_outputs(spec, rows)
     return rows
+
+
+def cell_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
+    return f"{method}/seed {seed}" if list(spec.datasets) == ["default"] else f"{dataset}/{method}/seed {seed}"
 
 
 def collect(spec: BenchSpec) -> list[dict[str, Any]]:
@@ -237,7 +261,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("bench", help="run a methods x seeds benchmark grid")
+    p = sub.add_parser(
+        "bench", help="run a methods x seeds benchmark grid",
+        description="Run every (method, seed) cell of a grid YAML at one budget, printing a line per finished epoch "
+                    "(validation score, elapsed time, ETA of the run and of the grid), then write the CSV rows and the "
+                    "mean ± std summaries. A rerun skips finished cells and resumes interrupted ones.")
     p.add_argument("-c", "--config", required=True, help="benchmark YAML (see benchmarks/)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run")

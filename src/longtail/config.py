@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -94,6 +95,8 @@ class DataConfig(Strict):
     )
     eval_batch_size: int = Field(256, ge=1)
     num_workers: int = Field(0, ge=0)
+    #: the YAML file this section came from (set by load_config): data-source errors name it
+    _config_file: str | None = PrivateAttr(None)
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -188,7 +191,8 @@ class TrainConfig(Strict):
     deterministic: bool = True
     grad_clip: float | None = Field(None, gt=0)
     mixing: Component | None = None
-    progress: bool = True
+    progress: bool | Literal["auto"] = Field(
+        "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
     tensorboard: bool = True
     threads: int | None = Field(None, ge=1)
 
@@ -197,6 +201,9 @@ class PosthocConfig(Strict):
     """Post-hoc prior corrections, their strength chosen on validation only."""
 
     logit_adjust: bool = False
+    target_prior: bool = Field(
+        False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
+                           "accuracy re-weighted to that prior (needs logit_adjust: true)")
     tau_norm: bool = False
     grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
@@ -213,6 +220,28 @@ class EvalConfig(Strict):
         "none", description="sigmoid: MBIT's VALID_ADD_ONE_CLASS (ISIC 2019): score validation and test as per-class sigmoids "
                             "plus an UNK column 1 - max sigmoid, and write UNK that way in ISIC 2019 submissions")
     tta: Component | None = None
+    positive: list[str] | None = Field(
+        None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
+    target_prior: list[float] | None = Field(
+        None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
+
+    @field_validator("positive")
+    @classmethod
+    def _positive_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list; name at least one class (e.g. [mel]) or remove eval.positive")
+        return v
+
+    @field_validator("target_prior")
+    @classmethod
+    def _prior_is_a_distribution(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(not p >= 0 for p in v):
+            raise ValueError("frequencies must be 0 or more; give one frequency per class in class order")
+        if abs(sum(v) - 1.0) > 1e-3:
+            raise ValueError(f"the frequencies sum to {sum(v):.4g}; they must sum to 1 (one frequency per class, in class order)")
+        return v
 
     def metric_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`longtail.metrics.compute` that this section sets."""
@@ -287,6 +316,18 @@ class Config(Strict):
     def _unk_scores_are_not_corrected(self) -> "Config":
         if self.eval.unk_class != "none" and (self.posthoc.logit_adjust or self.posthoc.tau_norm):
             raise ValueError("eval.unk_class scores sigmoids, which the post-hoc softmax corrections do not apply to; set posthoc off or eval.unk_class: none")
+        return self
+
+    @model_validator(mode="after")
+    def _target_prior_adjustment_has_a_prior(self) -> "Config":
+        if not self.posthoc.target_prior:
+            return self
+        if not self.posthoc.logit_adjust:
+            raise ValueError("posthoc.target_prior adjusts the logit adjustment's target: set posthoc.logit_adjust: true as well")
+        if self.eval.target_prior is None:
+            raise ValueError("posthoc.target_prior needs eval.target_prior (the class frequencies to adjust toward)")
+        if min(self.eval.target_prior) <= 0:
+            raise ValueError("posthoc.target_prior: every eval.target_prior frequency must be above 0 (a class of prior 0 would never be predicted)")
         return self
 
     @model_validator(mode="after")
@@ -436,8 +477,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = load_raw(path) if path is not None else copy.deepcopy(raw or {})
     data = apply_overrides(data, overrides or [])
     cfg = validate(data, source)
+    rename_deprecated(cfg, source)
     check_components(cfg, source)
+    cfg.data._config_file = source
     return cfg
+
+
+def rename_deprecated(cfg: Config, source: str = "<dict>") -> None:
+    """Move deprecated data-source keys (``path``, ``file``, ``image_root``) to ``root``, warning once per key."""
+    from . import components  # noqa: F401  (registers the sources)
+    from .registry import DATASETS, warn_deprecated
+
+    if cfg.data.source.name not in DATASETS:
+        return  # check_components names the unknown source
+    kwargs, messages = DATASETS.rename_deprecated(cfg.data.source.name, cfg.data.source.kwargs, where="data.source")
+    if messages:
+        warn_deprecated(f"{source}: {m}" for m in messages)
+        cfg.data.source = Component(name=cfg.data.source.name, **kwargs)
 
 
 def validate(data: dict[str, Any], source: str = "<dict>") -> Config:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,36 @@ log = logging.getLogger("longtail")
 
 #: scalar metrics written to metrics.jsonl after each validation (the full dict goes to results.json)
 LOGGED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece")
+
+
+# ------------------------------------------------------------------------------ epoch listeners
+@dataclass(frozen=True)
+class EpochReport:
+    """What a listener hears after each finished epoch (the metrics.jsonl record is in ``record``)."""
+
+    epoch: int  # finished epochs of this engine run, over all stages
+    total: int  # epochs of this engine run
+    stage: str
+    metric: str  # train.select_metric
+    val_score: float | None  # validation ``metric`` of this epoch; None when it was not validated
+    record: dict[str, Any]
+
+
+_LISTENERS: list[Callable[[EpochReport], None]] = []
+
+
+@contextlib.contextmanager
+def epoch_listener(callback: Callable[[EpochReport], None]) -> Iterator[None]:
+    """Call ``callback`` after every epoch any Trainer finishes inside the block (SPBL paces included).
+
+    How `longtail bench` prints per-epoch progress and ``longtail.train(on_epoch=...)`` reports to a
+    notebook, without the loop knowing who listens.
+    """
+    _LISTENERS.append(callback)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(callback)
 
 
 # ------------------------------------------------------------------------------ environment
@@ -334,6 +365,13 @@ class Trainer:
                 if isinstance(v, (int, float)) and k not in ("epoch",):
                     self.writer.add_scalar(k, v, self.progress.global_epoch)
         self._save_last(parts)
+        if _LISTENERS:
+            metric = cfg.train.select_metric
+            score = record.get(f"val_{metric}")
+            report = EpochReport(self.progress.global_epoch, sum(s.epochs for s in self.stages), stage.name, metric,
+                                 float(score) if isinstance(score, (int, float)) else None, dict(record))
+            for listener in list(_LISTENERS):
+                listener(report)
 
     def _train_one_epoch(self, parts: StageParts) -> tuple[float, int]:
         """Train one epoch; on SIGTERM/SIGINT between batches, save ``last`` with the batches done so far
@@ -392,6 +430,8 @@ class Trainer:
             raise LongtailError(f"train.select_metric '{metric}' is not a metric; use one of {', '.join(k for k in result if isinstance(result[k], float))}")
         score = float(result[metric])
         record = {f"val_{k}": result[k] for k in LOGGED_METRICS if isinstance(result.get(k), float)}
+        record[f"val_{metric}"] = score
+        record["val_loss"] = cross_entropy(out.logits, out.targets)
         if self._competes(parts.stage) and score > self.progress.best_score:
             self.progress.best_score = score
             self.progress.best_epoch = self.progress.global_epoch
@@ -444,6 +484,17 @@ def set_module_mode(model: nn.Module, mode: str) -> None:
                 m.eval()
 
 
+def cross_entropy(logits: Any, targets: Any) -> float | None:
+    """Mean plain cross-entropy (natural log) of labelled rows: the validation loss, comparable across
+    methods (a method's training loss may carry margins, weights or a prior shift); None without labels."""
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    keep = y >= 0
+    if not bool(keep.any()):
+        return None
+    return float(nn.functional.cross_entropy(z[keep], y[keep]))
+
+
 def _build_tta(cfg: Config) -> Any:
     if cfg.eval.tta is None:
         return None
@@ -470,12 +521,25 @@ def drops_last_batch(epoch_size: int, batch_size: int, drop_last: bool) -> bool:
     return drop_last and epoch_size > batch_size
 
 
-def _progress(it: Any, enabled: bool, total: int, desc: str) -> Any:
-    if not enabled:
+def progress_enabled(setting: bool | str, stream: Any = None) -> bool:
+    """``train.progress``: True/False as given; ``auto`` draws the bar only when its stream (stderr) is a
+    terminal, so a CI log or a redirected file never fills with carriage-return frames."""
+    if setting != "auto":
+        return bool(setting)
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def _progress(it: Any, setting: bool | str, total: int, desc: str) -> Any:
+    if not progress_enabled(setting):
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
 def _tensorboard(run_dir: Path) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..registry import DATASETS
+from ..registry import DATASETS, warn_deprecated
 from .cache import cached_decode
 from .clips import ClipDataset
 from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
@@ -77,14 +77,24 @@ class DataBundle:
 
 # ------------------------------------------------------------------------------------ source
 def load_source(cfg: "DataConfig") -> Source:
+    """The registered source of ``data.source``; its errors name the config file it came from."""
+    where = f"{cfg._config_file}: " if cfg._config_file else ""
     kwargs = dict(cfg.source.kwargs)
     if cfg.source.name in ("cifar_jpeg", "ham10000") and "cache_dir" not in kwargs and cfg.cache_dir:
         kwargs["cache_dir"] = cfg.cache_dir
     try:
         DATASETS.check_kwargs(cfg.source.name, kwargs, where="data.source")
+        kwargs, messages = DATASETS.rename_deprecated(cfg.source.name, kwargs, where="data.source")
+        warn_deprecated(messages)
         source = DATASETS.get(cfg.source.name)(**kwargs)
     except TypeError as e:  # a missing required argument
-        raise ConfigError(f"data.source ({cfg.source.name}): {e}; see `longtail list datasets`") from None
+        missing = str(e).split("argument: ")[-1].strip("'") if "required positional argument" in str(e) else None
+        hint = f"set data.source.{missing}" if missing else "see `longtail list datasets`"
+        raise ConfigError(f"{where}data.source ({cfg.source.name}): {e}; {hint}") from None
+    except (DataError, ConfigError) as e:
+        if where and not str(e).startswith(where):
+            raise type(e)(f"{where}{e}") from None
+        raise
     if not isinstance(source, Source):
         raise TypeError(f"dataset '{cfg.source.name}' returned {type(source).__name__}, not a longtail.data Source")
     return source

@@ -148,10 +148,10 @@ def require_columns(path: Path, columns: list[str], wanted: dict[str, str | None
             raise DataError(f"'{path}' has no column '{col}' (columns: {', '.join(columns)}); set data.source.{key}")
 
 
-@DATASETS.register("csv")
+@DATASETS.register("csv", renamed={"image_root": "root"})
 def csv_source(
     file: str,
-    image_root: str | None = None,
+    root: str | None = None,
     path_column: str = "image",
     label_column: str = "label",
     group_column: str | None = None,
@@ -161,9 +161,9 @@ def csv_source(
     allow_outside_root: bool = False,
     dedupe: bool = False,
 ) -> Source:
-    """CSV with an image path and a label column (optional group and split columns)."""
+    """CSV with an image path and a label column (optional group and split columns); paths relative to ``root``."""
     path = require_file(file, "CSV file", "file")
-    root = require_dir(image_root, "image root", "image_root") if image_root is not None else Path(".")
+    base = require_dir(root, "image root", "root") if root is not None else Path(".")
     columns, rows = read_csv_rows(path)
     require_columns(path, columns, {"path_column": path_column, "label_column": label_column,
                                     "group_column": group_column, "split_column": split_column})
@@ -173,7 +173,7 @@ def csv_source(
     keys = [f"{r[label_column]}" + (f" in split {r[split_column]}" if split_column else "") for r in rows]
     rows = [rows[i] for i in check_duplicates([r[path_column] for r in rows], keys, row, dedupe)]
     targets, names = index_labels([r[label_column] for r in rows], classes, f"{path} column '{label_column}'")
-    paths = contained_paths(root, [r[path_column] + extension for r in rows], row, allow_outside_root)
+    paths = contained_paths(base, [r[path_column] + extension for r in rows], row, allow_outside_root)
     ids = [r[path_column] for r in rows]
     groups = np.asarray([r[group_column] for r in rows]) if group_column else None
     if split_column is None:
@@ -232,10 +232,10 @@ def _is_int(s: str) -> bool:
         return False
 
 
-@DATASETS.register("list_file")
+@DATASETS.register("list_file", renamed={"image_root": "root"})
 def list_file(
     train: str,
-    image_root: str,
+    root: str,
     val: str | None = None,
     test: str | None = None,
     classes: Sequence[str] | None = None,
@@ -244,7 +244,7 @@ def list_file(
     dedupe: bool = False,
 ) -> Source:
     """List files of 'relative/path label' lines (SPBL SD-198/260, ImageNet-LT, iNaturalist, Places-LT)."""
-    root = require_dir(image_root, "image root", "image_root")
+    base = require_dir(root, "image root", "root")
     files = {"train": train, "val": val, "test": test}
     raw = {}
     for s, f in files.items():
@@ -263,7 +263,7 @@ def list_file(
         if s != "test":
             _require_labelled(targets, files[s])
         where = lambda i, f=files[s], lines=lines: f"'{f}' line {lines[i]}"  # noqa: E731
-        splits[s] = file_split(contained_paths(root, rel, where, allow_outside_root), targets, names, ids=rel)
+        splits[s] = file_split(contained_paths(base, rel, where, allow_outside_root), targets, names, ids=rel)
     return Source(names, splits)
 
 
