@@ -161,7 +161,7 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     total = sum(s.epochs for s in cfg.resolved_stages())
     done = int(state["progress"]["global_epoch"])
     finished = (run_dir / rundir.RESULTS).is_file()
-    if finished and done >= total:
+    if finished and (done >= total or state["progress"].get("stopped_epoch") is not None):
         log.info("run '%s' is already complete (%d/%d epochs); nothing changed. Evaluate it with `longtail eval %s`", run_dir, done, total, run_dir)
         return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
     rundir.clean_temp_files(run_dir)
@@ -235,11 +235,14 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
     with stop_on_signals():
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
-    if trainer.progress.global_epoch < total_epochs:
+    if trainer.progress.global_epoch < total_epochs and trainer.progress.stopped_epoch is None:
         log.info("stopped after %d/%d epochs; continue with %s", trainer.progress.global_epoch, total_epochs, option("resume_command", work))
         return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
+    if cfg.train.early_stopping is not None:
+        # the epoch whose validation ended the run (None: the run used its whole budget)
+        record["stopped_epoch"] = progress.stopped_epoch
     results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(work, results, finished=True)
 

@@ -174,11 +174,21 @@ class StageConfig(Strict):
         return self
 
 
+class EarlyStoppingConfig(Strict):
+    """Stop training once ``train.select_metric`` has not improved for ``patience`` epochs."""
+
+    patience: int = Field(..., ge=1, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
+    min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=0)
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
     val_every: int = Field(1, ge=1)
     select_metric: str = "balanced_accuracy"
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
+    )
     precision: Literal["32", "bf16", "16-mixed"] = "32"
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: about 1.5x faster EfficientNet-Lite0 steps on CPU (benchmarks/finetune_cost.py)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -448,7 +458,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(x: Any) -> bool:
     # pydantic puts union member names (e.g. 'literal['dataset','imagenet']', 'int') in loc paths
-    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig"})
+    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig", "EarlyStoppingConfig", "ClassesConfig"})
 
 
 def _valid_keys_at(loc: list[str]) -> list[str]:
