@@ -334,6 +334,8 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
         "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
         # a clip run: predict reads clip folders, this many frames each (segment middles)
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
+        # data.classes: each class of the run -> the source classes it was made of (None: the source's own)
+        "class_map": bundle.class_map,
     }
 
 
@@ -372,6 +374,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     results: dict[str, Any] = {
         "name": cfg.name,
         "class_names": list(bundle.class_names),
+        **({"class_map": bundle.class_map} if bundle.class_map is not None else {}),
         "train_counts": [int(c) for c in counts],
         "select_metric": cfg.train.select_metric,
         **record,

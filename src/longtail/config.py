@@ -70,8 +70,27 @@ class NormalizeConfig(Strict):
     std: list[float]
 
 
+class ClassesConfig(Strict):
+    """Train on some of the source's classes (``keep``) or on groups of them (``merge``); the rest are dropped."""
+
+    keep: list[str] | None = Field(None, description="source class names to keep, in the order of the new labels")
+    merge: dict[str, list[str]] | None = Field(None, description="new class name -> the source classes it groups")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ClassesConfig":
+        if (self.keep is None) == (self.merge is None):
+            raise ValueError("set exactly one of keep (a list of class names) or merge (new name -> list of class names)")
+        count = len(self.keep) if self.keep is not None else len(self.merge or {})
+        if count < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, this rule leaves {count}")
+        if self.merge is not None and any(not members for members in self.merge.values()):
+            raise ValueError("every merge group needs at least one source class")
+        return self
+
+
 class DataConfig(Strict):
     source: Component
+    classes: ClassesConfig | None = Field(None, description="keep or merge source classes before splitting (recorded in data.json)")
     image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
     channels: Literal[1, 3] | None = None
     long_tail: LongTailConfig | None = None
