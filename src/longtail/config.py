@@ -165,6 +165,7 @@ class ScheduleConfig(Strict):
     min_lr: float = Field(0.0, ge=0)
     cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
     base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
+    epoch_offset: int = Field(0, ge=0, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
 
 
 # ------------------------------------------------------------------------------------- stages
