@@ -35,7 +35,7 @@ def test_recipe_runs_one_short_epoch(recipe, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     raw = load_raw(recipe)
     source = raw["data"]["source"]
-    missing = [source[k] for k in ("path", "train", "val", "test", "root") if source.get(k) and not Path(source[k]).exists()]
+    missing = [source[k] for k in ("path", "train", "val", "test", "root", "file", "image_root") if source.get(k) and not Path(source[k]).exists()]
     if missing:
         pytest.skip(f"{missing[0]} is not available (the fixture tests below cover recipes on data that is not shipped)")
     result = longtail.train(str(recipe), tiny_overrides(raw, tmp_path))
