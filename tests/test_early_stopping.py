@@ -52,6 +52,11 @@ def test_config_rejects_a_zero_patience_and_typos(tmp_path):
         longtail.load_config(raw=tiny_config(tmp_path, train={"early_stopping": {"patience": 3, "min_detla": 0.1}}))
 
 
+def test_spbl_refuses_early_stopping(tmp_path):
+    with pytest.raises(ConfigError, match="spbl paces train their stages for a fixed number of epochs; remove train.early_stopping"):
+        longtail.load_config(raw=tiny_config(tmp_path, spbl={}, train={"early_stopping": {"patience": 2}}))
+
+
 def scripted_validation(monkeypatch, scores: list[float]) -> None:
     """Validation balanced accuracy follows ``scores`` (one per validation), then the real values."""
     real = metrics.compute

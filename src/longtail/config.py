@@ -308,6 +308,8 @@ class Config(Strict):
             raise ValueError(f"spbl trains its CNN with the standard step; remove method '{self.method.name}' or the spbl block")
         if self.posthoc.logit_adjust or self.posthoc.tau_norm:
             raise ValueError("spbl scores come from its feature classifier, which post-hoc logit corrections do not apply to; set posthoc off or use spbl.calibration")
+        if self.train.early_stopping is not None:
+            raise ValueError("spbl paces train their stages for a fixed number of epochs; remove train.early_stopping or the spbl block")
         return self
 
     def resolved_stages(self) -> list["ResolvedStage"]:
