@@ -187,3 +187,31 @@ def test_provenance_keeps_the_dirty_mark_of_uncommitted_code(tmp_path):
         rundir.write_json(tmp_path / name / rundir.ENVIRONMENT, {"git_revision": rev, "packages": {"torch": "2"}, "machine": {}, "command": "x"})
         runs.append({"run_dir": str(tmp_path / name)})
     assert "- git revision: 0123456789ab+dirty; fedcba987654" in bench.describe_provenance(runs)
+
+
+def test_optional_columns_reach_the_csv_and_the_summary(tmp_path):
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw.update(seeds=[0], extra_metrics=["weighted_precision", "weighted_recall", "micro_auc", "stopped_epoch"])
+    raw["methods"]["ce"]["overrides"] = ["train.early_stopping.patience=5"]
+    path.write_text(yaml.safe_dump(raw))
+    spec = bench.load_bench(path)
+    bench.run(spec, only=["ce"])
+    with open(tmp_path / "results" / "digits.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    res = json.loads((Path(row["run_dir"]) / "results.json").read_text())
+    for key in ("weighted_precision", "weighted_recall", "micro_auc"):
+        assert float(row[key]) == pytest.approx(res["test"][key])
+    assert row["stopped_epoch"] == ""  # one epoch, patience 5: early stopping on, not triggered (None)
+    md = (tmp_path / "results" / "digits.md").read_text()
+    assert "| ece | val_balanced_accuracy | weighted_precision | weighted_recall | micro_auc | stopped_epoch | train_seconds |" in md
+    assert f"{res['test']['micro_auc']:.4f}" in md
+
+
+def test_unknown_optional_column_names_the_closest(tmp_path):
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["extra_metrics"] = ["micro_uac"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"'micro_uac' is not an optional column \(did you mean 'micro_auc'\?\)"):
+        bench.load_bench(path)

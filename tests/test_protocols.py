@@ -59,6 +59,11 @@ LDAM = "kaidic/LDAM-DRW cifar_train.py"
 HML_OPTS = "cartelgouabou/HMLoss cifar_implementation/opts.py"
 HML_TRAINER = "cartelgouabou/HMLoss cifar_implementation/trainer.py"
 HML_README = "cartelgouabou/HMLoss README.md"
+HML_ISIC = "cartelgouabou/HMLoss isic2019_implementation/train_isic.py"
+HML_ISIC_OPTS = "cartelgouabou/HMLoss isic2019_implementation/opts.py"
+HML_ISIC_TRAIN = "cartelgouabou/HMLoss isic2019_implementation/train.py"
+HML_ISIC_DATA = "cartelgouabou/HMLoss isic2019_implementation/data_utils.py"
+HML_ISIC_PRE = "cartelgouabou/HMLoss isic2019_implementation/preprocessing/preprocessImageConstancy.m"
 CDB = "hitachi-rd-cv/CDB-loss CIFAR-LT/cifar_train.py"
 CDB_LOSS = "hitachi-rd-cv/CDB-loss CIFAR-LT/losses/cdb_loss.py"
 EGTEA = "hitachi-rd-cv/CDB-loss EGTEA/EGTEA_train.py"
@@ -178,6 +183,53 @@ HML1_CIFAR: Row = {
     **staged("stages.1.", HML_OPTIM),
     **HML1_STAGE1,
     **HML1_STAGE2,
+}
+
+# ------------------------------------------------------- HMLoss ISIC 2019 melanoma vs nevi
+HML_ISIC_STAGE: Row = {
+    "optimizer.name": Orig("adam", f"{HML_ISIC}: optim.Adam(model.parameters(), lr=1e-3)"),
+    "optimizer.lr": Orig(0.001, f"{HML_ISIC_OPTS}: --max_lr 0.001 (CyclicLR max_lr)"),
+    "optimizer.weight_decay": Orig(0.0, f"{HML_ISIC}: Adam without weight_decay (--wd is parsed, never used)"),
+    "optimizer.betas": Orig([0.9, 0.999], f"{HML_ISIC}: Adam default betas"),
+    "schedule.name": Orig("cyclic", f"{HML_ISIC}: CyclicLR(mode='triangular2'), scheduler.step() once per epoch"),
+    "schedule.base_lr": Orig(1e-5, f"{HML_ISIC}: base_lr=args.max_lr/100"),
+    "schedule.cycle_epochs": Orig(2000, f"{HML_ISIC}: CyclicLR step_size_up default 2000, stepped per epoch"),
+    "schedule.warmup_epochs": Orig(0, f"{HML_ISIC}: no warm-up"),
+    "trainable_fraction": Orig(0.32, f"{HML_ISIC_OPTS}: --ratio_finetune 32 (first 68% of parameter tensors frozen)"),
+    "sampler.name": Orig("instance", f"{HML_ISIC}: DataLoader(shuffle=True)"),
+    "class_weights.name": Orig("uniform", f"{HML_ISIC_OPTS}: --weighting_type None"),
+}
+HML_ISIC_MEL_NV: Row = {
+    "data.classes.keep": Orig(["NV", "MEL"], f"{HML_ISIC}: plot_labels ['nv', 'mel'] (NEV -> BEN 0, MEL -> MAL 1 in {HML_ISIC_DATA.split()[1]})"),
+    "data.split.val": Orig(0.1, f"{HML_ISIC_DATA}: 80/10/10 split per class"),
+    "data.split.test": Orig(0.1, f"{HML_ISIC_DATA}: 80/10/10 split per class"),
+    "data.preprocess": Orig([{"name": "center_square_crop"}, {"name": "gray_world", "grid": 1}],
+                            f"{HML_ISIC_PRE}: cropCenterISIC19, colorConstancy 'gray world seg' s=2 (raw 4 x 4 cell means = gray world)"),
+    "data.image_size": Orig(300, f"{HML_ISIC}: input_size = 300, Resize((300, 300))"),
+    "data.train_transforms": Orig([{"name": "hflip", "p": 0.5}, {"name": "vflip", "p": 0.5}, {"name": "random_rotation", "degrees": 20},
+                                   {"name": "color_jitter", "brightness": 0.1, "contrast": 0.1, "hue": 0.1}],
+                                  f"{HML_ISIC}: train_transform RandomHorizontalFlip, RandomVerticalFlip, RandomRotation(20), ColorJitter(0.1, 0.1, hue=0.1)"),
+    "data.normalize": Orig({"mean": [0.59451115, 0.59429777, 0.59418184], "std": [0.14208533, 0.18548788, 0.20363748]},
+                           f"{HML_ISIC}: transforms.Normalize"),
+    "data.batch_size": Orig(128, f"{HML_ISIC_OPTS}: -b 128"),
+    "data.eval_batch_size": Orig(64, f"{HML_ISIC}: val/test DataLoader batch_size=args.batch_size//2"),
+    "data.drop_last": Orig(False, f"{HML_ISIC}: DataLoader(shuffle=True), drop_last unset"),
+    "model.name": Orig("torchvision", f"{HML_ISIC}: torchvision models.efficientnet_b3"),
+    "model.arch": Orig("efficientnet_b3", f"{HML_ISIC}: models.efficientnet_b3(pretrained=True)"),
+    "model.pretrained": Orig(True, f"{HML_ISIC}: pretrained=True"),
+    "model.head": Orig("linear", f"{HML_ISIC}: classifier[1] = nn.Linear(1536, 2)"),
+    "stages.0.epochs": Orig(49, f"{HML_ISIC_TRAIN}: CE while epoch < start_hm_epoch 50 (1-based epochs 1-49)"),
+    "stages.0.loss.name": Orig("ce", f"{HML_ISIC}: nn.CrossEntropyLoss(weight=None) before start_hm_epoch"),
+    "stages.1.epochs": Orig(51, f"{HML_ISIC_OPTS}: --num_epochs 100, HML for epochs 50-100"),
+    "stages.1.loss.name": Orig("hml", f"{HML_ISIC}: SoftmaxHardMiningLoss from start_hm_epoch"),
+    "stages.1.loss.delta": Orig(10000, f"{HML_ISIC_OPTS}: --delta 10000"),
+    "stages.1.schedule.epoch_offset": Orig(49, f"{HML_ISIC}: one CyclicLR over all epochs"),
+    **staged("stages.0.", HML_ISIC_STAGE),
+    **staged("stages.1.", HML_ISIC_STAGE),
+    "train.select_from": Orig("all", f"{HML_ISIC}: best_val_bacc over every epoch"),
+    "train.select_metric": Orig("balanced_accuracy", f"{HML_ISIC}: val_bacc = balanced_accuracy_score"),
+    "train.val_every": Orig(1, f"{HML_ISIC}: backup() on validation after every epoch"),
+    "train.early_stopping": Orig({"patience": 15, "min_delta": 0.0}, f"{HML_ISIC_OPTS}: --delay 15 epochs without a better val_bacc"),
 }
 
 # ------------------------------------------------------------------------ CDB-CE (CIFAR)
@@ -520,6 +572,7 @@ PROTOCOLS: dict[str, Row] = {
     "isic2017/mbit.yaml": MBIT_ISIC2017,
     "isic2019/mbit.yaml": MBIT_ISIC2019,
     "derm7pt/mbit.yaml": MBIT_DERM7PT,
+    "isic2019/hml_mel_nv.yaml": HML_ISIC_MEL_NV,
     "medmnist/ce.yaml": MEDMNIST_PROTOCOL,
     "sd198/ce.yaml": {**SPBL_CNN, **SPBL_SD198_DATA},
     "sd198/spbl.yaml": {**SPBL_CNN, **SPBL_SD198_DATA, **SPBL_PACES},
@@ -530,6 +583,8 @@ PROTOCOLS: dict[str, Row] = {
     "ham10000/logit_adjust.yaml": POSTHOC_LA,
     "ham10000/cdb_ce.yaml": method_at_budget(without(CDB_CIFAR, "data.long_tail.recipe", "data.long_tail.val_per_class"), {}),
     "ham10000/hml1.yaml": method_at_budget(HML1_CIFAR, {}),
+    # the ISIC study's class names are ISIC 2019's (NV, MEL): HAM10000 has its own (nv, mel)
+    "ham10000/hml_mel_nv.yaml": without(method_at_budget(HML_ISIC_MEL_NV, {}), "data.classes.keep"),
     "ham10000/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "ham10000/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
     "ham10000/spbl.yaml": method_at_budget({**SPBL_CNN, **SPBL_PACES}, {}),

@@ -35,7 +35,7 @@ def test_recipe_runs_one_short_epoch(recipe, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     raw = load_raw(recipe)
     source = raw["data"]["source"]
-    missing = [source[k] for k in ("root", "train", "val", "test") if source.get(k) and not Path(source[k]).exists()]
+    missing = [source[k] for k in ("root", "file", "train", "val", "test") if source.get(k) and not Path(source[k]).exists()]
     if missing:
         pytest.skip(f"{missing[0]} is not available (the fixture tests below cover recipes on data that is not shipped)")
     result = longtail.train(str(recipe), tiny_overrides(raw, tmp_path))
@@ -237,3 +237,59 @@ def test_derm7pt_mbit_recipe_on_the_official_file_format(tmp_path, monkeypatch):
     res = longtail.train("configs/derm7pt/mbit.yaml", overrides).results
     assert res["class_names"] == ["BCC", "NV", "MEL", "MISC", "SK"] and res["train_counts"] == [3] * 5
     assert 0.0 <= res["test"]["balanced_accuracy"] <= 1.0
+
+
+def write_isic2019_mel_nv_fixture(root: Path) -> tuple[Path, Path]:
+    """ISIC 2019 training ground truth in its on-disk format (one-hot MEL..SCC,UNK floats) and JPEGs of
+    several sizes (the recipe crops each to its centre square): 6 MEL, 10 NV and 4 images of other classes."""
+    images = root / "ISIC_2019_Training_Input"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    columns = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    labels = ["MEL"] * 6 + ["NV"] * 10 + ["BCC", "BKL", "SCC", "DF"]
+    rows = []
+    for i, label in enumerate(labels):
+        name = f"ISIC_{i:07d}"
+        h, w = (48, 64) if i % 2 else (64, 48)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images / f"{name}.jpg")
+        rows.append(f"{name}," + ",".join("1.0" if c == label else "0.0" for c in columns) + "\n")
+    gt = root / "ISIC_2019_Training_GroundTruth.csv"
+    gt.write_text("image," + ",".join(columns) + "\n" + "".join(rows))
+    return gt, images
+
+
+@pytest.mark.slow
+def test_isic2019_hml_mel_nv_recipe_on_the_official_file_format(tmp_path, monkeypatch):
+    """ISIC 2019 ground truth -> `longtail data convert isic2019 --csv` -> HMLoss's mel-vs-nv recipe, one epoch per stage."""
+    from longtail.cli import main
+    from longtail.optim import lr_factor
+
+    monkeypatch.chdir(ROOT)
+    gt, images = write_isic2019_mel_nv_fixture(tmp_path / "isic2019")
+    table = tmp_path / "train.csv"
+    assert main(["data", "convert", "isic2019", str(gt), "--root", str(images), "--out", str(tmp_path / "train.json"), "--csv", str(table)]) == 0
+    overrides = [
+        f"output_dir={tmp_path / 'runs'}", "train.progress=false", "train.tensorboard=false",
+        f"data.source.file={table}", f"data.source.root={images}", "data.num_workers=0",
+        "data.image_size=40", "data.batch_size=8", "data.eval_batch_size=8", "model.pretrained=false",
+        "stages.0.epochs=1", "stages.1.epochs=1", "stages.1.schedule.epoch_offset=1",
+    ]
+    result = longtail.train("configs/isic2019/hml_mel_nv.yaml", overrides)
+    res = result.results
+    assert res["class_names"] == ["NV", "MEL"] and res["class_map"] == {"NV": ["NV"], "MEL": ["MEL"]}
+    assert sum(res["train_counts"]) + res["val"]["num_samples"] + res["test"]["num_samples"] == 16  # the other classes are dropped
+    assert res["stopped_epoch"] is None and res["epochs"] == 2
+    rows = rundir_rows(result.run_dir)
+    assert [r["loss"] for r in rows] == ["ce", "hml"]
+    cfg = longtail.load_config(result.run_dir / "config.yaml")
+    schedule = cfg.resolved_stages()[0].schedule
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * lr_factor(e, 2, schedule, 1e-3) for e in range(2)])  # one cycle over both stages
+    # EfficientNet-B3 with HMLoss's --ratio_finetune 32: the first floor(0.68 * tensors) are frozen
+    from longtail.models import build_model
+
+    total = len(list(build_model(cfg.model, 2, 3, [1, 1]).parameters()))
+    assert {r["trainable_tensors"] for r in rows} == {total - int(0.68 * total)}
+
+
+def rundir_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -130,6 +130,19 @@ def test_report_of_a_complete_run(tmp_path) -> None:
     assert f"Shot thresholds: {test['shot_rule']}." in md and test["shot_rule"].startswith("fixed: many > 100")
 
 
+def test_report_shows_weighted_rows_micro_auc_early_stop_and_class_map(tmp_path) -> None:
+    run = make_run(tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    results.update(best_epoch=2, epochs=5, stopped_epoch=5, class_map={"malignant": ["mel", "bcc"], "benign": ["nv"]})
+    (run / "results.json").write_text(json.dumps(results))
+    md = R.write_report(run).with_suffix(".md").read_text()
+    test = results["test"]
+    for label, key in (("weighted precision", "weighted_precision"), ("weighted recall", "weighted_recall"), ("micro AUC", "micro_auc")):
+        assert re.search(rf"\| {label}[^|]* \| {re.escape(M.fmt(test[key]))} \|", md), label
+    assert "| early stopping | stopped after epoch 5 |" in md
+    assert "| classes (data.classes) | malignant = mel + bcc; benign = nv |" in md
+
+
 def test_report_without_test_split_uses_validation(tmp_path) -> None:
     run = make_run(tmp_path / "no_test", test=False)
     page = R.write_report(run).read_text()

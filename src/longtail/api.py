@@ -169,7 +169,7 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     total = sum(s.epochs for s in cfg.resolved_stages())
     done = int(state["progress"]["global_epoch"])
     finished = (run_dir / rundir.RESULTS).is_file()
-    if finished and done >= total:
+    if finished and (done >= total or state["progress"].get("stopped_epoch") is not None):
         log.info("run '%s' is already complete (%d/%d epochs); nothing changed. Evaluate it with `longtail eval %s`", run_dir, done, total, run_dir)
         return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
     rundir.clean_temp_files(run_dir)
@@ -244,11 +244,14 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
     with stop_on_signals():
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
-    if trainer.progress.global_epoch < total_epochs:
+    if trainer.progress.global_epoch < total_epochs and trainer.progress.stopped_epoch is None:
         log.info("stopped after %d/%d epochs; continue with %s", trainer.progress.global_epoch, total_epochs, option("resume_command", work))
         return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
+    if cfg.train.early_stopping is not None:
+        # the epoch whose validation ended the run (None: the run used its whole budget)
+        record["stopped_epoch"] = progress.stopped_epoch
     results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(work, results, finished=True)
 
@@ -340,6 +343,8 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
         "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
         # a clip run: predict reads clip folders, this many frames each (segment middles)
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
+        # data.classes: each class of the run -> the source classes it was made of (None: the source's own)
+        "class_map": bundle.class_map,
     }
 
 
@@ -377,6 +382,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     results: dict[str, Any] = {
         "name": cfg.name,
         "class_names": list(bundle.class_names),
+        **({"class_map": bundle.class_map} if bundle.class_map is not None else {}),
         "train_counts": [int(c) for c in counts],
         "select_metric": cfg.train.select_metric,
         **record,

@@ -7,6 +7,7 @@ A grid is a YAML file::
     results: benchmarks/results/ham10000.csv  # one row per finished cell
     seeds: [0, 1, 2]
     overrides: [train.epochs=12]              # applied to every cell (the shared budget)
+    extra_metrics: [weighted_precision, micro_auc]  # optional columns (any summary metric, or stopped_epoch)
     datasets: {ham64: []}                     # optional: name -> extra overrides
     methods:
       ce: {config: configs/ham10000/ce.yaml}
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import rundir
 from .errors import ConfigError, LongtailError
@@ -56,6 +57,25 @@ class BenchSpec(BaseModel):
     overrides: list[str] = []
     datasets: dict[str, list[str]] = {"default": []}
     methods: dict[str, MethodSpec]
+    extra_metrics: list[str] = Field([], description="optional columns: summary metrics of longtail.metrics (e.g. weighted_precision, micro_auc) or stopped_epoch")
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from .errors import did_you_mean
+
+        known = optional_columns()
+        for name in v:
+            if name not in known:
+                raise ValueError(f"'{name}' is not an optional column{did_you_mean(name, known)}; choose from: {', '.join(known)}")
+        return [name for name in v if name not in COLUMNS]
+
+
+def optional_columns() -> list[str]:
+    """What ``extra_metrics`` may name: every summary metric of ``longtail.metrics``, and the early-stopping epoch."""
+    from .metrics import SUMMARY_METRICS as METRICS
+
+    return [key for key, _ in METRICS] + ["stopped_epoch"]
 
 
 def load_bench(path: str | Path) -> BenchSpec:
@@ -104,7 +124,7 @@ def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Ca
             api.train(resume=run_dir, on_epoch=on_epoch)
         else:
             api.train(m.config, cell_overrides(spec, dataset, method, seed), overwrite=True, on_epoch=on_epoch)
-    return row_of(run_dir, dataset, method, seed, m.posthoc)
+    return row_of(run_dir, dataset, method, seed, m.posthoc, spec.extra_metrics)
 
 
 def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[int, int]:
@@ -119,14 +139,16 @@ def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[
     return total, min(done, total)
 
 
-def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool) -> dict[str, Any]:
+def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool, extra: list[str] | None = None) -> dict[str, Any]:
     res = rundir.read_json(run_dir / rundir.RESULTS)
     key = "test_posthoc" if posthoc and "test_posthoc" in res else ("test" if "test" in res else "val")
     metrics = res[key]
     row = {"dataset": dataset, "method": method, "seed": seed, "run_dir": str(run_dir)}
-    for col in COLUMNS:
+    for col in [*COLUMNS, *(extra or [])]:
         if col in metrics:
             row[col] = metrics[col]
+    if "stopped_epoch" in (extra or []):
+        row["stopped_epoch"] = res.get("stopped_epoch")
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
     row["val_balanced_accuracy"] = validation_score(res, posthoc)
     return row
@@ -169,7 +191,7 @@ def collect(spec: BenchSpec) -> list[dict[str, Any]]:
     for dataset, method, seed in cells(spec):
         run_dir = cell_dir(spec, dataset, method, seed)
         if (run_dir / rundir.RESULTS).is_file():
-            rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc))
+            rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc, spec.extra_metrics))
     return rows
 
 
@@ -178,15 +200,15 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (dataset, method): mean ± std over seeds of each summary metric."""
+def summarise(rows: list[dict[str, Any]], extra: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, method): mean ± std over seeds of each summary metric (and the ``extra`` columns)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
     out = []
     for (dataset, method), rs in groups.items():
         entry: dict[str, Any] = {"dataset": dataset, "method": method, "seeds": len(rs)}
-        for metric in [*SUMMARY_METRICS, "train_seconds"]:
+        for metric in [*SUMMARY_METRICS, *(extra or []), "train_seconds"]:
             vals = [float(r[metric]) for r in rs if r.get(metric) is not None]
             if vals:
                 entry[metric] = mean_std(vals)
@@ -194,13 +216,13 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown") -> str:
-    headers = ["dataset", "method", "seeds", *SUMMARY_METRICS, "train_seconds"]
+def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown", extra: list[str] | None = None) -> str:
+    headers = ["dataset", "method", "seeds", *SUMMARY_METRICS, *(extra or []), "train_seconds"]
 
     def cell(e: dict[str, Any], h: str) -> str:
         v = e.get(h)
         if isinstance(v, tuple):
-            digits = 1 if h == "train_seconds" else 4
+            digits = 1 if h in ("train_seconds", "stopped_epoch") else 4
             mean, std = v
             return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
         return "n/a" if v is None else str(v)
@@ -218,17 +240,17 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
     csv_path = Path(spec.results)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1]], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(rows)
-    table = format_summary(summary)
+    summary = summarise(rows, spec.extra_metrics)
+    table = format_summary(summary, extra=spec.extra_metrics)
     provenance = describe_provenance(rows)
     csv_path.with_suffix(".md").write_text(
         f"# {spec.name}\n\nMean ± sample std over seeds (the mean alone for one seed); test split, best validation checkpoint "
         f"(val_balanced_accuracy: the validation score, which is what selects among methods).\n\n{table}\n\n{provenance}\n"
     )
-    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html')}</body></html>")
+    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html', spec.extra_metrics)}</body></html>")
     print(table)
     print(f"\nrows: {csv_path}  summary: {csv_path.with_suffix('.md')}")
 

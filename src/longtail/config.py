@@ -71,8 +71,27 @@ class NormalizeConfig(Strict):
     std: list[float]
 
 
+class ClassesConfig(Strict):
+    """Train on some of the source's classes (``keep``) or on groups of them (``merge``); the rest are dropped."""
+
+    keep: list[str] | None = Field(None, description="source class names to keep, in the order of the new labels")
+    merge: dict[str, list[str]] | None = Field(None, description="new class name -> the source classes it groups")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ClassesConfig":
+        if (self.keep is None) == (self.merge is None):
+            raise ValueError("set exactly one of keep (a list of class names) or merge (new name -> list of class names)")
+        count = len(self.keep) if self.keep is not None else len(self.merge or {})
+        if count < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, this rule leaves {count}")
+        if self.merge is not None and any(not members for members in self.merge.values()):
+            raise ValueError("every merge group needs at least one source class")
+        return self
+
+
 class DataConfig(Strict):
     source: Component
+    classes: ClassesConfig | None = Field(None, description="keep or merge source classes before splitting (recorded in data.json)")
     image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
     channels: Literal[1, 3] | None = None
     long_tail: LongTailConfig | None = None
@@ -149,6 +168,7 @@ class ScheduleConfig(Strict):
     min_lr: float = Field(0.0, ge=0)
     cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
     base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
+    epoch_offset: int = Field(0, ge=0, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
 
 
 # ------------------------------------------------------------------------------------- stages
@@ -177,11 +197,21 @@ class StageConfig(Strict):
         return self
 
 
+class EarlyStoppingConfig(Strict):
+    """Stop training once ``train.select_metric`` has not improved for ``patience`` epochs."""
+
+    patience: int = Field(..., ge=1, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
+    min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=0)
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
     val_every: int = Field(1, ge=1)
     select_metric: str = "balanced_accuracy"
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
+    )
     precision: Literal["32", "bf16", "16-mixed"] = "32"
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: about 1.5x faster EfficientNet-Lite0 steps on CPU (benchmarks/finetune_cost.py)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -338,6 +368,8 @@ class Config(Strict):
             raise ValueError(f"spbl trains its CNN with the standard step; remove method '{self.method.name}' or the spbl block")
         if self.posthoc.logit_adjust or self.posthoc.tau_norm:
             raise ValueError("spbl scores come from its feature classifier, which post-hoc logit corrections do not apply to; set posthoc off or use spbl.calibration")
+        if self.train.early_stopping is not None:
+            raise ValueError("spbl paces train their stages for a fixed number of epochs; remove train.early_stopping or the spbl block")
         return self
 
     def resolved_stages(self) -> list["ResolvedStage"]:
@@ -523,7 +555,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(x: Any) -> bool:
     # pydantic puts union member names (e.g. 'literal['dataset','imagenet']', 'int') in loc paths
-    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig"})
+    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig", "EarlyStoppingConfig", "ClassesConfig"})
 
 
 def _valid_keys_at(loc: list[str]) -> list[str]:

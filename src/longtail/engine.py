@@ -27,6 +27,7 @@ from torch import nn
 from . import interrupt, rundir
 from .checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ResolvedStage
+from .early_stopping import EarlyStopping
 from .errors import LongtailError
 from .optim import build_optimizer, set_epoch_lr
 
@@ -222,6 +223,9 @@ class Progress:
     # an epoch stopped by SIGTERM/SIGINT after some batches: {"batches": done, "loss_sum", "images"};
     # resume replays the epoch's batch order, skips those batches and restores the RNG there
     partial_epoch: dict[str, Any] | None = None
+    # train.early_stopping: the counter's state (survives a resume) and the global epoch that stopped the run
+    early_stopping: dict[str, Any] | None = None
+    stopped_epoch: int | None = None
 
 
 class Trainer:
@@ -290,6 +294,9 @@ class Trainer:
             for s in self.stages[:start_stage]:
                 if s.head is not None:
                     self.model.set_head(s.head, class_counts=self.counts)
+        if self.progress.stopped_epoch is not None:  # resumed from the checkpoint of an early stop
+            self._close()
+            return self.progress
         for stage in self.stages[start_stage:]:
             resuming_here = resume_state is not None and stage.index == start_stage
             parts = self.build_stage(stage, fresh=not resuming_here)
@@ -313,6 +320,11 @@ class Trainer:
                     return self.progress
                 interrupt.check()
                 self._run_epoch(parts, epoch)
+                if self.progress.stopped_epoch is not None:
+                    log.info("early stopping after epoch %d: %s did not improve for %d epochs",
+                             self.progress.stopped_epoch, self.cfg.train.select_metric, self.cfg.train.early_stopping.patience)
+                    self._close()
+                    return self.progress
         self._close()
         return self.progress
 
@@ -437,6 +449,22 @@ class Trainer:
             self.progress.best_epoch = self.progress.global_epoch
             record["best"] = True
             self._save(rundir.BEST, parts, include_optimizer=False)
+        if self._competes(parts.stage) and self.cfg.train.early_stopping is not None:
+            record.update(self._early_stopping_step(score))
+        return record
+
+    def _early_stopping_step(self, score: float) -> dict[str, Any]:
+        """Feed the counter (kept in ``Progress`` so a resume continues it); mark the epoch that stops the run."""
+        es = self.cfg.train.early_stopping
+        state = self.progress.early_stopping
+        stopper = EarlyStopping.from_state(state) if state else EarlyStopping(es.patience, es.min_delta)
+        stopper.patience, stopper.min_delta = es.patience, es.min_delta  # a resume may change them
+        stop = stopper.update(score, self.progress.global_epoch)
+        self.progress.early_stopping = stopper.state_dict()
+        record: dict[str, Any] = {"epochs_without_improvement": stopper.epochs_without_improvement}
+        if stop:
+            self.progress.stopped_epoch = self.progress.global_epoch
+            record["early_stop"] = True
         return record
 
     def _validation_hooks(self, parts: StageParts, per_class_acc: np.ndarray) -> None:

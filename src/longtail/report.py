@@ -413,6 +413,11 @@ def result_rows(results: dict[str, Any] | None) -> list[tuple[str, str]]:
     rows = []
     if r.get("best_epoch") is not None:
         rows.append(("best checkpoint", f"epoch {r['best_epoch']} of {r.get('epochs', '?')} by validation {r.get('select_metric', '?')} ({M.fmt(r.get('best_val_score'))})"))
+    if "stopped_epoch" in r:  # train.early_stopping was set
+        stopped = r["stopped_epoch"]
+        rows.append(("early stopping", f"stopped after epoch {stopped}" if stopped is not None else "not triggered (the whole budget ran)"))
+    if r.get("class_map"):
+        rows.append(("classes (data.classes)", "; ".join(f"{new} = {' + '.join(old)}" for new, old in r["class_map"].items())))
     if r.get("train_seconds") is not None:
         rows.append(("training time", f"{float(r['train_seconds']):.1f} s"))
     return rows

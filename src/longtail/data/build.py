@@ -1,6 +1,6 @@
-"""``build_data``: source -> long-tail build -> splits -> cap -> checks -> ``DataBundle``.
+"""``build_data``: source -> (class subset/merge) -> long-tail build -> splits -> cap -> checks -> ``DataBundle``.
 
-Order matters and is fixed: a source without native splits first loses its test part (grouped when
+Order matters and is fixed: ``data.classes`` first keeps or merges the source's classes; a source without native splits first loses its test part (grouped when
 it has groups), then the long-tail recipe runs on the training pool, then validation is carved
 (never from test): a native ``val`` split if there is one; with a long-tail recipe, a balanced
 held-out set of ``long_tail.val_per_class`` images per class taken from the images the recipe left
@@ -24,6 +24,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS, warn_deprecated
 from .cache import cached_decode
+from .classes import apply_classes
 from .clips import ClipDataset
 from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
 from .decode import Decoder
@@ -51,6 +52,7 @@ class DataBundle:
     norm_mean: list[float]
     norm_std: list[float]
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    class_map: dict[str, list[str]] | None = None  # data.classes: new class -> the source classes it holds
 
     @property
     def num_classes(self) -> int:
@@ -326,13 +328,16 @@ def build_data(
     splits: dict[str, Any] | None = None,
     model_stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> DataBundle:
-    """Source -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
+    """Source -> (classes) -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
 
     ``splits`` (or ``data.split.file``) reuses the ``split_indices`` of an earlier run. ``seed``
     only drives the ``max_per_class`` subsample; splits use ``split.seed``, long tails ``long_tail.seed``.
     ``model_stats`` (the backbone's pretrained mean/std) serves ``data.normalize: model``.
     """
     source = load_source(cfg)
+    class_map = None
+    if cfg.classes is not None:
+        source, class_map = apply_classes(source, cfg.classes)
     first = next(iter(source.splits.values()))
     channels = int(cfg.channels or source.channels or first.channels)
     native: dict[str, ImageDataset] = {}
@@ -369,4 +374,4 @@ def build_data(
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,
-                      skipped=skipped)
+                      skipped=skipped, class_map=class_map)
