@@ -604,6 +604,11 @@ PROTOCOLS: dict[str, Row] = {
         "stages.1.epochs": MBIT_METHOD["train.epochs"],
         "data.train_transforms": MBIT_METHOD["data.train_transforms"],
     },
+    # MedMNIST's protocol at the HAM10000 fine-tuning budget (base: ham10000/ce_pretrained.yaml, staged)
+    "medmnist/ce_pretrained.yaml": {
+        **method_at_budget(without(MEDMNIST_PROTOCOL, "train.epochs"), {}),
+        "stages.1.epochs": MEDMNIST_PROTOCOL["train.epochs"],
+    },
     # ---- methods at MedMNIST's budget (base: medmnist/ce.yaml)
     "medmnist/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
     "medmnist/balanced_softmax.yaml": BALANCED_SOFTMAX,
