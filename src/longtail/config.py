@@ -188,6 +188,9 @@ class TrainConfig(Strict):
     progress: bool = True
     tensorboard: bool = True
     threads: int | None = Field(None, ge=1)
+    devices: int = Field(1, ge=1, description="processes of data-parallel training started on this machine (torch's elastic agent; "
+                                              "one per GPU, or CPU processes on gloo); ignored under torchrun, which sets the number itself")
+    sync_bn: bool = Field(False, description="under DDP on GPUs: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm)")
 
 
 class PosthocConfig(Strict):
