@@ -280,7 +280,11 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 decodes into the tensor cache first; the other ranks then load it
     bundle, spec = _build_data(cfg, splits)
+    if distributed.is_main():
+        distributed.barrier()
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
@@ -402,6 +406,8 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
         "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
         # a clip run: predict reads clip folders, this many frames each (segment middles)
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
+        # which data path each split used: memory, mmap (memory-mapped cache) or stream (decode per image)
+        "storage": bundle.storage(),
     }
 
 

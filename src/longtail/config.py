@@ -82,7 +82,9 @@ class DataConfig(Strict):
     normalize: Literal["dataset", "imagenet", "model", "none"] | NormalizeConfig = Field(
         "dataset", description="model: the pretrained backbone's mean/std (timm pretrained_cfg, torchvision weights)"
     )
-    cache: bool = True
+    cache: bool | Literal["mmap"] = Field(
+        True, description="true: decode once into an in-memory uint8 tensor (cached on disk); mmap: the same cache file, memory-mapped "
+                          "(sets larger than RAM); false: stream, decoding each image on access in DataLoader workers (data.num_workers)")
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")

@@ -23,6 +23,7 @@ Conventions (so that N processes compute what one process computes):
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import uuid
@@ -39,6 +40,7 @@ log = logging.getLogger("longtail")
 
 #: environment variables set by torchrun and the elastic agent in every worker
 _LAUNCHED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+DIST_TIMEOUT_MINUTES = 120
 
 
 # ---------------------------------------------------------------------------------- who am I
@@ -85,7 +87,9 @@ def session(device_name: str) -> Iterator[None]:
     backend = backend_for(device_name)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group(backend=backend)
+    # a crashed rank is stopped by the launcher at once; the timeout only bounds a true hang, and is
+    # long because rank 0 may decode a large set into the tensor cache while the others wait
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=DIST_TIMEOUT_MINUTES))
     logger = logging.getLogger("longtail")
     level = logger.level
     if dist.get_rank() != 0:
