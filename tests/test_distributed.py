@@ -48,6 +48,7 @@ def ddp_config(tmp_path: Path, name: str, devices: int, epochs: int = 2) -> dict
         optimizer={"name": "sgd", "lr": 0.01},
         sampler={"name": "class_balanced"},
         class_weights={"name": "cdb"},
+        posthoc={"tau_norm": True},
         train={"epochs": epochs, "progress": False, "tensorboard": False, "devices": devices, "threads": 1},
     )
 
@@ -122,6 +123,7 @@ def test_two_gloo_processes_match_one_process_and_only_rank_0_writes(tmp_path):
     results = rundir.read_json(two / rundir.RESULTS)
     assert results["val"]["balanced_accuracy"] == one.results["val"]["balanced_accuracy"]
     assert results["test"]["balanced_accuracy"] == one.results["test"]["balanced_accuracy"]
+    assert results["posthoc"]["tau_norm"]["tau"] == one.results["posthoc"]["tau_norm"]["tau"]  # chosen on gathered val logits
     for split in ("val", "test"):  # logits gathered back in dataset order
         a, b = np.load(two / rundir.PREDICTIONS / f"{split}.npz"), np.load(one.run_dir / rundir.PREDICTIONS / f"{split}.npz")
         assert list(a["ids"]) == list(b["ids"]) and np.array_equal(a["targets"], b["targets"])

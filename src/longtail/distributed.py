@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,6 +42,7 @@ log = logging.getLogger("longtail")
 #: environment variables set by torchrun and the elastic agent in every worker
 _LAUNCHED = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DIST_TIMEOUT_MINUTES = 120
+PEER_LOST_GRACE_S = 5.0
 
 
 # ---------------------------------------------------------------------------------- who am I
@@ -86,7 +88,11 @@ def session(device_name: str) -> Iterator[None]:
         return
     backend = backend_for(device_name)
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        local, visible = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= visible:
+            raise ConfigError(f"process {local} of this machine has no GPU ({visible} visible); start at most {visible} processes "
+                              "per machine (train.devices or --nproc_per_node), or set train.device=cpu")
+        torch.cuda.set_device(local)
     # a crashed rank is stopped by the launcher at once; the timeout only bounds a true hang, and is
     # long because rank 0 may decode a large set into the tensor cache while the others wait
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=DIST_TIMEOUT_MINUTES))
@@ -127,21 +133,40 @@ def launch(processes: int, entrypoint: Callable[..., Any], *args: Any) -> Any:
 
 
 def _recorded(entrypoint: Callable[..., Any], *args: Any) -> Any:
-    """Each worker runs this: ``record`` writes its error (with a timestamp) for the agent, which then
-    names the rank that failed first rather than one that lost its peer in a collective."""
+    """Each worker runs this: ``record`` writes its error for the agent, which names the rank that
+    failed rather than one that only lost its peer in a collective (that one exits a little later)."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    return record(entrypoint)(*args)
+    try:
+        return record(entrypoint)(*args)
+    except Exception as e:
+        if any(p in str(e) for p in _PEER_LOST):
+            # the agent reports the first process it sees exit: leave that to the rank that failed
+            time.sleep(PEER_LOST_GRACE_S)
+        raise
+
+
+#: what a rank says when it lost a peer in a collective: a consequence, not the cause
+_PEER_LOST = ("Connection closed by peer", "remote worker crashing", "Connection reset by peer", "Broken pipe")
 
 
 def failure_line(error: Any, processes: int) -> str:
-    """``ChildFailedError`` -> 'rank R of N failed: <its error's last line>'."""
-    rank_, failure = error.get_first_failure()
-    message = failure.message
-    if isinstance(message, dict):  # the error file written by @record: {"message": ..., "extraInfo": ...}
-        message = message.get("message", message)
-    text = str(message).strip().splitlines()[-1] if str(message).strip() else f"exit code {failure.exitcode}"
+    """``ChildFailedError`` -> 'rank R of N failed: <its error's last line>', naming the rank that
+    failed first. Error files carry whole-second timestamps, so a rank that only lost its peer can tie
+    with the one that failed: those are passed over when another rank has its own error."""
+    failures = sorted(error.failures.items(), key=lambda kv: (kv[1].timestamp, kv[0]))
+    causes = [(r, f) for r, f in failures if not any(p in _message(f) for p in _PEER_LOST)]
+    rank_, failure = (causes or failures)[0]
+    text = _message(failure).strip()
+    text = text.splitlines()[-1] if text else f"exit code {failure.exitcode}"
     return f"training process rank {rank_} of {processes} failed: {text}; the other processes were stopped"
+
+
+def _message(failure: Any) -> str:
+    message = failure.message
+    if isinstance(message, dict):  # the error file written by record: {"message": ..., "extraInfo": ...}
+        message = message.get("message", message)
+    return str(message)
 
 
 def describe() -> dict[str, Any]:
