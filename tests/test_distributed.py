@@ -1,5 +1,6 @@
 """Data-parallel training: 2 CPU processes on gloo train what 1 process trains; rank 0 alone writes;
-a run killed with SIGKILL resumes (with another number of processes); a failing rank stops the run.
+a run killed with SIGKILL resumes (with another number of processes); a failing rank stops the run;
+torchrun starts the CLI.
 
 Equality needs a model whose training step is batch-independent, since torch's SyncBatchNorm does not
 run on CPU: ``small_cnn`` with GroupNorm (``norm: group``), no random augmentation. The global batch
@@ -176,3 +177,16 @@ def test_ddp_run_resumes_after_kill_9_with_another_number_of_processes(tmp_path)
     assert [r["epoch"] for r in val_rows(run_dir)] == [1, 2, 3]
     assert_same_metrics(val_rows(run_dir), val_rows(reference.run_dir))
     assert_same_weights(run_dir / rundir.LAST, reference.run_dir / rundir.LAST)
+
+
+def test_torchrun_launches_the_cli_and_only_rank_0_prints(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(yaml.safe_dump(ddp_config(tmp_path, "torchrun", devices=1, epochs=1)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "longtail", "train", "-c", str(cfg_file)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("run directory:") == 1  # rank 1 trains but prints nothing
+    run_dir = tmp_path / "runs" / "torchrun"
+    assert rundir.read_json(run_dir / rundir.ENVIRONMENT)["processes"]["world_size"] == 2
+    assert len(rundir.read_jsonl(run_dir / rundir.METRICS)) == 1 and (run_dir / rundir.RESULTS).is_file()
