@@ -472,17 +472,21 @@ IMAGENET_LT_DATA: Row = {
     "model.name": Orig("resnet10", f"{CDB_IN}: ResNet10Feature (512-d) + DotProductClassifier"),
 }
 IMAGENET_LT_RESNET10: Row = {**CLS_BAL_PROTOCOL, **IMAGENET_LT_DATA}
+CLS_LWS = "facebookresearch/classifier-balancing config/ImageNet_LT/cls_lws.yaml"
 LWS_STAGE: Row = {
-    **without(CRT_STAGE, "stages.1.reinit_head"),
-    "stages.1.head": Orig("lws", f"{CLS_README}: LWS, a learnable scale per class on the stage-1 classifier"),
-    "stages.1.reinit_head": Orig(False, f"{CLS_README}: LWS keeps the stage-1 classifier weights"),
+    **{k: Orig(v.value, v.source.replace(CRT, CLS_LWS)) for k, v in CRT_STAGE.items() if k != "stages.1.reinit_head"},
+    "stages.1.epochs": Orig(5, f"{CLS_LWS}: num_epochs 5"),
+    "stages.1.head": Orig("lws", f"{CLS_LWS}: TauNormClassifier with a learnable scale per class on the stage-1 classifier"),
+    "stages.1.reinit_head": Orig(False, f"{CLS_LWS}: model_dir, the stage-1 model is the starting point"),
 }
-RESNEXT50: Row = {"model.name": Orig("torchvision", f"{CLS_README}: ResNeXt-50 results"),
-                  "model.arch": Orig("resnext50_32x4d", f"{CLS_README}: ResNeXt-50 (32x4d)")}
+RESNEXT50: Row = {"model.name": Orig("torchvision", f"{CLS_FEAT}: feat_model ./models/ResNext50Feature.py"),
+                  "model.arch": Orig("resnext50_32x4d", f"{CLS_FEAT}: backbone resnext50 (ResNeXt-50 32x4d)")}
 
-CLS_INAT = "facebookresearch/classifier-balancing config/iNaturalist18/feat_uniform.yaml"
+CLS_INAT = "facebookresearch/classifier-balancing config/iNaturalist18/feat_unifrom.yaml"  # (sic)
+CLS_INAT_CRT = "facebookresearch/classifier-balancing config/iNaturalist18/cls_crt.yaml"
 INAT2018_RESNET50: Row = {
     **{k: Orig(v.value, v.source.replace(CLS_FEAT, CLS_INAT)) for k, v in CLS_BAL_PROTOCOL.items()},
+    "optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT}: weight_decay 0.0001"),
     "data.source.name": Orig("inat_json", f"{CLS_INAT}: the iNaturalist 2018 images and labels (official JSON)"),
     "model.name": Orig("torchvision", f"{CLS_INAT}: ResNet-50"),
     "model.arch": Orig("resnet50", f"{CLS_INAT}: ResNet-50"),
@@ -569,7 +573,11 @@ PROTOCOLS: dict[str, Row] = {
     "imagenet_lt/tau_norm_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
     # ---- iNaturalist 2018: the classifier-balancing protocol (ResNet-50)
     "inat2018/ce_resnet50.yaml": INAT2018_RESNET50,
-    "inat2018/crt_resnet50.yaml": decoupled(INAT2018_RESNET50, CRT_STAGE),
+    "inat2018/crt_resnet50.yaml": decoupled(INAT2018_RESNET50, {
+        **{k: Orig(v.value, v.source.replace(CRT, CLS_INAT_CRT)) for k, v in CRT_STAGE.items()},
+        "stages.1.epochs": Orig(30, f"{CLS_INAT_CRT}: num_epochs 30"),
+        "stages.1.optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT_CRT}: weight_decay 0.0001"),
+    }),
     # ---- one loss, no protocol (user templates)
     "quickstart.yaml": BALANCED_SOFTMAX,
     "finetune_pretrained.yaml": BALANCED_SOFTMAX,
