@@ -190,3 +190,11 @@ def test_torchrun_launches_the_cli_and_only_rank_0_prints(tmp_path):
     run_dir = tmp_path / "runs" / "torchrun"
     assert rundir.read_json(run_dir / rundir.ENVIRONMENT)["processes"]["world_size"] == 2
     assert len(rundir.read_jsonl(run_dir / rundir.METRICS)) == 1 and (run_dir / rundir.RESULTS).is_file()
+
+
+def test_sync_bn_on_cpu_processes_is_a_one_line_error(tmp_path):
+    cfg = ddp_config(tmp_path, "sync", devices=2, epochs=1)
+    cfg["train"]["sync_bn"] = True
+    with pytest.raises(LongtailError, match=r"rank \d of 2 failed: .*train.sync_bn needs CUDA GPUs"):
+        longtail.train(cfg)
+    assert not (tmp_path / "runs" / "sync").exists()  # a failed first run leaves nothing behind
