@@ -547,6 +547,63 @@ def method_at_budget(protocol: Row, method: Row) -> Row:
     return without({**protocol, **method}, *data_bound)
 
 
+# --------------------------------------------- ImageNet-LT / iNaturalist 2018 (classifier-balancing)
+CLS_FEAT = "facebookresearch/classifier-balancing config/ImageNet_LT/feat_uniform.yaml"
+CLS_UTILS = "facebookresearch/classifier-balancing utils.py"
+CLS_README = "facebookresearch/classifier-balancing README.md"
+CDB_IN = "hitachi-rd-cv/CDB-loss ImageNet-LT/config/ImageNet_LT/feat_uniform_with_CDBloss.yaml"
+CDB_IN_DATA = "hitachi-rd-cv/CDB-loss ImageNet-LT/data/dataloader.py"
+IMAGENET_LT_REWRITE = [["^train/", "ILSVRC2012_img_train/"], ["^val/[^/]+/", "ILSVRC2012_img_val/"]]
+
+CLS_BAL_PROTOCOL: Row = {
+    "train.epochs": Orig(90, f"{CLS_FEAT}: num_epochs 90"),
+    "data.batch_size": Orig(512, f"{CLS_FEAT}: batch_size 512"),
+    "data.drop_last": Orig(False, f"{CLS_FEAT}: DataLoader without drop_last"),
+    "sampler.name": Orig("instance", f"{CLS_FEAT}: sampler null (shuffled instance sampling)"),
+    "loss.name": Orig("ce", f"{CLS_FEAT}: SoftmaxLoss"),
+    "optimizer.name": Orig("sgd", f"{CLS_FEAT}: optim_params SGD"),
+    "optimizer.lr": Orig(0.2, f"{CLS_FEAT}: lr 0.2 (feature and classifier)"),
+    "optimizer.momentum": Orig(0.9, f"{CLS_FEAT}: momentum 0.9"),
+    "optimizer.weight_decay": Orig(5e-4, f"{CLS_FEAT}: weight_decay 0.0005"),
+    "optimizer.no_decay": Orig([], f"{CLS_FEAT}: one weight decay for every parameter"),
+    "schedule.name": Orig("cosine", f"{CLS_FEAT}: coslr true"),
+    "schedule.min_lr": Orig(0.0, f"{CLS_FEAT}: endlr 0.0"),
+    "schedule.warmup_epochs": Orig(0, f"{CLS_FEAT}: no warm-up"),
+    "data.normalize": Orig("imagenet", f"{CLS_FEAT}: ImageNet mean/std in the data transforms"),
+    "eval.shot_thresholds": Orig([100, 20], f"{CLS_UTILS}: shot_acc many_shot_thr=100, low_shot_thr=20"),
+}
+IMAGENET_LT_DATA: Row = {
+    "data.source.name": Orig("list_file", f"{CDB_IN_DATA}: ImageNet_LT_{{train,val,test}}.txt '<path> <label>' lines"),
+    "data.source.num_classes": Orig(1000, f"{CDB_IN_DATA}: 1000 classes"),
+    "data.source.rewrite": Orig(IMAGENET_LT_REWRITE, f"{CDB_IN_DATA}: train/ -> ILSVRC2012_img_train/, val/<wnid>/<f> -> ILSVRC2012_img_val/<f>"),
+    "model.name": Orig("resnet10", f"{CDB_IN}: ResNet10Feature (512-d) + DotProductClassifier"),
+}
+IMAGENET_LT_RESNET10: Row = {**CLS_BAL_PROTOCOL, **IMAGENET_LT_DATA}
+CLS_LWS = "facebookresearch/classifier-balancing config/ImageNet_LT/cls_lws.yaml"
+LWS_STAGE: Row = {
+    **{k: Orig(v.value, v.source.replace(CRT, CLS_LWS)) for k, v in CRT_STAGE.items() if k != "stages.1.reinit_head"},
+    "stages.1.epochs": Orig(5, f"{CLS_LWS}: num_epochs 5"),
+    "stages.1.head": Orig("lws", f"{CLS_LWS}: TauNormClassifier with a learnable scale per class on the stage-1 classifier"),
+    "stages.1.reinit_head": Orig(False, f"{CLS_LWS}: model_dir, the stage-1 model is the starting point"),
+}
+RESNEXT50: Row = {"model.name": Orig("torchvision", f"{CLS_FEAT}: feat_model ./models/ResNext50Feature.py"),
+                  "model.arch": Orig("resnext50_32x4d", f"{CLS_FEAT}: backbone resnext50 (ResNeXt-50 32x4d)")}
+
+CLS_INAT = "facebookresearch/classifier-balancing config/iNaturalist18/feat_unifrom.yaml"  # (sic)
+CLS_INAT_CRT = "facebookresearch/classifier-balancing config/iNaturalist18/cls_crt.yaml"
+INAT2018_RESNET50: Row = {
+    **{k: Orig(v.value, v.source.replace(CLS_FEAT, CLS_INAT)) for k, v in CLS_BAL_PROTOCOL.items()},
+    "optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT}: weight_decay 0.0001"),
+    "data.source.name": Orig("inat_json", f"{CLS_INAT}: the iNaturalist 2018 images and labels (official JSON)"),
+    "model.name": Orig("torchvision", f"{CLS_INAT}: ResNet-50"),
+    "model.arch": Orig("resnet50", f"{CLS_INAT}: ResNet-50"),
+}
+
+def decoupled(row: Row, stage: Row) -> Row:
+    """A 90-epoch representation (stage 0) and a classifier stage (stage 1) of classifier-balancing."""
+    return {**without(row, "train.epochs"), "stages.0.epochs": Orig(90, f"{CLS_FEAT}: num_epochs 90 (the representation)"), **stage}
+
+
 PROTOCOLS: dict[str, Row] = {
     # ---- CIFAR-10/100-LT: the originals' own protocols
     "cifar10_lt/ce.yaml": cifar_ldam({}),
@@ -616,6 +673,29 @@ PROTOCOLS: dict[str, Row] = {
     "medmnist/logit_adjust.yaml": POSTHOC_LA,
     "medmnist/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "medmnist/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
+    # ---- ImageNet-LT: the classifier-balancing protocol (ResNet-10, ResNeXt-50) and CDB-CE's
+    "imagenet_lt/ce_resnet10.yaml": IMAGENET_LT_RESNET10,
+    "imagenet_lt/crt_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, CRT_STAGE),
+    "imagenet_lt/lws_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, LWS_STAGE),
+    "imagenet_lt/tau_norm_resnet10.yaml": {**IMAGENET_LT_RESNET10, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    "imagenet_lt/cdb_ce_resnet10.yaml": {
+        **IMAGENET_LT_RESNET10,
+        "optimizer.weight_decay": Orig(2e-4, f"{CDB_IN}: weight_decay 0.0002"),
+        "loss.name": Orig("cdb_ce", f"{CDB_IN}: CDBSoftmaxLoss"),
+        "loss.tau": Orig(1.0, f"{CDB_IN}: tau 1"),
+        "train.val_every": Orig(1, f"{CDB_IN}: the criterion is rebuilt after every epoch's validation"),
+    },
+    "imagenet_lt/ce_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50},
+    "imagenet_lt/crt_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, CRT_STAGE), **RESNEXT50},
+    "imagenet_lt/lws_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, LWS_STAGE), **RESNEXT50},
+    "imagenet_lt/tau_norm_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    # ---- iNaturalist 2018: the classifier-balancing protocol (ResNet-50)
+    "inat2018/ce_resnet50.yaml": INAT2018_RESNET50,
+    "inat2018/crt_resnet50.yaml": decoupled(INAT2018_RESNET50, {
+        **{k: Orig(v.value, v.source.replace(CRT, CLS_INAT_CRT)) for k, v in CRT_STAGE.items()},
+        "stages.1.epochs": Orig(30, f"{CLS_INAT_CRT}: num_epochs 30"),
+        "stages.1.optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT_CRT}: weight_decay 0.0001"),
+    }),
     # ---- one loss, no protocol (user templates)
     "quickstart.yaml": BALANCED_SOFTMAX,
     "finetune_pretrained.yaml": BALANCED_SOFTMAX,

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import rundir
+from . import distributed, rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
 from .interrupt import Interrupted
@@ -62,12 +63,67 @@ def train(
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
     ``on_epoch`` is called with an :class:`longtail.engine.EpochReport` after every finished epoch.
+
+    ``train.devices=N`` (N > 1) runs N data-parallel processes on this machine through torch's
+    elastic agent and returns rank 0's result; under ``torchrun`` each launched process calls this
+    and joins the process group (see ``docs/scaling.md``).
     """
     if on_epoch is not None:
         from .engine import epoch_listener
 
         with epoch_listener(on_epoch):
             return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
+    if not distributed.launched():
+        processes = _requested_processes(config, overrides, resume)
+        if processes > 1:
+            return distributed.launch(processes, _launched_train, config, overrides, overwrite, resume, stop_after)
+    with distributed.session(_requested_device(config, overrides, resume)):
+        if not distributed.is_main():
+            return _follow(stop_after, time.perf_counter())
+        with distributed.leading():
+            return _train_main(config, overrides, overwrite, resume, stop_after)
+
+
+def _launched_train(config: Any, overrides: list[str] | None, overwrite: bool, resume: str | Path | None, stop_after: int | None) -> TrainResult:
+    """The entry point of each process that ``train.devices=N`` starts."""
+    return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
+
+
+def _requested_config(config: Any, overrides: list[str] | None, resume: str | Path | None) -> Config | None:
+    """The config a call will run, read early for ``train.devices`` / ``train.device`` (None when it cannot
+    be read yet: the normal path then raises its own one-line error)."""
+    try:
+        if resume is not None:
+            path = Path(resume) / rundir.CONFIG
+            return load_config(path, overrides) if path.is_file() else None
+        return None if config is None else _as_config(config, overrides)
+    except LongtailError:
+        return None
+
+
+def _requested_processes(config: Any, overrides: list[str] | None, resume: str | Path | None) -> int:
+    cfg = _requested_config(config, overrides, resume)
+    return 1 if cfg is None else cfg.train.devices
+
+
+def _requested_device(config: Any, overrides: list[str] | None, resume: str | Path | None) -> str:
+    if not distributed.launched():
+        return "auto"
+    cfg = _requested_config(config, overrides, resume)
+    return "auto" if cfg is None else cfg.train.device
+
+
+def _follow(stop_after: int | None, started: float) -> TrainResult:
+    """A rank other than 0: train what rank 0 decided (folder, config, checkpoint, splits), writing nothing."""
+    plan = distributed.receive_plan()
+    if plan is None:  # rank 0 had nothing to train (a finished run) or stopped before training
+        return TrainResult(Path("."), None, finished=False)
+    work, cfg, resume_state, splits = plan
+    return _train_planned(work, cfg, resume_state, splits, stop_after, started)
+
+
+def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resume: str | Path | None, stop_after: int | None) -> TrainResult:
+    """Rank 0 (or the only process): claim or resume the run directory and train in it."""
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
@@ -210,7 +266,18 @@ def _resume_spbl(run_dir: Path, overrides: list[str] | None, stop_after: int | N
 def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
     """Build data and model, then train in the folder ``work`` (the run directory or its staging copy).
 
-    ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``)."""
+    ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``). Under DDP
+    this runs on rank 0, which sends the other ranks what to train."""
+    if cfg.spbl is not None and distributed.active():
+        raise LongtailError("SPBL runs in one process (its paces fit a feature SVM between CNN runs); set train.devices=1 and start it without torchrun")
+    splits = _saved_splits(work, cfg)
+    distributed.send_plan((work, cfg, resume_state, splits))
+    return _train_planned(work, cfg, resume_state, splits, stop_after, started, resuming)
+
+
+def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None, splits: dict[str, Any] | None,
+                   stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
+    """Every rank: build data and model and train; only rank 0 writes into ``work``."""
     from .engine import Trainer, seed_everything, select_device
     from .interrupt import stop_on_signals
     from .models import build_model, weights_record
@@ -221,27 +288,35 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
-    splits = _saved_splits(work, cfg)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 decodes into the tensor cache first; the other ranks then load it
     bundle, spec = _build_data(cfg, splits)
+    if distributed.is_main():
+        distributed.barrier()
     check_eval_classes(cfg, list(bundle.class_names))
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
-    (work / rundir.CONFIG).write_text(dump(cfg))
-    rundir.write_json(work / rundir.ENVIRONMENT, rundir.environment(cfg.seed, weights=weights))
-    rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
-    rundir.write_json(work / DATA_META, _data_meta(bundle, cfg, spec))
+    if distributed.is_main():
+        (work / rundir.CONFIG).write_text(dump(cfg))
+        environment = rundir.environment(cfg.seed, weights=weights)
+        environment["processes"] = distributed.describe()
+        rundir.write_json(work / rundir.ENVIRONMENT, environment)
+        rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
+        rundir.write_json(work / DATA_META, _data_meta(bundle, cfg, spec))
 
-    device = select_device(cfg.train.device)
+    device = distributed.device_for(select_device(cfg.train.device))
     if cfg.spbl is not None:
         with stop_on_signals():
             return _train_spbl(cfg, work, bundle, device, resuming, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
     check_item_kind(model, bundle, cfg.model.name)
     trainer = Trainer(cfg, work, bundle, model, device)
-    if resume_state is not None:
+    if resume_state is not None and distributed.is_main():
         rundir.truncate_metrics(work, resume_state["progress"]["global_epoch"])
-    with stop_on_signals():
+    # under DDP a signal ends the processes (the agent stops them all): they resume from the last
+    # epoch's last.pt, since a stop inside an epoch would need every rank to stop at the same batch
+    with stop_on_signals() if not distributed.active() else contextlib.nullcontext():
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
     if trainer.progress.global_epoch < total_epochs and trainer.progress.stopped_epoch is None:
@@ -345,6 +420,8 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
         # data.classes: each class of the run -> the source classes it was made of (None: the source's own)
         "class_map": bundle.class_map,
+        # which data path each split used: memory, mmap (memory-mapped cache) or stream (decode per image)
+        "storage": bundle.storage(),
     }
 
 
@@ -366,6 +443,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     from .gallery import save_errors
     from .scoring import split_metrics
 
+    distributed.barrier()  # rank 0 has written best.pt before any rank reads it
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
     tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
@@ -375,10 +453,12 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         if dataset is None:
             continue
         out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
-        rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+        if distributed.is_main():
+            rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
         outputs[split] = out
     posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
-    rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
+    if distributed.is_main():
+        rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
     results: dict[str, Any] = {
         "name": cfg.name,
         "class_names": list(bundle.class_names),
@@ -400,7 +480,10 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         if posthoc:
             adjusted = apply_posthoc_to(model, test, posthoc, counts)
             results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
-        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, test.logits, test.targets, test.ids)
+    if not distributed.is_main():  # the same results on every rank; rank 0 writes them
+        return results
+    if "test" in results:
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
     try:
         results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
     except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine

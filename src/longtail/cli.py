@@ -30,6 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None and args.config is None:
         raise LongtailError("train needs -c CONFIG (or --resume RUN_DIR to continue a run)")
     result = api.train(args.config, args.overrides, overwrite=args.overwrite, resume=args.resume, stop_after=args.stop_after)
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun worker other than rank 0: rank 0 prints the results
+        return 0
     if not result.finished:
         print(f"stopped early; continue with: longtail train --resume {result.run_dir}")
         return 0
@@ -210,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LongtailError as e:
         if os.environ.get("LONGTAIL_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        rank = f"rank {os.environ['RANK']}: " if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
+        print(f"error: {rank}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished epochs are saved, continue with `longtail train --resume RUN_DIR`", file=sys.stderr)

@@ -102,7 +102,9 @@ class DataConfig(Strict):
     normalize: Literal["dataset", "imagenet", "model", "none"] | NormalizeConfig = Field(
         "dataset", description="model: the pretrained backbone's mean/std (timm pretrained_cfg, torchvision weights)"
     )
-    cache: bool = True
+    cache: bool | Literal["mmap"] = Field(
+        True, description="true: decode once into an in-memory uint8 tensor (cached on disk); mmap: the same cache file, memory-mapped "
+                          "(sets larger than RAM); false: stream, decoding each image on access in DataLoader workers (data.num_workers)")
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
@@ -225,6 +227,9 @@ class TrainConfig(Strict):
         "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
     tensorboard: bool = True
     threads: int | None = Field(None, ge=1)
+    devices: int = Field(1, ge=1, description="processes of data-parallel training started on this machine (torch's elastic agent; "
+                                              "one per GPU, or CPU processes on gloo); ignored under torchrun, which sets the number itself")
+    sync_bn: bool = Field(False, description="under DDP on GPUs: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm)")
 
 
 class PosthocConfig(Strict):

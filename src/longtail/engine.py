@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import interrupt, rundir
+from . import distributed, interrupt, rundir
 from .checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ResolvedStage
 from .early_stopping import EarlyStopping
@@ -96,12 +96,38 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise LongtailError("train.precision=bf16 but this GPU has no bfloat16 support; use 16-mixed (fp16 with loss scaling)")
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if precision == "16-mixed":
         if device.type != "cuda":
             raise LongtailError("train.precision=16-mixed needs a CUDA GPU; use bf16 or 32 on this device")
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for ``16-mixed`` (fp16 gradients underflow without it); a disabled pass-through otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, parameters: Any, grad_clip: float | None) -> bool:
+    """Backward, optional clipping (of the unscaled gradients) and the optimizer step.
+
+    Returns False when the scaler found inf/NaN gradients and skipped the step (it then lowers its
+    scale: ``update`` only ever lowers the scale after a skipped step).
+    """
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    if not scaler.is_enabled():
+        optimizer.step()
+        return True
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= before
 
 
 def as_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -161,8 +187,11 @@ class Outputs:
 def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32", tta: Any = None, num_workers: int = 0, channels_last: bool = False) -> Outputs:
     """Logits (float32), targets and penultimate features for every item of ``dataset``, in order."""
     model.eval()
+    if len(dataset) == 0:
+        raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
     logits, feats, targets = [], [], []
-    for x, y in iterate_batches(dataset, range(len(dataset)), batch_size, num_workers, seed=0):
+    # under DDP each rank predicts its share; the rows are gathered back in dataset order below
+    for x, y in iterate_batches(dataset, distributed.eval_indices(len(dataset)), batch_size, num_workers, seed=0):
         x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
         with autocast(device, precision):
             if tta is not None:
@@ -176,11 +205,12 @@ def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch
         targets.append(y)
     if not logits:
         raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
+    n = len(dataset)
     return Outputs(
-        logits=torch.cat(logits).numpy(),
-        targets=torch.cat(targets).numpy(),
-        ids=list(getattr(dataset, "ids", [str(i) for i in range(len(dataset))])),
-        features=torch.cat(feats).numpy() if feats else None,
+        logits=distributed.gather_in_order(torch.cat(logits), n).numpy(),
+        targets=distributed.gather_in_order(torch.cat(targets), n).numpy(),
+        ids=list(getattr(dataset, "ids", [str(i) for i in range(n)])),
+        features=distributed.gather_in_order(torch.cat(feats), n).numpy() if feats else None,
     )
 
 
@@ -207,6 +237,7 @@ class StageParts:
     optimizer: torch.optim.Optimizer
     mixing: Any
     step: Any
+    train_model: nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
 
 
 @dataclass
@@ -237,8 +268,11 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.bundle = bundle
-        self.model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+        model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+        self.model = distributed.sync_batchnorm(model, device) if cfg.train.sync_bn else model
         self.device = device
+        self.batch_size = distributed.per_rank_batch(cfg.data.batch_size)  # data.batch_size is the global batch
+        self.scaler = grad_scaler(device, cfg.train.precision)
         self.counts = np.asarray(bundle.train_counts)
         self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
         self.eval_pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
@@ -250,7 +284,7 @@ class Trainer:
         self.progress = Progress()
         self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
         self.tta = _build_tta(cfg)
-        self.writer = _tensorboard(run_dir) if cfg.train.tensorboard else None
+        self.writer = _tensorboard(run_dir) if cfg.train.tensorboard and distributed.is_main() else None
 
     # ---------------------------------------------------------------- building per stage
     def build_stage(self, stage: ResolvedStage, fresh: bool) -> StageParts:
@@ -275,13 +309,14 @@ class Trainer:
         # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
         # later stage does not replay the first stage's index streams
         sampler = build_sampler(stage.sampler, np.asarray(self.bundle.train.targets), self.cfg.seed + 1000 * stage.index, max_epoch=stage.epochs)
+        sampler = distributed.shard(sampler, self.cfg.data.drop_last)  # this rank's share of the common stream
         optimizer = build_optimizer(self.model, stage.optimizer)
         mixing = None
         if stage.mixing is not None:
             mixing = METHODS.create(stage.mixing.name, class_counts=self.counts, **stage.mixing.kwargs)
         step = METHODS.create(self.cfg.method.name, **self.cfg.method.kwargs)
         _warn_stacked_priors(stage, self.model)
-        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step)
+        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device))
 
     # ------------------------------------------------------------------------- the loop
     def fit(self, resume_state: dict[str, Any] | None = None, stop_after: int | None = None) -> Progress:
@@ -305,6 +340,8 @@ class Trainer:
                 self.model.load_state_dict(resume_state["model"])
                 parts.optimizer.load_state_dict(resume_state["optimizer"])
                 parts.loss.load_state_dict(resume_state["loss"], strict=False)
+                if "scaler" in resume_state and self.scaler.is_enabled():
+                    self.scaler.load_state_dict(resume_state["scaler"])
                 if "weights" in resume_state and hasattr(parts.weights, "load_state_dict"):
                     parts.weights.load_state_dict(resume_state["weights"])
                 if self.progress.last_val_accuracy is not None:
@@ -341,13 +378,15 @@ class Trainer:
         one_based = epoch + 1
         factor = set_epoch_lr(parts.optimizer, epoch, stage.epochs, stage.schedule, stage.optimizer.lr)
         parts.sampler.set_epoch(epoch)
+        if distributed.active():  # augmentation / dropout draws differ per rank, fixed by (seed, epoch, rank)
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.progress.global_epoch * 1009 + distributed.rank())
         parts.loss.set_class_weights(_to_tensor(parts.weights.weights(one_based, stage.epochs), self.device))
         for hook_owner in (parts.loss, self.model, parts.step):
             hook = getattr(hook_owner, "on_epoch_start", None)
             if hook is not None:
                 hook(one_based, stage.epochs)
         t0 = time.perf_counter()
-        train_loss, seen = self._train_one_epoch(parts)
+        train_loss, seen, skipped = self._train_one_epoch(parts)
         seconds = time.perf_counter() - t0
         self.progress.global_epoch += 1
         self.progress.stage_epoch = epoch + 1
@@ -364,13 +403,15 @@ class Trainer:
             "lr": stage.optimizer.lr * factor,
             "train_loss": train_loss,
             "train_images": seen,
+            "skipped_steps": skipped,  # optimizer steps GradScaler skipped (inf/NaN fp16 gradients; 16-mixed only)
             "seconds": round(seconds, 3),
             "images_per_second": round(seen / max(seconds, 1e-9), 1),
         }
         last_of_stage = epoch + 1 == stage.epochs
         if (epoch + 1) % cfg.train.val_every == 0 or last_of_stage:
             record.update(self._validate(parts))
-        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
+        if distributed.is_main():
+            rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
         self.progress.history.append({k: record[k] for k in ("epoch", "stage", "train_loss") if k in record})
         if self.writer is not None:
             for k, v in record.items():
@@ -385,7 +426,7 @@ class Trainer:
             for listener in list(_LISTENERS):
                 listener(report)
 
-    def _train_one_epoch(self, parts: StageParts) -> tuple[float, int]:
+    def _train_one_epoch(self, parts: StageParts) -> tuple[float, int, int]:
         """Train one epoch; on SIGTERM/SIGINT between batches, save ``last`` with the batches done so far
         (``Progress.partial_epoch``) and stop, so a preemption loses no finished batch."""
         cfg, model, device = self.cfg, self.model, self.device
@@ -393,12 +434,14 @@ class Trainer:
         partial, self.progress.partial_epoch = self.progress.partial_epoch, None
         skip = int(partial["batches"]) if partial else 0
         loss_sum, seen = (float(partial["loss_sum"]), int(partial["images"])) if partial else (0.0, 0)
-        drop_last = drops_last_batch(len(parts.sampler), cfg.data.batch_size, cfg.data.drop_last)
+        skipped = int(partial.get("skipped_steps", 0)) if partial else 0
+        batch_size = self.batch_size
+        drop_last = drops_last_batch(len(parts.sampler), batch_size, cfg.data.drop_last)
         batches = iterate_batches(
-            self.bundle.train, parts.sampler, cfg.data.batch_size, cfg.data.num_workers,
-            seed=cfg.seed * 1000 + self.progress.global_epoch, drop_last=drop_last,
+            self.bundle.train, parts.sampler, batch_size, cfg.data.num_workers,
+            seed=cfg.seed * 1000 + self.progress.global_epoch + 7919 * distributed.rank(), drop_last=drop_last,
         )
-        total = len(parts.sampler) // cfg.data.batch_size if drop_last else math.ceil(len(parts.sampler) / cfg.data.batch_size)
+        total = len(parts.sampler) // batch_size if drop_last else math.ceil(len(parts.sampler) / batch_size)
         bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
         for index, (x, y) in enumerate(bar):
             if index < skip:  # done before the stop: same order, not trained again
@@ -407,27 +450,26 @@ class Trainer:
                 set_rng_state(self._resume_rng)  # the RNG exactly as it was at the stop
                 self._resume_rng = None
             if interrupt.requested() is not None and index > 0:
-                self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen}
+                self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen, "skipped_steps": skipped}
                 self._save_last(parts)
             interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
             x = as_memory_format(self.train_pipeline.batch(x.to(device, non_blocking=True)), cfg.train.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
-                loss = parts.step(model=model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
+                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
             if not torch.isfinite(loss):
                 raise LongtailError(
                     f"training loss became {loss.item()} in stage '{parts.stage.name}'; lower optimizer.lr or set train.grad_clip"
                 )
             parts.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            parts.optimizer.step()
+            if not optimizer_step(loss, parts.optimizer, self.scaler, model.parameters(), cfg.train.grad_clip):
+                skipped += 1
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         if seen == 0:
             raise LongtailError("the training split produced no batch; lower data.batch_size or add data")
-        return loss_sum / seen, seen
+        loss_sum, seen_all = distributed.sum_over_ranks(loss_sum, seen)  # the epoch over every rank's images
+        return loss_sum / seen_all, int(seen_all), skipped
 
     def _validate(self, parts: StageParts) -> dict[str, Any]:
         from .scoring import split_metrics
@@ -478,6 +520,8 @@ class Trainer:
         self._save(rundir.LAST, parts, include_optimizer=True)
 
     def _save(self, rel: str, parts: StageParts, include_optimizer: bool) -> None:
+        if not distributed.is_main():  # every rank holds the same weights: rank 0 writes them
+            return
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "progress": self.progress.__dict__.copy(),
@@ -490,6 +534,8 @@ class Trainer:
             if hasattr(parts.weights, "state_dict"):
                 state["weights"] = parts.weights.state_dict()
             state["rng"] = rng_state()
+            if self.scaler.is_enabled():
+                state["scaler"] = self.scaler.state_dict()
         save_checkpoint(
             self.run_dir / rel, state, model_name=self.cfg.model.name, class_names=self.bundle.class_names,
             config_hash=config_hash(self.cfg.model.model_dump(mode="json")),

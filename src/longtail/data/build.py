@@ -70,6 +70,10 @@ class DataBundle:
     def image_size(self) -> tuple[int, int]:
         return self.train.image_size
 
+    def storage(self) -> dict[str, str]:
+        """How each split holds its images: memory (uint8 tensor), mmap (memory-mapped cache), stream (decoded per access)."""
+        return {name: getattr(ds, "storage", "memory") for name, ds in self.splits().items()}
+
     def splits(self) -> dict[str, ImageDataset]:
         out = {"train": self.train, "val": self.val}
         if self.test is not None:
@@ -141,10 +145,12 @@ def materialize(ds: ImageDataset, cfg: "DataConfig", channels: int, name: str) -
     if not isinstance(ds, FileImageDataset):
         return ds, []
     if cfg.cache:
-        images, kept, skipped, hit = cached_decode(ds.paths, decoder, cfg.cache_dir, cfg.on_bad_image)
-        log.info("%s split: %d images %s the tensor cache", name, len(kept), "loaded from" if hit else "decoded into")
+        mmap = cfg.cache == "mmap"
+        images, kept, skipped, hit = cached_decode(ds.paths, decoder, cfg.cache_dir, cfg.on_bad_image, mmap=mmap)
+        log.info("%s split: %d images %s the tensor cache%s", name, len(kept), "loaded from" if hit else "decoded into",
+                 " (memory-mapped)" if mmap else "")
         out = TensorImageDataset(images, ds.targets[kept], ds.class_names, ids=[ds.ids[i] for i in kept],
-                                 groups=None if ds.groups is None else ds.groups[kept])
+                                 groups=None if ds.groups is None else ds.groups[kept], storage="mmap" if mmap else "memory")
         return out, skipped
     lazy = ds.with_decoder(decoder)
     if cfg.on_bad_image == "skip":

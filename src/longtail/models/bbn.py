@@ -93,6 +93,13 @@ class BBNClassifier(Classifier):
         super().__init__(backbone, num_classes, **kwargs)  # type: ignore[arg-type]
         self.alpha = 1.0
 
+    def forward(self, x: Tensor, return_features: bool = False, mix_with: Tensor | None = None, alpha: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+        """Inference on ``x``; with ``mix_with``, the mixed training forward (through ``forward`` so that a
+        DistributedDataParallel wrapper sees the call and averages the gradients)."""
+        if mix_with is not None:
+            return self.forward_mixed(x, mix_with, alpha)
+        return super().forward(x, return_features)
+
     def forward_mixed(self, x_a: Tensor, x_b: Tensor, alpha: float) -> Tensor:
         """Logits of ``concat(2*alpha*f_conv(x_a), 2*(1-alpha)*f_rebal(x_b))``."""
         f_a = self.backbone.branch_features(x_a, "conventional")
