@@ -185,7 +185,7 @@ def test_provenance_keeps_the_dirty_mark_of_uncommitted_code(tmp_path):
     for name, rev in (("a", "0123456789abcdef0123+dirty"), ("b", "fedcba9876543210fedc")):
         (tmp_path / name).mkdir()
         rundir.write_json(tmp_path / name / rundir.ENVIRONMENT, {"git_revision": rev, "packages": {"torch": "2"}, "machine": {}, "command": "x"})
-        runs.append({"run_dir": str(tmp_path / name)})
+        runs.append(bench.provenance_of(tmp_path / name))
     assert "- git revision: 0123456789ab+dirty; fedcba987654" in bench.describe_provenance(runs)
 
 
@@ -215,3 +215,25 @@ def test_unknown_optional_column_names_the_closest(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=r"'micro_uac' is not an optional column \(did you mean 'micro_auc'\?\)"):
         bench.load_bench(path)
+
+
+def test_a_grid_whose_run_directories_are_gone_keeps_its_csv_rows(tmp_path):
+    """A fresh clone has the committed results CSV but not benchmarks/runs: a rerun trains nothing and
+    rebuilds the same CSV and table (provenance included) from the recorded rows."""
+    import shutil
+
+    spec = bench.load_bench(make_grid(tmp_path))
+    bench.run(spec)
+    csv_file, md_file = tmp_path / "results" / "digits.csv", tmp_path / "results" / "digits.md"
+    before_csv, before_md = csv_file.read_text(), md_file.read_text()
+    assert "git revision: " in before_md and "machine: " in before_md
+    shutil.rmtree(tmp_path / "grid")
+    rows = bench.run(spec)
+    assert not (tmp_path / "grid").exists()  # nothing trained again
+    assert len(rows) == 4 and csv_file.read_text() == before_csv and md_file.read_text() == before_md
+    # a cell missing from both the CSV and the run folders is still trained
+    kept = [line for line in before_csv.splitlines() if ",ce,1," not in line]
+    csv_file.write_text("\n".join(kept) + "\n")
+    bench.run(spec)
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["ce-s1"]
+    assert len(bench.recorded_rows(spec)) == 4

@@ -38,6 +38,9 @@ COLUMNS = [
     "dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece",
     "val_balanced_accuracy", "train_seconds", "epochs", "best_epoch", "run_dir",
 ]
+#: where and how a row was made (from the run's environment.json), kept in the CSV so that a table
+#: rebuilt from the CSV alone (the run directories gone, e.g. in a fresh clone) still names its runs
+PROVENANCE = ["git_revision", "torch", "machine", "command"]
 SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece", "val_balanced_accuracy"]
 
 
@@ -151,7 +154,40 @@ def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool, e
         row["stopped_epoch"] = res.get("stopped_epoch")
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
     row["val_balanced_accuracy"] = validation_score(res, posthoc)
+    row.update(provenance_of(run_dir))
     return row
+
+
+def provenance_of(run_dir: Path) -> dict[str, str]:
+    """The PROVENANCE fields of a run, from its environment.json (empty when it has none)."""
+    env_file = run_dir / rundir.ENVIRONMENT
+    if not env_file.is_file():
+        return {}
+    env = rundir.read_json(env_file)
+    m = env.get("machine", {})
+    rev = str(env.get("git_revision") or "unknown")
+    return {
+        "git_revision": rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""),  # a run of uncommitted code says so
+        "torch": str(env.get("packages", {}).get("torch")),
+        "machine": f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}",
+        "command": str(env.get("command")),
+    }
+
+
+def recorded_rows(spec: BenchSpec) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Rows of the grid's results CSV by cell: a finished cell whose run directory is gone (a fresh clone
+    of the repository, where benchmarks/runs is not committed) keeps its row and is not trained again."""
+    path = Path(spec.results)
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for r in rows:
+        row: dict[str, Any] = {k: (None if v == "" else v) for k, v in r.items()}
+        row["seed"] = int(row["seed"])
+        out[(row["dataset"], row["method"], row["seed"])] = row
+    return out
 
 
 def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
@@ -168,7 +204,8 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
     todo = cells(spec, only, seeds)
-    finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file()]
+    recorded = recorded_rows(spec)
+    finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file() or c in recorded]
     if finished:
         print(f"{len(finished)} of {len(todo)} selected cells are done and skipped: {', '.join(cell_label(spec, *c) for c in finished)}", flush=True)
     waiting = [c for c in todo if c not in finished]
@@ -177,7 +214,7 @@ def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None 
         progress.start_cell(i)
         run_cell(spec, dataset, method, seed, on_epoch=progress)
         progress.finish_cell()
-    rows = collect(spec)
+    rows = collect(spec, recorded)
     write_outputs(spec, rows)
     return rows
 
@@ -186,12 +223,16 @@ def cell_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
     return f"{method}/seed {seed}" if list(spec.datasets) == ["default"] else f"{dataset}/{method}/seed {seed}"
 
 
-def collect(spec: BenchSpec) -> list[dict[str, Any]]:
+def collect(spec: BenchSpec, recorded: dict[tuple[str, str, int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per finished cell: from its run directory, else from the CSV row ``recorded`` keeps."""
+    recorded = recorded_rows(spec) if recorded is None else recorded
     rows = []
     for dataset, method, seed in cells(spec):
         run_dir = cell_dir(spec, dataset, method, seed)
         if (run_dir / rundir.RESULTS).is_file():
             rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc, spec.extra_metrics))
+        elif (dataset, method, seed) in recorded:
+            rows.append(recorded[(dataset, method, seed)])
     return rows
 
 
@@ -240,7 +281,7 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
     csv_path = Path(spec.results)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1]], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1], *PROVENANCE], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows, spec.extra_metrics)
@@ -256,19 +297,13 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
 
 
 def describe_provenance(rows: list[dict[str, Any]]) -> str:
-    """Commits, package versions, machines and commands of the runs behind a table (from environment.json)."""
-    seen: dict[str, set[str]] = {"git revision": set(), "torch": set(), "machine": set(), "command": set()}
+    """Commits, package versions, machines and commands of the runs behind a table (the rows' PROVENANCE)."""
+    names = {"git_revision": "git revision", "torch": "torch", "machine": "machine", "command": "command"}
+    seen: dict[str, set[str]] = {label: set() for label in names.values()}
     for r in rows:
-        env_file = Path(r["run_dir"]) / rundir.ENVIRONMENT
-        if not env_file.is_file():
-            continue
-        env = rundir.read_json(env_file)
-        m = env.get("machine", {})
-        rev = str(env.get("git_revision") or "unknown")
-        seen["git revision"].add(rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""))  # a run of uncommitted code says so
-        seen["torch"].add(str(env.get("packages", {}).get("torch")))
-        seen["machine"].add(f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}")
-        seen["command"].add(str(env.get("command")))
+        for key, label in names.items():
+            if r.get(key):
+                seen[label].add(str(r[key]))
     return "\n".join(f"- {k}: {'; '.join(sorted(v))}" for k, v in seen.items() if v)
 
 
