@@ -1,12 +1,13 @@
 """Per-batch cost of the three ways the *_pretrained recipes train EfficientNet-Lite0, relative to a plain
 fine-tune (every tensor trainable): the head-only warm-up, and fine-tuning with the stem and first two
-stages frozen (stages[].trainable_fraction 0.818).
+stages frozen (stages[].trainable_fraction 0.818; --fraction 0.32 times the *_mel_nv recipes' HMLoss-style
+fractional fine-tuning instead).
 
 Ratios are what this script is for: they scale a known wall time of a plain fine-tune to a recipe, and
 they hold up better than absolute times on a shared machine because the three modes are timed in
 alternation. Run from the repository root:
 
-    python benchmarks/finetune_cost.py [--size 112] [--batch 64] [--rounds 5] [--threads 2]
+    python benchmarks/finetune_cost.py [--size 112] [--batch 64] [--rounds 5] [--threads 2] [--fraction 0.818]
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from longtail.config import ModelConfig
 from longtail.models import build_model
 
 
-def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str) -> float:
-    """Wall seconds of one forward + backward in ``mode`` ('full', 'frozen' or 'head')."""
+def step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, fraction: float = 0.818) -> float:
+    """Wall seconds of one forward + backward in ``mode`` ('full', 'frozen': the last ``fraction`` of tensors trained, or 'head')."""
     model.freeze_backbone(mode == "head")  # type: ignore[operator]
     if mode == "frozen":
-        model.freeze_fraction(0.818)  # type: ignore[operator]
+        model.freeze_fraction(fraction)  # type: ignore[operator]
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
     loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fraction", type=float, default=0.818, help="trainable_fraction of the 'frozen' mode")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -45,11 +47,11 @@ def main() -> None:
     x, y = torch.randn(args.batch, 3, args.size, args.size), torch.randint(0, 7, (args.batch,))
     modes = ("full", "frozen", "head")
     for mode in modes:  # warm-up
-        step_seconds(model, x, y, mode)
+        step_seconds(model, x, y, mode, args.fraction)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
         for mode in modes:
-            times[mode].append(step_seconds(model, x, y, mode))
+            times[mode].append(step_seconds(model, x, y, mode, args.fraction))
     full = sorted(times["full"])[len(times["full"]) // 2]
     print(f"| mode ({args.size} px, batch {args.batch}, {args.threads} threads) | median s/batch | relative to full |")
     print("| --- | ---: | ---: |")

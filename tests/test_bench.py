@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -59,8 +60,61 @@ def test_grid_runs_summarises_and_skips_finished_cells(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/results.json")}
     capsys.readouterr()
     bench.run(spec)
-    assert "done, skipped" in capsys.readouterr().out
+    assert "4 of 4 selected cells are done and skipped" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+EPOCH_LINE = re.compile(
+    r"^\[(\d)/2\] (\w+)/seed 0: epoch (\d)/2 \((\w+)\)  val balanced_accuracy (0\.\d{4})  "
+    r"elapsed (\d+:\d\d) \(grid (\d+:\d\d)\)  ETA run (\d+:\d\d), grid (\d+:\d\d)$"
+)
+
+
+def seconds(text: str) -> int:
+    m, s = text.split(":")
+    return int(m) * 60 + int(s)
+
+
+def test_bench_prints_a_line_per_epoch_with_score_and_eta(tmp_path, capsys):
+    """Two 2-epoch runs: four epoch lines whose score is the run's logged validation score and whose grid ETA counts down."""
+    spec = bench.load_bench(make_grid(tmp_path))
+    spec.overrides = ["train.epochs=2"]
+    bench.run(spec, seeds=[0])
+    out = capsys.readouterr().out.splitlines()
+    starts = [line for line in out if ": running (" in line]
+    assert starts[0] == "[1/2] balanced_softmax/seed 0: running (2 epochs); ETA unknown"  # grid order (the YAML's)
+    assert re.fullmatch(r"\[2/2\] ce/seed 0: running \(2 epochs\); ETA run \d+:\d\d, grid \d+:\d\d", starts[1])
+    epochs = [EPOCH_LINE.match(line) for line in out if ": epoch " in line]
+    assert len(epochs) == 4 and all(epochs), out
+    assert [(m[1], m[2], m[3]) for m in epochs] == [("1", "balanced_softmax", "1"), ("1", "balanced_softmax", "2"), ("2", "ce", "1"), ("2", "ce", "2")]
+    for m in epochs:  # the printed score is the one metrics.jsonl logged for that epoch
+        log = rundir.read_jsonl(bench.cell_dir(spec, "default", m[2], 0) / rundir.METRICS)
+        assert float(m[5]) == pytest.approx(log[int(m[3]) - 1]["val_balanced_accuracy"], abs=5e-5)
+    # grid ETA = mean epoch time x epochs left (3, 2, 1, 0): with equal-ish epochs it never grows much and ends at 0
+    grid_eta = [seconds(m[9]) for m in epochs]
+    run_eta = [seconds(m[8]) for m in epochs]
+    assert grid_eta[-1] == 0 and run_eta[1] == 0 and run_eta[3] == 0
+    assert grid_eta[0] >= grid_eta[2] >= grid_eta[3]
+
+
+def test_grid_eta_is_mean_epoch_time_times_epochs_left():
+    """Hand-computed with a fake clock: epochs of 10 s and 20 s -> 15 s each for the 3 left."""
+    from longtail.engine import EpochReport
+    from longtail.grid_progress import Cell, GridProgress, duration
+
+    now = [100.0]
+    lines: list[str] = []
+    progress = GridProgress([Cell("a/seed 0", 3), Cell("b/seed 0", 2, done=0)], clock=lambda: now[0], out=lines.append)
+    progress.start_cell(0)
+    assert lines[-1] == "[1/2] a/seed 0: running (3 epochs); ETA unknown"
+    report = EpochReport(1, 3, "main", "balanced_accuracy", 0.5, {})
+    now[0] += 10
+    progress(report)
+    assert lines[-1].endswith("ETA run 0:20, grid 0:40") and "val balanced_accuracy 0.5000" in lines[-1]
+    now[0] += 20
+    progress(EpochReport(2, 3, "main", "balanced_accuracy", None, {}))
+    assert "val not validated" in lines[-1] and lines[-1].endswith("elapsed 0:30 (grid 0:30)  ETA run 0:15, grid 0:45")
+    assert duration(3725) == "1:02:05" and duration(59.6) == "1:00"
 
 
 def test_subset_selection_and_unknown_method(tmp_path):
@@ -131,5 +185,55 @@ def test_provenance_keeps_the_dirty_mark_of_uncommitted_code(tmp_path):
     for name, rev in (("a", "0123456789abcdef0123+dirty"), ("b", "fedcba9876543210fedc")):
         (tmp_path / name).mkdir()
         rundir.write_json(tmp_path / name / rundir.ENVIRONMENT, {"git_revision": rev, "packages": {"torch": "2"}, "machine": {}, "command": "x"})
-        runs.append({"run_dir": str(tmp_path / name)})
+        runs.append(bench.provenance_of(tmp_path / name))
     assert "- git revision: 0123456789ab+dirty; fedcba987654" in bench.describe_provenance(runs)
+
+
+def test_optional_columns_reach_the_csv_and_the_summary(tmp_path):
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw.update(seeds=[0], extra_metrics=["weighted_precision", "weighted_recall", "micro_auc", "stopped_epoch"])
+    raw["methods"]["ce"]["overrides"] = ["train.early_stopping.patience=5"]
+    path.write_text(yaml.safe_dump(raw))
+    spec = bench.load_bench(path)
+    bench.run(spec, only=["ce"])
+    with open(tmp_path / "results" / "digits.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    res = json.loads((Path(row["run_dir"]) / "results.json").read_text())
+    for key in ("weighted_precision", "weighted_recall", "micro_auc"):
+        assert float(row[key]) == pytest.approx(res["test"][key])
+    assert row["stopped_epoch"] == ""  # one epoch, patience 5: early stopping on, not triggered (None)
+    md = (tmp_path / "results" / "digits.md").read_text()
+    assert "| ece | val_balanced_accuracy | weighted_precision | weighted_recall | micro_auc | stopped_epoch | train_seconds |" in md
+    assert f"{res['test']['micro_auc']:.4f}" in md
+
+
+def test_unknown_optional_column_names_the_closest(tmp_path):
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["extra_metrics"] = ["micro_uac"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"'micro_uac' is not an optional column \(did you mean 'micro_auc'\?\)"):
+        bench.load_bench(path)
+
+
+def test_a_grid_whose_run_directories_are_gone_keeps_its_csv_rows(tmp_path):
+    """A fresh clone has the committed results CSV but not benchmarks/runs: a rerun trains nothing and
+    rebuilds the same CSV and table (provenance included) from the recorded rows."""
+    import shutil
+
+    spec = bench.load_bench(make_grid(tmp_path))
+    bench.run(spec)
+    csv_file, md_file = tmp_path / "results" / "digits.csv", tmp_path / "results" / "digits.md"
+    before_csv, before_md = csv_file.read_text(), md_file.read_text()
+    assert "git revision: " in before_md and "machine: " in before_md
+    shutil.rmtree(tmp_path / "grid")
+    rows = bench.run(spec)
+    assert not (tmp_path / "grid").exists()  # nothing trained again
+    assert len(rows) == 4 and csv_file.read_text() == before_csv and md_file.read_text() == before_md
+    # a cell missing from both the CSV and the run folders is still trained
+    kept = [line for line in before_csv.splitlines() if ",ce,1," not in line]
+    csv_file.write_text("\n".join(kept) + "\n")
+    bench.run(spec)
+    assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["ce-s1"]
+    assert len(bench.recorded_rows(spec)) == 4

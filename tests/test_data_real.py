@@ -26,12 +26,12 @@ def need(name):
 def test_cifar10_lt_from_real_jpeg_tar():
     """Decoded once into the tensor cache (~2 min on 2 cores the first time, seconds afterwards)."""
     path = need("cifar10_jpeg.tar.gz")
-    src = DATASETS.create("cifar_jpeg", path=path)
+    src = DATASETS.create("cifar_jpeg", root=path)
     train = src.splits["train"]
     assert len(train) == 50000 and np.bincount(train.targets).tolist() == [5000] * 10
     lt = make_long_tailed(train.targets, 10, recipe="ldam", imbalance_ratio=100, seed=0)
     assert len(lt.train) == 12406
-    b = build_data(DataConfig(source={"name": "cifar_jpeg", "path": path}, long_tail={"imbalance_ratio": 100}), seed=0)
+    b = build_data(DataConfig(source={"name": "cifar_jpeg", "root": path}, long_tail={"imbalance_ratio": 100}), seed=0)
     # the head class has no images left out by the recipe, so its 25 validation images come from training
     assert b.train_counts.tolist() == [4975, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     assert len(b.train) + int((b.val.targets == 0).sum()) == 12406 and len(b.test) == 10000
@@ -44,7 +44,7 @@ def test_cifar10_lt_from_real_jpeg_tar():
 @pytest.mark.slow
 def test_cifar100_lt_count_from_real_jpeg_tar():
     path = need("cifar100_jpeg.tar.gz")
-    src = DATASETS.create("cifar_jpeg", path=path)
+    src = DATASETS.create("cifar_jpeg", root=path)
     targets = src.splits["train"].targets
     assert src.class_names[0] == "apple" and src.class_names[99] == "worm" and src.class_names[19] == "cattle"
     assert np.bincount(targets).tolist() == [500] * 100
@@ -54,7 +54,7 @@ def test_cifar100_lt_count_from_real_jpeg_tar():
 @pytest.mark.slow
 def test_ham10000_lesion_grouped_70_10_20_without_decoding():
     path = need("ham10000_200x150.tar.gz")
-    cfg = DataConfig(source={"name": "ham10000", "path": path}, cache=False, normalize="none", split={"val": 0.1, "test": 0.2})
+    cfg = DataConfig(source={"name": "ham10000", "root": path}, cache=False, normalize="none", split={"val": 0.1, "test": 0.2})
     b = build_data(cfg, seed=0)
     assert b.class_names == ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]
     total = b.train_counts + b.val.class_counts() + b.test.class_counts()
@@ -73,7 +73,7 @@ def test_ham10000_lesion_grouped_70_10_20_without_decoding():
                                       "test": [174, 46, 92, 68, 20]}),
 ])
 def test_official_medmnist_files(name, shape, counts):
-    b = build_data(DataConfig(source={"name": "medmnist", "file": need(name)}), seed=0)
+    b = build_data(DataConfig(source={"name": "medmnist", "root": need(name)}), seed=0)
     assert (b.channels, *b.image_size) == shape
     assert b.train_counts.tolist() == counts["train"]
     assert b.val.class_counts().tolist() == counts["val"] and b.test.class_counts().tolist() == counts["test"]

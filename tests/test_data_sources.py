@@ -3,6 +3,7 @@ counts, labels, class names and groups; bad input gives a one-line error."""
 
 import csv
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from longtail.errors import DataError
+from longtail import components  # noqa: F401  (registers the sources, as the CLI does)
+from longtail.errors import ConfigError, DataError
 from longtail.registry import DATASETS
 
 
@@ -73,7 +75,7 @@ def test_csv_source_names_groups_splits_and_errors(tmp_path):
     rows = [[f"im{i}", lab, f"L{i // 2}", s] for i, (lab, s) in enumerate(
         zip(["nv", "mel", "nv", "bcc", "mel", ""], ["train", "train", "train", "val", "train", "test"]))]
     f = make_csv(tmp_path / "gt.csv", rows, ["image", "dx", "lesion", "split"])
-    src = create("csv", file=str(f), image_root=str(tmp_path / "img"), label_column="dx", group_column="lesion",
+    src = create("csv", file=str(f), root=str(tmp_path / "img"), label_column="dx", group_column="lesion",
                  split_column="split", extension=".png", classes=["mel", "nv", "bcc"])
     tr = src.splits["train"]
     assert tr.targets.tolist() == [1, 0, 1, 0] and tr.groups.tolist() == ["L0", "L0", "L1", "L2"]
@@ -81,14 +83,14 @@ def test_csv_source_names_groups_splits_and_errors(tmp_path):
     img, _ = tr[0]
     assert img.shape == (3, 5, 6) and int(img[0, 0, 0]) == 0
     nosplit = make_csv(tmp_path / "a.csv", [r[:2] for r in rows[:5]], ["image", "dx"])
-    src = create("csv", file=str(nosplit), image_root=str(tmp_path / "img"), label_column="dx", extension=".png")
+    src = create("csv", file=str(nosplit), root=str(tmp_path / "img"), label_column="dx", extension=".png")
     assert src.class_names == ["bcc", "mel", "nv"] and src.splits["all"].targets.tolist() == [2, 1, 2, 0, 1]
     with pytest.raises(DataError, match=r"label 'bcc' .* not in the class list"):
-        create("csv", file=str(nosplit), image_root=str(tmp_path / "img"), label_column="dx", classes=["mel", "nv"])
+        create("csv", file=str(nosplit), root=str(tmp_path / "img"), label_column="dx", classes=["mel", "nv"])
     with pytest.raises(DataError, match=r"has no column 'label' \(columns: image, dx\); set data.source.label_column"):
-        create("csv", file=str(nosplit), image_root=str(tmp_path / "img"))
+        create("csv", file=str(nosplit), root=str(tmp_path / "img"))
     with pytest.raises(DataError, match=r"image root .* not found"):
-        create("csv", file=str(nosplit), image_root=str(tmp_path / "nope"), label_column="dx")
+        create("csv", file=str(nosplit), root=str(tmp_path / "nope"), label_column="dx")
 
 
 def test_list_file_source_spbl_layout(tmp_path):
@@ -99,12 +101,12 @@ def test_list_file_source_spbl_layout(tmp_path):
     (tmp_path / "val.txt").write_text("cls1/a b3.png 1\n")
     (tmp_path / "test.txt").write_text("cls1/a b3.png\n")
     src = create("list_file", train=str(tmp_path / "train.txt"), val=str(tmp_path / "val.txt"),
-                 test=str(tmp_path / "test.txt"), image_root=str(root))
+                 test=str(tmp_path / "test.txt"), root=str(root))
     assert src.class_names == ["0", "1"] and src.splits["train"].targets.tolist() == [0, 1, 0]
     assert src.splits["test"].targets.tolist() == [-1] and src.splits["val"].ids == ["cls1/a b3.png"]
     (tmp_path / "bad.txt").write_text("cls0/a b0.png 5\n")
     with pytest.raises(DataError, match=r"label 5 .* outside the 2 classes"):
-        create("list_file", train=str(tmp_path / "bad.txt"), image_root=str(root), num_classes=2)
+        create("list_file", train=str(tmp_path / "bad.txt"), root=str(root), num_classes=2)
 
 
 def test_mbit_json_with_unlabelled_test_and_num_classes_check(tmp_path):
@@ -136,14 +138,14 @@ def save_medmnist(path, sizes, shape, classes, rgb=False):
 
 def test_medmnist_npz_fixture_any_resolution(tmp_path):
     arrays = save_medmnist(tmp_path / "dermamnist_64.npz", {"train": 14, "val": 7, "test": 7}, (64, 64), 7, rgb=True)
-    src = create("medmnist", file=str(tmp_path / "dermamnist_64.npz"))
+    src = create("medmnist", root=str(tmp_path / "dermamnist_64.npz"))
     assert len(src.class_names) == 7 and src.class_names[4] == "melanoma"
     img, y = src.splits["train"][3]
     assert img.shape == (3, 64, 64) and y == 3
     assert torch.equal(img, torch.from_numpy(arrays["train_images"][3]).permute(2, 0, 1))
     np.savez(tmp_path / "broken.npz", train_images=np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(DataError, match="lacks train_labels"):
-        create("medmnist", file=str(tmp_path / "broken.npz"))
+        create("medmnist", root=str(tmp_path / "broken.npz"))
 
 
 def make_ham_folder(root, dx_by_image):
@@ -158,14 +160,14 @@ def test_ham10000_layout_folder_and_tar(tmp_path):
     data = [("nv", "HAM_1"), ("nv", "HAM_1"), ("mel", "HAM_2"), ("bkl", "HAM_3"), ("vasc", "HAM_4"), ("df", "HAM_5"),
             ("akiec", "HAM_6"), ("bcc", "HAM_7")]
     make_ham_folder(tmp_path / "ham", data)
-    src = create("ham10000", path=str(tmp_path / "ham"))
+    src = create("ham10000", root=str(tmp_path / "ham"))
     ds = src.splits["all"]
     assert src.class_names == ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]
     assert ds.targets.tolist() == [1, 1, 0, 4, 6, 5, 3, 2] and ds.groups.tolist()[:2] == ["HAM_1", "HAM_1"]
     tar = tmp_path / "ham.tar.gz"
     with tarfile.open(tar, "w:gz") as t:
         t.add(tmp_path / "ham", arcname=".")
-    src2 = create("ham10000", path=str(tar), cache_dir=str(tmp_path / "cache"))
+    src2 = create("ham10000", root=str(tar), cache_dir=str(tmp_path / "cache"))
     assert src2.splits["all"].targets.tolist() == ds.targets.tolist()
     assert torch.equal(src2.splits["all"][2][0], ds[2][0])
 
@@ -177,7 +179,7 @@ def test_cifar_jpeg_folder_official_order(tmp_path):
         for c in CIFAR10_CLASSES:
             for i in range(2):
                 write_png(tmp_path / "cifar10" / s / c / f"{i:04d}.jpg", i, size=(32, 32))
-    src = create("cifar_jpeg", path=str(tmp_path))
+    src = create("cifar_jpeg", root=str(tmp_path))
     assert src.class_names == CIFAR10_CLASSES and src.class_names[0] == "airplane"
     assert src.splits["train"].ids[:3] == ["train/airplane/0000.jpg", "train/airplane/0001.jpg", "train/automobile/0000.jpg"]
     assert len(src.splits["test"]) == 20
@@ -195,3 +197,49 @@ def test_missing_and_corrupt_images(tmp_path):
         src.splits["all"][bad]
     with pytest.raises(DataError, match=r"image file '.*gone.png' not found"):
         src.splits["all"].with_decoder(src.splits["all"].decoder).decoder(str(tmp_path / "gone.png"))
+
+
+# ------------------------------------------------------------------- one name for the data location
+def test_every_source_with_a_data_location_calls_it_root():
+    located = [n for n in DATASETS.names() if n != "digits"]
+    for name in located:
+        assert "root" in DATASETS.accepted_kwargs(name), name
+    old_names = {"ham10000": "path", "cifar_jpeg": "path", "medmnist": "file", "csv": "image_root", "list_file": "image_root"}
+    for name, old in old_names.items():
+        kwargs, messages = DATASETS.rename_deprecated(name, {old: "x"}, where="data.source")
+        assert kwargs == {"root": "x"} and messages == [f"data.source.{old} is deprecated for dataset '{name}'; rename it to data.source.root (same meaning)"]
+
+
+def test_old_location_names_still_work_with_a_deprecation_warning(tmp_path, caplog):
+    import yaml
+
+    from longtail.config import load_config
+
+    make_ham_folder(tmp_path / "ham", [("nv", "HAM_1"), ("mel", "HAM_2")])
+    with pytest.warns(DeprecationWarning, match="^path is deprecated for dataset 'ham10000'; rename it to root"):
+        src = create("ham10000", path=str(tmp_path / "ham"))
+    assert src.splits["all"].targets.tolist() == [1, 0]
+    cfg_file = tmp_path / "old.yaml"
+    cfg_file.write_text(yaml.safe_dump({"data": {"source": {"name": "ham10000", "path": str(tmp_path / "ham")}}}))
+    with pytest.warns(DeprecationWarning) as record:
+        cfg = load_config(cfg_file)
+    assert str(record[0].message) == f"{cfg_file}: data.source.path is deprecated for dataset 'ham10000'; rename it to data.source.root (same meaning)"
+    assert cfg.data.source.kwargs == {"root": str(tmp_path / "ham")}  # the run's config.yaml says root
+    assert "rename it to data.source.root" in caplog.text  # the command line sees it too
+    with pytest.raises(ConfigError, match="image_root and root are both set for dataset 'csv'; 'image_root' is the deprecated name of 'root': keep only root"):
+        create("csv", file="x.csv", image_root="a", root="b")
+
+
+def test_a_missing_data_location_names_the_config_file(tmp_path):
+    import yaml
+
+    from longtail.config import load_config
+    from longtail.data import build_data
+
+    cfg_file = tmp_path / "recipe.yaml"
+    cfg_file.write_text(yaml.safe_dump({"data": {"source": {"name": "ham10000", "root": str(tmp_path / "nowhere")}}}))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(cfg_file))}: dataset folder or archive '.*nowhere' not found or not a folder; set data.source.root"):
+        build_data(load_config(cfg_file).data, seed=0)
+    cfg_file.write_text(yaml.safe_dump({"data": {"source": {"name": "image_folder"}}}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg_file))}: data.source \(image_folder\): .*'root'; set data.source.root$"):
+        build_data(load_config(cfg_file).data, seed=0)

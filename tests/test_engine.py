@@ -344,3 +344,43 @@ def test_channels_last_trains_the_same_model_in_nhwc_layout(tmp_path):
     # a channels_last run evaluates from its checkpoint to the numbers it reported
     saved = json.loads((nhwc / rundir.RESULTS).read_text())["test"]["accuracy"]
     assert api.evaluate(nhwc)["accuracy"] == pytest.approx(saved)
+
+
+def test_progress_auto_draws_the_bar_only_on_a_terminal():
+    """train.progress: auto (the default) asks the bar's stream; True/False are obeyed as given."""
+    import io
+
+    from longtail.config import TrainConfig, load_config
+    from longtail.engine import progress_enabled
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    closed = io.StringIO()
+    closed.close()
+    assert TrainConfig().progress == "auto"
+    assert progress_enabled("auto", Terminal()) is True
+    assert progress_enabled("auto", io.StringIO()) is False  # a CI log, a redirected file
+    assert progress_enabled("auto", closed) is False and progress_enabled("auto", object()) is False
+    assert progress_enabled(True, io.StringIO()) is True and progress_enabled(False, Terminal()) is False
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "quickstart.yaml").train.progress == "auto"
+    assert load_config(root / "configs" / "quickstart.yaml", ["train.progress=false"]).train.progress is False
+
+
+def test_val_loss_is_the_cross_entropy_of_the_validation_logits_and_listeners_hear_every_epoch(tmp_path):
+    """One epoch: the best checkpoint is that epoch, so predictions/val.npz holds the logits val_loss was taken from."""
+    from scipy.special import softmax
+    from sklearn.metrics import log_loss
+
+    reports = []
+    run = longtail.train(tiny_config(tmp_path, train={"epochs": 1, "progress": False, "tensorboard": False}), on_epoch=reports.append).run_dir
+    (record,) = rundir.read_jsonl(run / rundir.METRICS)
+    val = rundir.load_predictions(run, "val")
+    expected = log_loss(val["targets"], softmax(val["logits"].astype(np.float64), axis=1), labels=range(val["logits"].shape[1]))
+    assert record["val_loss"] == pytest.approx(expected, rel=1e-6)
+    assert [(r.epoch, r.total, r.stage, r.metric) for r in reports] == [(1, 1, "main", "balanced_accuracy")]
+    assert reports[0].val_score == record["val_balanced_accuracy"] and reports[0].record["train_loss"] == record["train_loss"]
+    longtail.train(tiny_config(tmp_path, name="quiet", train={"epochs": 1, "progress": False, "tensorboard": False}))
+    assert len(reports) == 1  # the listener is gone once its train() returned

@@ -50,11 +50,15 @@ def runs(tmp_path_factory):
     # deterministic eval transforms (crop, then antialiased resize) run inside the exported graph
     resized = longtail.train(tiny_config(tmp, name="resized", train={"epochs": 1},
                                          data={"eval_transforms": [{"name": "center_crop", "size": 6}, {"name": "resize", "size": 8}]})).run_dir
-    return {"plain": plain, "posthoc": corrected, "resized": resized, "images": digit_images(tmp / "imgs")}
+    # logit adjustment toward a deployment prior (eval.target_prior) instead of a uniform one
+    prior = [0.28] + [0.08] * 9
+    toward = longtail.train(tiny_config(tmp, name="target_prior", posthoc={"logit_adjust": True, "target_prior": True, "grid": [1.0]},
+                                        eval={"target_prior": prior})).run_dir
+    return {"plain": plain, "posthoc": corrected, "resized": resized, "target_prior": toward, "images": digit_images(tmp / "imgs")}
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("run", ["plain", "posthoc", "resized"])
+@pytest.mark.parametrize("run", ["plain", "posthoc", "resized", "target_prior"])
 def test_exported_probabilities_match_predict(runs, run, fmt, tmp_path):
     run_dir, images = runs[run], runs["images"]
     if (run, fmt) == ("resized", "onnx"):
@@ -65,6 +69,8 @@ def test_exported_probabilities_match_predict(runs, run, fmt, tmp_path):
     if run == "posthoc":
         posthoc = rundir.read_json(run_dir / rundir.POSTHOC)
         assert posthoc["tau_norm"]["tau"] == 1.0 and posthoc["logit_adjust"]["tau"] == 1.0
+    if run == "target_prior":
+        assert rundir.read_json(run_dir / rundir.POSTHOC)["logit_adjust"]["target_prior"] == pytest.approx([0.28] + [0.08] * 9)
     path = export(run_dir, fmt, tmp_path / f"model.{fmt}")
     meta = json.loads(sidecar_path(path).read_text())
     assert meta["class_names"] == rundir.read_json(run_dir / api.DATA_META)["class_names"]
@@ -115,8 +121,9 @@ def test_readme_deploy_snippet_gives_predicts_probabilities(tmp_path):
     assert len(snippet.strip().splitlines()) == 5
     run_dir = longtail.train(tiny_config(tmp_path, name="quickstart", train={"epochs": 1})).run_dir
     assert run_dir == tmp_path / "runs" / "quickstart"
-    image = digit_images(tmp_path / "imgs", 1)[0]
-    (tmp_path / "image.png").write_bytes(image.read_bytes())
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "examples").symlink_to(root / "examples")  # the snippet reads one of the README's example images
+    image = root / "examples" / "digits" / "3.png"
     assert command[0] == "longtail"
     out = subprocess.run([sys.executable, "-m", "longtail.cli", *command[1:]], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -25,6 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
     top_k_accuracy_score,
 )
+from sklearn.preprocessing import label_binarize
 
 from longtail import metrics as M
 from longtail.errors import LongtailError
@@ -75,6 +76,11 @@ def check_against_libraries(z: np.ndarray, y: np.ndarray) -> None:
     assert r["macro_f1"] == pytest.approx(f1)
     assert r["macro_recall"] == pytest.approx(r["balanced_accuracy"])
     assert r["weighted_f1"] == pytest.approx(f1_score(y, pred, labels=labels, average="weighted", zero_division=0))
+    w_prec, w_rec, _, _ = precision_recall_fscore_support(y, pred, labels=labels, average="weighted", zero_division=0)
+    assert r["weighted_precision"] == pytest.approx(w_prec)
+    assert r["weighted_recall"] == pytest.approx(w_rec) and r["weighted_recall"] == pytest.approx(r["accuracy"])
+    binarized = label_binarize(y, classes=labels) if num_classes > 2 else np.eye(2, dtype=int)[y]  # sklearn gives 1 column for 2 classes
+    assert r["micro_auc"] == pytest.approx(roc_auc_score(binarized, p, average="micro"))
     assert r["gmean"] == pytest.approx(geometric_mean_score(y, pred, labels=present, average="multiclass", correction=0.001))
     iba = make_index_balanced_accuracy(alpha=0.1, squared=True)(geometric_mean_score)
     assert r["iba"] == pytest.approx(np.mean(iba(y, pred, labels=present, average=None)))
@@ -163,11 +169,25 @@ def test_two_classes_auc_is_the_binary_auc() -> None:
     assert r["per_class"][0]["auc"] == pytest.approx(binary)
 
 
+def test_weighted_rows_and_micro_auc_by_hand() -> None:
+    # probabilities (0.45, 0.55) for a class-0 sample and (0.4, 0.6) for a class-1 sample: pooled, the
+    # positives 0.45 and 0.6 against the negatives 0.55 and 0.4 win 3 of 4 pairs -> micro AUC 0.75
+    z = np.log(np.array([[0.45, 0.55], [0.4, 0.6]]))
+    r = M.compute(z, np.array([0, 1]))
+    assert r["micro_auc"] == pytest.approx(0.75)
+    # both predicted class 1: precision (0, 1/2) and recall (0, 1), each support 1 -> weighted 0.25 and 0.5
+    assert r["weighted_precision"] == pytest.approx(0.25) and r["weighted_recall"] == pytest.approx(0.5)
+    # 3 samples of class 0 and 1 of class 1, all predicted 0: precision (3/4, 0) weighted by (3, 1) -> 9/16
+    r = M.compute(np.array([[2.0, 0.0]] * 4), np.array([0, 0, 0, 1]))
+    assert r["weighted_precision"] == pytest.approx(9 / 16) and r["weighted_recall"] == pytest.approx(0.75)
+
+
 def test_perfect_predictions() -> None:
     y = np.array([0, 1, 2, 2, 1, 0, 3, 3, 3])
     z = np.eye(4)[y] * 20.0
     r = M.compute(z, y)
-    for key in ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "gmean", "mauc", "macro_auc"):
+    for key in ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
+                "weighted_recall", "weighted_f1", "gmean", "mauc", "macro_auc", "micro_auc"):
         assert r[key] == pytest.approx(1.0), key
     assert r["iba"] == pytest.approx(1.0)  # sen = spe = 1
     confidence = 1 / (1 + 3 * math.exp(-20))

@@ -57,3 +57,40 @@ def test_bad_inputs(tmp_path) -> None:
         write_isic_submission(tmp_path / "d.csv", ["a"], np.array([[3.0, -1.0, 0.0]]), NAMES)
     with pytest.raises(LongtailError, match="unk_mode"):
         write_isic_submission(tmp_path / "d.csv", ["a"], np.ones((1, 3)) / 3, NAMES, add_unk=True, unk_mode="max")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------- challenge CSVs from logits (predict --format)
+def test_isic2019_csv_from_logits_reorders_columns_adds_unk_zero_and_applies_051(tmp_path) -> None:
+    from longtail.submission import write_challenge_csv
+
+    run_names = ["NV", "MEL", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]  # the run's order differs from the challenge's
+    logits = np.array([[3.0, 1.0, 0, 0, 0, 0, 0, 0], [0.2, 0.1, 0, 0, 0, 0, 0, 0]])
+    _, ids, values = read(write_challenge_csv(tmp_path / "s.csv", "isic2019", ["ISIC_1", "ISIC_2"], logits, run_names))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    expected = np.c_[probs[:, [1, 0, 2, 3, 4, 5, 6, 7]], np.zeros(2)]
+    assert probs[1].max() <= 0.5
+    expected[1, expected[1].argmax()] = 0.51  # the 0.51 rule on the second row only
+    np.testing.assert_allclose(values, expected, atol=1e-6)
+    np.testing.assert_allclose(values[0].sum(), 1.0, atol=1e-5)
+
+
+def test_isic2019_csv_sigmoid_unk_is_resoftmaxed(tmp_path) -> None:
+    from longtail.submission import CHALLENGE_CLASSES, write_challenge_csv
+
+    logits = np.array([[2.0, -1, -1, -1, -1, -1, -1, -1], [-3.0, -2, -4, -4, -4, -4, -4, -4]])
+    header, _, values = read(write_challenge_csv(tmp_path / "s.csv", "isic2019", ["a", "b"], logits, list(CHALLENGE_CLASSES["isic2019"]),
+                                                 unk_class="sigmoid", rule_051=False))
+    s = 1 / (1 + np.exp(-logits))
+    nine = np.c_[s, 1 - s.max(1)]
+    np.testing.assert_allclose(values, np.exp(nine) / np.exp(nine).sum(1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(values.sum(1), 1.0, atol=1e-5)
+    assert header[-1] == "UNK" and values[1].argmax() == 8
+
+
+def test_challenge_csv_refuses_other_classes(tmp_path) -> None:
+    from longtail.submission import write_challenge_csv
+
+    with pytest.raises(LongtailError, match="isic2018 submission needs a run trained on exactly the classes"):
+        write_challenge_csv(tmp_path / "s.csv", "isic2018", ["a"], np.zeros((1, 3)), NAMES)
+    with pytest.raises(LongtailError, match="only the isic2019 format"):
+        write_challenge_csv(tmp_path / "s.csv", "isic2018", ["a"], np.zeros((1, 7)), ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"], unk_class="sigmoid")

@@ -59,6 +59,11 @@ LDAM = "kaidic/LDAM-DRW cifar_train.py"
 HML_OPTS = "cartelgouabou/HMLoss cifar_implementation/opts.py"
 HML_TRAINER = "cartelgouabou/HMLoss cifar_implementation/trainer.py"
 HML_README = "cartelgouabou/HMLoss README.md"
+HML_ISIC = "cartelgouabou/HMLoss isic2019_implementation/train_isic.py"
+HML_ISIC_OPTS = "cartelgouabou/HMLoss isic2019_implementation/opts.py"
+HML_ISIC_TRAIN = "cartelgouabou/HMLoss isic2019_implementation/train.py"
+HML_ISIC_DATA = "cartelgouabou/HMLoss isic2019_implementation/data_utils.py"
+HML_ISIC_PRE = "cartelgouabou/HMLoss isic2019_implementation/preprocessing/preprocessImageConstancy.m"
 CDB = "hitachi-rd-cv/CDB-loss CIFAR-LT/cifar_train.py"
 CDB_LOSS = "hitachi-rd-cv/CDB-loss CIFAR-LT/losses/cdb_loss.py"
 EGTEA = "hitachi-rd-cv/CDB-loss EGTEA/EGTEA_train.py"
@@ -79,6 +84,10 @@ MBIT_DEF = "yaopengUSTC/mbit-skin-cancer lib/config/default.py"
 MBIT_OPT = "yaopengUSTC/mbit-skin-cancer lib/utils/utils.py"
 MBIT_TRAIN = "yaopengUSTC/mbit-skin-cancer main/train.py"
 MBIT_DATA = "yaopengUSTC/mbit-skin-cancer lib/dataset/baseset.py"
+MBIT_VALID = "yaopengUSTC/mbit-skin-cancer main/valid.py"
+MBIT_2017 = "yaopengUSTC/mbit-skin-cancer configs/isic_2017.yaml"
+MBIT_2019 = "yaopengUSTC/mbit-skin-cancer configs/isic_2019.yaml"
+MBIT_D7PT = "yaopengUSTC/mbit-skin-cancer configs/derm_7pt.yaml"
 SPBL_CFG = "xpwu95/SPBL_Pytorch spbl/examples/cfg.py"
 SPBL_LOOP = "xpwu95/SPBL_Pytorch spbl/examples/spbl.py"
 SPBL_TRAINER = "xpwu95/SPBL_Pytorch spbl/reid/trainers.py (open-reid)"
@@ -174,6 +183,53 @@ HML1_CIFAR: Row = {
     **staged("stages.1.", HML_OPTIM),
     **HML1_STAGE1,
     **HML1_STAGE2,
+}
+
+# ------------------------------------------------------- HMLoss ISIC 2019 melanoma vs nevi
+HML_ISIC_STAGE: Row = {
+    "optimizer.name": Orig("adam", f"{HML_ISIC}: optim.Adam(model.parameters(), lr=1e-3)"),
+    "optimizer.lr": Orig(0.001, f"{HML_ISIC_OPTS}: --max_lr 0.001 (CyclicLR max_lr)"),
+    "optimizer.weight_decay": Orig(0.0, f"{HML_ISIC}: Adam without weight_decay (--wd is parsed, never used)"),
+    "optimizer.betas": Orig([0.9, 0.999], f"{HML_ISIC}: Adam default betas"),
+    "schedule.name": Orig("cyclic", f"{HML_ISIC}: CyclicLR(mode='triangular2'), scheduler.step() once per epoch"),
+    "schedule.base_lr": Orig(1e-5, f"{HML_ISIC}: base_lr=args.max_lr/100"),
+    "schedule.cycle_epochs": Orig(2000, f"{HML_ISIC}: CyclicLR step_size_up default 2000, stepped per epoch"),
+    "schedule.warmup_epochs": Orig(0, f"{HML_ISIC}: no warm-up"),
+    "trainable_fraction": Orig(0.32, f"{HML_ISIC_OPTS}: --ratio_finetune 32 (first 68% of parameter tensors frozen)"),
+    "sampler.name": Orig("instance", f"{HML_ISIC}: DataLoader(shuffle=True)"),
+    "class_weights.name": Orig("uniform", f"{HML_ISIC_OPTS}: --weighting_type None"),
+}
+HML_ISIC_MEL_NV: Row = {
+    "data.classes.keep": Orig(["NV", "MEL"], f"{HML_ISIC}: plot_labels ['nv', 'mel'] (NEV -> BEN 0, MEL -> MAL 1 in {HML_ISIC_DATA.split()[1]})"),
+    "data.split.val": Orig(0.1, f"{HML_ISIC_DATA}: 80/10/10 split per class"),
+    "data.split.test": Orig(0.1, f"{HML_ISIC_DATA}: 80/10/10 split per class"),
+    "data.preprocess": Orig([{"name": "center_square_crop"}, {"name": "gray_world", "grid": 1}],
+                            f"{HML_ISIC_PRE}: cropCenterISIC19, colorConstancy 'gray world seg' s=2 (raw 4 x 4 cell means = gray world)"),
+    "data.image_size": Orig(300, f"{HML_ISIC}: input_size = 300, Resize((300, 300))"),
+    "data.train_transforms": Orig([{"name": "hflip", "p": 0.5}, {"name": "vflip", "p": 0.5}, {"name": "random_rotation", "degrees": 20},
+                                   {"name": "color_jitter", "brightness": 0.1, "contrast": 0.1, "hue": 0.1}],
+                                  f"{HML_ISIC}: train_transform RandomHorizontalFlip, RandomVerticalFlip, RandomRotation(20), ColorJitter(0.1, 0.1, hue=0.1)"),
+    "data.normalize": Orig({"mean": [0.59451115, 0.59429777, 0.59418184], "std": [0.14208533, 0.18548788, 0.20363748]},
+                           f"{HML_ISIC}: transforms.Normalize"),
+    "data.batch_size": Orig(128, f"{HML_ISIC_OPTS}: -b 128"),
+    "data.eval_batch_size": Orig(64, f"{HML_ISIC}: val/test DataLoader batch_size=args.batch_size//2"),
+    "data.drop_last": Orig(False, f"{HML_ISIC}: DataLoader(shuffle=True), drop_last unset"),
+    "model.name": Orig("torchvision", f"{HML_ISIC}: torchvision models.efficientnet_b3"),
+    "model.arch": Orig("efficientnet_b3", f"{HML_ISIC}: models.efficientnet_b3(pretrained=True)"),
+    "model.pretrained": Orig(True, f"{HML_ISIC}: pretrained=True"),
+    "model.head": Orig("linear", f"{HML_ISIC}: classifier[1] = nn.Linear(1536, 2)"),
+    "stages.0.epochs": Orig(49, f"{HML_ISIC_TRAIN}: CE while epoch < start_hm_epoch 50 (1-based epochs 1-49)"),
+    "stages.0.loss.name": Orig("ce", f"{HML_ISIC}: nn.CrossEntropyLoss(weight=None) before start_hm_epoch"),
+    "stages.1.epochs": Orig(51, f"{HML_ISIC_OPTS}: --num_epochs 100, HML for epochs 50-100"),
+    "stages.1.loss.name": Orig("hml", f"{HML_ISIC}: SoftmaxHardMiningLoss from start_hm_epoch"),
+    "stages.1.loss.delta": Orig(10000, f"{HML_ISIC_OPTS}: --delta 10000"),
+    "stages.1.schedule.epoch_offset": Orig(49, f"{HML_ISIC}: one CyclicLR over all epochs"),
+    **staged("stages.0.", HML_ISIC_STAGE),
+    **staged("stages.1.", HML_ISIC_STAGE),
+    "train.select_from": Orig("all", f"{HML_ISIC}: best_val_bacc over every epoch"),
+    "train.select_metric": Orig("balanced_accuracy", f"{HML_ISIC}: val_bacc = balanced_accuracy_score"),
+    "train.val_every": Orig(1, f"{HML_ISIC}: backup() on validation after every epoch"),
+    "train.early_stopping": Orig({"patience": 15, "min_delta": 0.0}, f"{HML_ISIC_OPTS}: --delay 15 epochs without a better val_bacc"),
 }
 
 # ------------------------------------------------------------------------ CDB-CE (CIFAR)
@@ -341,6 +397,57 @@ MBIT_ISIC: Row = {
     "eval.tta.scheme": Orig("average", f"{MBIT_CFG}: MULTI_CROP.SCHEME average"),
 }
 
+
+
+def mbit_own_config(cfg: str, backbone: str, arch: str, gpu_batch: int, base_lr: float, reduction: str, scheduler: Row) -> Row:
+    """MBIT's protocol as one of its dataset configs sets it (2017, 2019, Derm7pt: seeds.md 2.8)."""
+    return {
+        **{k: v for k, v in MBIT_ISIC.items() if not k.startswith("class_weights.")},
+        **scheduler,
+        "model.name": Orig("torchvision", f"{cfg}: BACKBONE {backbone}"),
+        "model.arch": Orig(arch, f"{cfg}: BACKBONE {backbone}"),
+        "model.dropout": Orig(0.1, f"{cfg}: DROP.OUT_PROB 0.1"),
+        "model.drop_block_prob": Orig(0.1, f"{cfg}: DROP.BLOCK_PROB 0.1"),
+        "data.batch_size": Orig(2 * gpu_batch, f"{cfg}: BATCH_SIZE {gpu_batch} per GPU x GPUS [0, 1]"),
+        "optimizer.lr": Orig(2 * base_lr, f"{MBIT_OPT}: BASE_LR {base_lr:g} ({cfg}) x len(GPUS) 2"),
+        "loss.reduction": Orig(reduction, f"{cfg}: MWNL.SIGMOID {reduction}"),
+        "train.epochs": Orig(70, f"{cfg}: MAX_EPOCH 70"),
+        "data.train_transforms": Orig(
+            [{"name": "modified_randaugment", "policy": "v1_1", "prob": 0.7, "magnitude": 10},
+             {"name": "random_crop_in_rate", "size": 224, "l_region": 1.0, "s_region": 1.0}],
+            f"{MBIT_DATA}: data_augment_train, modified RandAugment (v1_1, P 0.7, M 10) then RandomCropInRate(224, (L_REGION 1.0, S_REGION 1.0)) ({cfg})",
+        ),
+        "eval.tta.crops": Orig(16, f"{cfg}: MULTI_CROP.CROP_NUM 16"),
+        "eval.tta.crop_size": Orig(224, f"{cfg}: INPUT_SIZE (224, 224)"),
+    }
+
+
+def mbit_re_weight(cfg: str, power: float) -> Row:
+    return {
+        "class_weights.name": Orig("inverse_frequency", f"{cfg}: SCHEDULER re_weight ((1/n_c)^power, normalised to sum C)"),
+        "class_weights.power": Orig(power, f"{cfg}: WEIGHT_POWER {power}"),
+    }
+
+
+MBIT_ISIC2017: Row = {
+    **mbit_own_config(MBIT_2017, "RegNetY_1.6GF_DropBlock", "regnet_y_1_6gf", 64, 1e-4, "normal", mbit_re_weight(MBIT_2017, 1.1)),
+    "eval.protocol": Orig("isic2017", f"{MBIT_VALID}: DATASET isic_2017 reports acc, bacc, AUC and precision over MEL and SK"),
+}
+MBIT_ISIC2019: Row = {
+    **mbit_own_config(MBIT_2019, "RegNetY_8.0GF_DropBlock", "regnet_y_8gf", 32, 2e-4, "enlarge", {
+        "class_weights.name": Orig("cls", f"{MBIT_2019}: SCHEDULER cls"),
+        "class_weights.power": Orig(1.2, f"{MBIT_2019}: WEIGHT_POWER 1.2"),
+        "class_weights.start_epoch": Orig(20, f"{MBIT_2019}: CLS_EPOCH_MIN 20"),
+        "class_weights.end_epoch": Orig(60, f"{MBIT_2019}: CLS_EPOCH_MAX 60"),
+    }),
+    "eval.unk_class": Orig("none", f"{MBIT_2019}: VALID_ADD_ONE_CLASS False (softmax scores, UNK 0 in the test CSV)"),
+    "data.image_size": Orig(450, "yaopengUSTC/mbit-skin-cancer tools/resize_image_ISIC_2019.py: square images resized to 450"),
+}
+MBIT_DERM7PT: Row = {
+    **mbit_own_config(MBIT_D7PT, "RegNetY_800MF_DropBlock", "regnet_y_800mf", 64, 2e-4, "normal", mbit_re_weight(MBIT_D7PT, 1.0)),
+    "data.preprocess": Orig([{"name": "border_crop", "pixels": 25}], f"{MBIT_D7PT}: BORDER_CROP pixel, BORDER_CROP_PIXEL 25"),
+}
+
 # ------------------------------------------------------------ SPBL (SD-198 list files)
 SPBL_CNN: Row = {
     "train.epochs": Orig(50, f"{SPBL_CFG}: epochs 50"),
@@ -440,6 +547,63 @@ def method_at_budget(protocol: Row, method: Row) -> Row:
     return without({**protocol, **method}, *data_bound)
 
 
+# --------------------------------------------- ImageNet-LT / iNaturalist 2018 (classifier-balancing)
+CLS_FEAT = "facebookresearch/classifier-balancing config/ImageNet_LT/feat_uniform.yaml"
+CLS_UTILS = "facebookresearch/classifier-balancing utils.py"
+CLS_README = "facebookresearch/classifier-balancing README.md"
+CDB_IN = "hitachi-rd-cv/CDB-loss ImageNet-LT/config/ImageNet_LT/feat_uniform_with_CDBloss.yaml"
+CDB_IN_DATA = "hitachi-rd-cv/CDB-loss ImageNet-LT/data/dataloader.py"
+IMAGENET_LT_REWRITE = [["^train/", "ILSVRC2012_img_train/"], ["^val/[^/]+/", "ILSVRC2012_img_val/"]]
+
+CLS_BAL_PROTOCOL: Row = {
+    "train.epochs": Orig(90, f"{CLS_FEAT}: num_epochs 90"),
+    "data.batch_size": Orig(512, f"{CLS_FEAT}: batch_size 512"),
+    "data.drop_last": Orig(False, f"{CLS_FEAT}: DataLoader without drop_last"),
+    "sampler.name": Orig("instance", f"{CLS_FEAT}: sampler null (shuffled instance sampling)"),
+    "loss.name": Orig("ce", f"{CLS_FEAT}: SoftmaxLoss"),
+    "optimizer.name": Orig("sgd", f"{CLS_FEAT}: optim_params SGD"),
+    "optimizer.lr": Orig(0.2, f"{CLS_FEAT}: lr 0.2 (feature and classifier)"),
+    "optimizer.momentum": Orig(0.9, f"{CLS_FEAT}: momentum 0.9"),
+    "optimizer.weight_decay": Orig(5e-4, f"{CLS_FEAT}: weight_decay 0.0005"),
+    "optimizer.no_decay": Orig([], f"{CLS_FEAT}: one weight decay for every parameter"),
+    "schedule.name": Orig("cosine", f"{CLS_FEAT}: coslr true"),
+    "schedule.min_lr": Orig(0.0, f"{CLS_FEAT}: endlr 0.0"),
+    "schedule.warmup_epochs": Orig(0, f"{CLS_FEAT}: no warm-up"),
+    "data.normalize": Orig("imagenet", f"{CLS_FEAT}: ImageNet mean/std in the data transforms"),
+    "eval.shot_thresholds": Orig([100, 20], f"{CLS_UTILS}: shot_acc many_shot_thr=100, low_shot_thr=20"),
+}
+IMAGENET_LT_DATA: Row = {
+    "data.source.name": Orig("list_file", f"{CDB_IN_DATA}: ImageNet_LT_{{train,val,test}}.txt '<path> <label>' lines"),
+    "data.source.num_classes": Orig(1000, f"{CDB_IN_DATA}: 1000 classes"),
+    "data.source.rewrite": Orig(IMAGENET_LT_REWRITE, f"{CDB_IN_DATA}: train/ -> ILSVRC2012_img_train/, val/<wnid>/<f> -> ILSVRC2012_img_val/<f>"),
+    "model.name": Orig("resnet10", f"{CDB_IN}: ResNet10Feature (512-d) + DotProductClassifier"),
+}
+IMAGENET_LT_RESNET10: Row = {**CLS_BAL_PROTOCOL, **IMAGENET_LT_DATA}
+CLS_LWS = "facebookresearch/classifier-balancing config/ImageNet_LT/cls_lws.yaml"
+LWS_STAGE: Row = {
+    **{k: Orig(v.value, v.source.replace(CRT, CLS_LWS)) for k, v in CRT_STAGE.items() if k != "stages.1.reinit_head"},
+    "stages.1.epochs": Orig(5, f"{CLS_LWS}: num_epochs 5"),
+    "stages.1.head": Orig("lws", f"{CLS_LWS}: TauNormClassifier with a learnable scale per class on the stage-1 classifier"),
+    "stages.1.reinit_head": Orig(False, f"{CLS_LWS}: model_dir, the stage-1 model is the starting point"),
+}
+RESNEXT50: Row = {"model.name": Orig("torchvision", f"{CLS_FEAT}: feat_model ./models/ResNext50Feature.py"),
+                  "model.arch": Orig("resnext50_32x4d", f"{CLS_FEAT}: backbone resnext50 (ResNeXt-50 32x4d)")}
+
+CLS_INAT = "facebookresearch/classifier-balancing config/iNaturalist18/feat_unifrom.yaml"  # (sic)
+CLS_INAT_CRT = "facebookresearch/classifier-balancing config/iNaturalist18/cls_crt.yaml"
+INAT2018_RESNET50: Row = {
+    **{k: Orig(v.value, v.source.replace(CLS_FEAT, CLS_INAT)) for k, v in CLS_BAL_PROTOCOL.items()},
+    "optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT}: weight_decay 0.0001"),
+    "data.source.name": Orig("inat_json", f"{CLS_INAT}: the iNaturalist 2018 images and labels (official JSON)"),
+    "model.name": Orig("torchvision", f"{CLS_INAT}: ResNet-50"),
+    "model.arch": Orig("resnet50", f"{CLS_INAT}: ResNet-50"),
+}
+
+def decoupled(row: Row, stage: Row) -> Row:
+    """A 90-epoch representation (stage 0) and a classifier stage (stage 1) of classifier-balancing."""
+    return {**without(row, "train.epochs"), "stages.0.epochs": Orig(90, f"{CLS_FEAT}: num_epochs 90 (the representation)"), **stage}
+
+
 PROTOCOLS: dict[str, Row] = {
     # ---- CIFAR-10/100-LT: the originals' own protocols
     "cifar10_lt/ce.yaml": cifar_ldam({}),
@@ -462,6 +626,10 @@ PROTOCOLS: dict[str, Row] = {
     "egtea/cdb_ce.yaml": {**EGTEA_PROTOCOL, **EGTEA_CDB_METHOD},
     # ---- ISIC 2018, MedMNIST, SD-198: the originals' own protocols
     "isic2018/mbit.yaml": MBIT_ISIC,
+    "isic2017/mbit.yaml": MBIT_ISIC2017,
+    "isic2019/mbit.yaml": MBIT_ISIC2019,
+    "derm7pt/mbit.yaml": MBIT_DERM7PT,
+    "isic2019/hml_mel_nv.yaml": HML_ISIC_MEL_NV,
     "medmnist/ce.yaml": MEDMNIST_PROTOCOL,
     "sd198/ce.yaml": {**SPBL_CNN, **SPBL_SD198_DATA},
     "sd198/spbl.yaml": {**SPBL_CNN, **SPBL_SD198_DATA, **SPBL_PACES},
@@ -472,6 +640,8 @@ PROTOCOLS: dict[str, Row] = {
     "ham10000/logit_adjust.yaml": POSTHOC_LA,
     "ham10000/cdb_ce.yaml": method_at_budget(without(CDB_CIFAR, "data.long_tail.recipe", "data.long_tail.val_per_class"), {}),
     "ham10000/hml1.yaml": method_at_budget(HML1_CIFAR, {}),
+    # the ISIC study's class names are ISIC 2019's (NV, MEL): HAM10000 has its own (nv, mel)
+    "ham10000/hml_mel_nv.yaml": without(method_at_budget(HML_ISIC_MEL_NV, {}), "data.classes.keep"),
     "ham10000/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "ham10000/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
     "ham10000/spbl.yaml": method_at_budget({**SPBL_CNN, **SPBL_PACES}, {}),
@@ -491,6 +661,11 @@ PROTOCOLS: dict[str, Row] = {
         "stages.1.epochs": MBIT_METHOD["train.epochs"],
         "data.train_transforms": MBIT_METHOD["data.train_transforms"],
     },
+    # MedMNIST's protocol at the HAM10000 fine-tuning budget (base: ham10000/ce_pretrained.yaml, staged)
+    "medmnist/ce_pretrained.yaml": {
+        **method_at_budget(without(MEDMNIST_PROTOCOL, "train.epochs"), {}),
+        "stages.1.epochs": MEDMNIST_PROTOCOL["train.epochs"],
+    },
     # ---- methods at MedMNIST's budget (base: medmnist/ce.yaml)
     "medmnist/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
     "medmnist/balanced_softmax.yaml": BALANCED_SOFTMAX,
@@ -498,6 +673,29 @@ PROTOCOLS: dict[str, Row] = {
     "medmnist/logit_adjust.yaml": POSTHOC_LA,
     "medmnist/crt.yaml": {**method_at_budget(without(LDAM_PROTOCOL, "train.epochs"), CE_LOSS), **CRT_STAGE},
     "medmnist/mbit.yaml": {**method_at_budget(MBIT_METHOD, {}), "data.train_transforms": MBIT_METHOD["data.train_transforms"]},
+    # ---- ImageNet-LT: the classifier-balancing protocol (ResNet-10, ResNeXt-50) and CDB-CE's
+    "imagenet_lt/ce_resnet10.yaml": IMAGENET_LT_RESNET10,
+    "imagenet_lt/crt_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, CRT_STAGE),
+    "imagenet_lt/lws_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, LWS_STAGE),
+    "imagenet_lt/tau_norm_resnet10.yaml": {**IMAGENET_LT_RESNET10, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    "imagenet_lt/cdb_ce_resnet10.yaml": {
+        **IMAGENET_LT_RESNET10,
+        "optimizer.weight_decay": Orig(2e-4, f"{CDB_IN}: weight_decay 0.0002"),
+        "loss.name": Orig("cdb_ce", f"{CDB_IN}: CDBSoftmaxLoss"),
+        "loss.tau": Orig(1.0, f"{CDB_IN}: tau 1"),
+        "train.val_every": Orig(1, f"{CDB_IN}: the criterion is rebuilt after every epoch's validation"),
+    },
+    "imagenet_lt/ce_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50},
+    "imagenet_lt/crt_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, CRT_STAGE), **RESNEXT50},
+    "imagenet_lt/lws_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, LWS_STAGE), **RESNEXT50},
+    "imagenet_lt/tau_norm_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    # ---- iNaturalist 2018: the classifier-balancing protocol (ResNet-50)
+    "inat2018/ce_resnet50.yaml": INAT2018_RESNET50,
+    "inat2018/crt_resnet50.yaml": decoupled(INAT2018_RESNET50, {
+        **{k: Orig(v.value, v.source.replace(CRT, CLS_INAT_CRT)) for k, v in CRT_STAGE.items()},
+        "stages.1.epochs": Orig(30, f"{CLS_INAT_CRT}: num_epochs 30"),
+        "stages.1.optimizer.weight_decay": Orig(1e-4, f"{CLS_INAT_CRT}: weight_decay 0.0001"),
+    }),
     # ---- one loss, no protocol (user templates)
     "quickstart.yaml": BALANCED_SOFTMAX,
     "finetune_pretrained.yaml": BALANCED_SOFTMAX,

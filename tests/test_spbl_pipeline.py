@@ -157,7 +157,7 @@ def test_sd198_list_files_train_one_pace(tmp_path):
     cfg = yaml.safe_load(Path("configs/sd198/spbl.yaml").read_text()) if Path("configs/sd198/spbl.yaml").is_file() else None
     assert cfg is not None, "configs/sd198/spbl.yaml is the recipe this fixture mirrors"
     overrides = [
-        f"data.source.train={root / 'train.txt'}", f"data.source.test={root / 'val.txt'}", f"data.source.image_root={root / 'images'}",
+        f"data.source.train={root / 'train.txt'}", f"data.source.test={root / 'val.txt'}", f"data.source.root={root / 'images'}",
         "data.source.num_classes=3", "data.image_size=16", "model={name: small_cnn}", "data.batch_size=8", "optimizer.lr_mult={}",
         "data.train_transforms=[]", "data.eval_transforms=[]", "data.normalize=dataset", "train.epochs=1", "spbl.add_ratios=[]",
         f"output_dir={tmp_path / 'runs'}", "train.progress=false", "train.tensorboard=false", "schedule.milestones=[]", "data.split.val=0.25",

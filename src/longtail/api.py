@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import rundir
+from . import distributed, rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
 from .interrupt import Interrupted
@@ -53,13 +55,75 @@ def train(
     overwrite: bool = False,
     resume: str | Path | None = None,
     stop_after: int | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a run; evaluate the best checkpoint on test once at the end.
 
     ``resume`` is a run directory: its saved config is used (``overrides`` may extend it, e.g.
     ``train.epochs=8``) and training continues from ``checkpoints/last.pt``. ``stop_after`` ends this
     call after that many epochs in total, leaving a resumable run (time-sliced training).
+    ``on_epoch`` is called with an :class:`longtail.engine.EpochReport` after every finished epoch.
+
+    ``train.devices=N`` (N > 1) runs N data-parallel processes on this machine through torch's
+    elastic agent and returns rank 0's result; under ``torchrun`` each launched process calls this
+    and joins the process group (see ``docs/scaling.md``).
     """
+    if on_epoch is not None:
+        from .engine import epoch_listener
+
+        with epoch_listener(on_epoch):
+            return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
+    if not distributed.launched():
+        processes = _requested_processes(config, overrides, resume)
+        if processes > 1:
+            return distributed.launch(processes, _launched_train, config, overrides, overwrite, resume, stop_after)
+    with distributed.session(_requested_device(config, overrides, resume)):
+        if not distributed.is_main():
+            return _follow(stop_after, time.perf_counter())
+        with distributed.leading():
+            return _train_main(config, overrides, overwrite, resume, stop_after)
+
+
+def _launched_train(config: Any, overrides: list[str] | None, overwrite: bool, resume: str | Path | None, stop_after: int | None) -> TrainResult:
+    """The entry point of each process that ``train.devices=N`` starts."""
+    return train(config, overrides, overwrite=overwrite, resume=resume, stop_after=stop_after)
+
+
+def _requested_config(config: Any, overrides: list[str] | None, resume: str | Path | None) -> Config | None:
+    """The config a call will run, read early for ``train.devices`` / ``train.device`` (None when it cannot
+    be read yet: the normal path then raises its own one-line error)."""
+    try:
+        if resume is not None:
+            path = Path(resume) / rundir.CONFIG
+            return load_config(path, overrides) if path.is_file() else None
+        return None if config is None else _as_config(config, overrides)
+    except LongtailError:
+        return None
+
+
+def _requested_processes(config: Any, overrides: list[str] | None, resume: str | Path | None) -> int:
+    cfg = _requested_config(config, overrides, resume)
+    return 1 if cfg is None else cfg.train.devices
+
+
+def _requested_device(config: Any, overrides: list[str] | None, resume: str | Path | None) -> str:
+    if not distributed.launched():
+        return "auto"
+    cfg = _requested_config(config, overrides, resume)
+    return "auto" if cfg is None else cfg.train.device
+
+
+def _follow(stop_after: int | None, started: float) -> TrainResult:
+    """A rank other than 0: train what rank 0 decided (folder, config, checkpoint, splits), writing nothing."""
+    plan = distributed.receive_plan()
+    if plan is None:  # rank 0 had nothing to train (a finished run) or stopped before training
+        return TrainResult(Path("."), None, finished=False)
+    work, cfg, resume_state, splits = plan
+    return _train_planned(work, cfg, resume_state, splits, stop_after, started)
+
+
+def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resume: str | Path | None, stop_after: int | None) -> TrainResult:
+    """Rank 0 (or the only process): claim or resume the run directory and train in it."""
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
@@ -161,7 +225,7 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     total = sum(s.epochs for s in cfg.resolved_stages())
     done = int(state["progress"]["global_epoch"])
     finished = (run_dir / rundir.RESULTS).is_file()
-    if finished and done >= total:
+    if finished and (done >= total or state["progress"].get("stopped_epoch") is not None):
         log.info("run '%s' is already complete (%d/%d epochs); nothing changed. Evaluate it with `longtail eval %s`", run_dir, done, total, run_dir)
         return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
     rundir.clean_temp_files(run_dir)
@@ -202,7 +266,18 @@ def _resume_spbl(run_dir: Path, overrides: list[str] | None, stop_after: int | N
 def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
     """Build data and model, then train in the folder ``work`` (the run directory or its staging copy).
 
-    ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``)."""
+    ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``). Under DDP
+    this runs on rank 0, which sends the other ranks what to train."""
+    if cfg.spbl is not None and distributed.active():
+        raise LongtailError("SPBL runs in one process (its paces fit a feature SVM between CNN runs); set train.devices=1 and start it without torchrun")
+    splits = _saved_splits(work, cfg)
+    distributed.send_plan((work, cfg, resume_state, splits))
+    return _train_planned(work, cfg, resume_state, splits, stop_after, started, resuming)
+
+
+def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None, splits: dict[str, Any] | None,
+                   stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
+    """Every rank: build data and model and train; only rank 0 writes into ``work``."""
     from .engine import Trainer, seed_everything, select_device
     from .interrupt import stop_on_signals
     from .models import build_model, weights_record
@@ -213,33 +288,45 @@ def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed, cfg.train.deterministic)
 
-    splits = _saved_splits(work, cfg)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 decodes into the tensor cache first; the other ranks then load it
     bundle, spec = _build_data(cfg, splits)
+    if distributed.is_main():
+        distributed.barrier()
+    check_eval_classes(cfg, list(bundle.class_names))
     if resume_state is not None:
         _check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
-    (work / rundir.CONFIG).write_text(dump(cfg))
-    rundir.write_json(work / rundir.ENVIRONMENT, rundir.environment(cfg.seed, weights=weights))
-    rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
-    rundir.write_json(work / DATA_META, _data_meta(bundle, cfg, spec))
+    if distributed.is_main():
+        (work / rundir.CONFIG).write_text(dump(cfg))
+        environment = rundir.environment(cfg.seed, weights=weights)
+        environment["processes"] = distributed.describe()
+        rundir.write_json(work / rundir.ENVIRONMENT, environment)
+        rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
+        rundir.write_json(work / DATA_META, _data_meta(bundle, cfg, spec))
 
-    device = select_device(cfg.train.device)
+    device = distributed.device_for(select_device(cfg.train.device))
     if cfg.spbl is not None:
         with stop_on_signals():
             return _train_spbl(cfg, work, bundle, device, resuming, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
     check_item_kind(model, bundle, cfg.model.name)
     trainer = Trainer(cfg, work, bundle, model, device)
-    if resume_state is not None:
+    if resume_state is not None and distributed.is_main():
         rundir.truncate_metrics(work, resume_state["progress"]["global_epoch"])
-    with stop_on_signals():
+    # under DDP a signal ends the processes (the agent stops them all): they resume from the last
+    # epoch's last.pt, since a stop inside an epoch would need every rank to stop at the same batch
+    with stop_on_signals() if not distributed.active() else contextlib.nullcontext():
         trainer.fit(resume_state, stop_after=stop_after)
     total_epochs = sum(s.epochs for s in trainer.stages)
-    if trainer.progress.global_epoch < total_epochs:
+    if trainer.progress.global_epoch < total_epochs and trainer.progress.stopped_epoch is None:
         log.info("stopped after %d/%d epochs; continue with %s", trainer.progress.global_epoch, total_epochs, option("resume_command", work))
         return TrainResult(work, None, finished=False)
     progress = trainer.progress
     record = {"best_epoch": progress.best_epoch, "best_val_score": progress.best_score, "epochs": progress.global_epoch}
+    if cfg.train.early_stopping is not None:
+        # the epoch whose validation ended the run (None: the run used its whole budget)
+        record["stopped_epoch"] = progress.stopped_epoch
     results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
     return TrainResult(work, results, finished=True)
 
@@ -331,6 +418,10 @@ def _data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
         "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
         # a clip run: predict reads clip folders, this many frames each (segment middles)
         "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
+        # data.classes: each class of the run -> the source classes it was made of (None: the source's own)
+        "class_map": bundle.class_map,
+        # which data path each split used: memory, mmap (memory-mapped cache) or stream (decode per image)
+        "storage": bundle.storage(),
     }
 
 
@@ -349,32 +440,35 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     goes into results.json as is.
     """
     from .engine import predict_dataset
-    from .metrics import compute
+    from .gallery import save_errors
+    from .scoring import split_metrics
 
+    distributed.barrier()  # rank 0 has written best.pt before any rank reads it
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
     tta = _tta(cfg)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
-              majority_threshold=cfg.eval.majority_threshold)
     outputs = {}
     for split in ("val", "test"):
         dataset = getattr(bundle, split)
         if dataset is None:
             continue
         out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
-        rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+        if distributed.is_main():
+            rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
         outputs[split] = out
     posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
-    rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
+    if distributed.is_main():
+        rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
     results: dict[str, Any] = {
         "name": cfg.name,
         "class_names": list(bundle.class_names),
+        **({"class_map": bundle.class_map} if bundle.class_map is not None else {}),
         "train_counts": [int(c) for c in counts],
         "select_metric": cfg.train.select_metric,
         **record,
         "train_seconds": round(train_seconds, 1),
         "test_evaluated_once": True,
-        "val": compute(outputs["val"].logits, outputs["val"].targets, **kw),
+        "val": split_metrics(outputs["val"].logits, outputs["val"].targets, counts, bundle.class_names, cfg.eval),
         "posthoc": posthoc,
     }
     if "test" in outputs and (outputs["test"].targets < 0).all():
@@ -382,10 +476,19 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
     elif "test" in outputs:
         test = outputs["test"]
-        results["test"] = compute(test.logits, test.targets, **kw)
+        results["test"] = split_metrics(test.logits, test.targets, counts, bundle.class_names, cfg.eval)
         if posthoc:
             adjusted = apply_posthoc_to(model, test, posthoc, counts)
-            results["test_posthoc"] = compute(adjusted, test.targets, **kw)
+            results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
+    if not distributed.is_main():  # the same results on every rank; rank 0 writes them
+        return results
+    if "test" in results:
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
+    try:
+        results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
+    except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
+        log.warning("the decision tables (operating points, target prior) were skipped: %s", e)
+        results["decision"] = {"note": str(e)}
     rundir.write_json(run_dir / rundir.RESULTS, results)
     try:
         from .report import write_report
@@ -394,6 +497,28 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     except Exception as e:  # a report failure must never lose a finished run
         log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
     return results
+
+
+def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """results.json's ``decision`` block: AUC/AP per class, operating points, metrics under eval.target_prior."""
+    from .decision import summarise
+
+    val, test = outputs["val"], outputs.get("test")
+    adjusted, label = None, None
+    if posthoc and cfg.eval.target_prior is not None and test is not None:
+        adjusted = apply_posthoc_to(model, test, posthoc, counts)
+        toward = posthoc.get("logit_adjust", {}).get("target_prior") is not None
+        label = "target prior, logit-adjusted toward it" if toward else "target prior, after the post-hoc correction"
+    return summarise(val.logits, val.targets, test.logits if test is not None else None, test.targets if test is not None else None,
+                     bundle.class_names, cfg.eval.positive, cfg.eval.target_prior, adjusted, label)
+
+
+def check_eval_classes(cfg: Config, class_names: list[str]) -> None:
+    """eval.positive names classes and eval.target_prior has one frequency per class: checked before training."""
+    from .decision import check_target_prior, positive_indices
+
+    positive_indices(cfg.eval.positive, class_names)
+    check_target_prior(cfg.eval.target_prior, class_names)
 
 
 def _head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -417,6 +542,7 @@ def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dic
         logit_adjustment=cfg.posthoc.logit_adjust, tau_norm=cfg.posthoc.tau_norm,
         grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
         val_features=val.features, head_weight=w, head_bias=b,
+        target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
     )
 
 
@@ -487,7 +613,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     checkpoint_path = checkpoint_file(checkpoint)
     from .data import build_pipeline
     from .engine import predict_dataset, select_device
-    from .metrics import compute
+    from .scoring import split_metrics
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -502,12 +628,10 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, _tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
     rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
-    kw = dict(train_counts=counts, class_names=bundle.class_names, shot_thresholds=cfg.eval.shot_thresholds,
-              majority_threshold=cfg.eval.majority_threshold)
-    result = compute(out.logits, out.targets, **kw)
+    result = split_metrics(out.logits, out.targets, counts, bundle.class_names, cfg.eval)
     posthoc = _read_posthoc(run_dir) if checkpoint == "best" else {}
     if posthoc:
-        result["posthoc"] = compute(apply_posthoc_to(model, out, posthoc, counts), out.targets, **kw)
+        result["posthoc"] = split_metrics(apply_posthoc_to(model, out, posthoc, counts), out.targets, counts, bundle.class_names, cfg.eval)
     return result
 
 
@@ -571,7 +695,8 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
 
 @torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
-            overrides: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+            overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
+            rule_051: bool = True) -> list[dict[str, Any]]:
     """Predicted label, its probability, the ``top_k`` labels and every class's probability, for image
     files or folders, with the run's best model and post-hoc setting.
 
@@ -582,6 +707,10 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     matches training exactly (same pre-processing and size). ``warning`` says when an input's
     channels or size are far from the training data's (also logged once). For a clip run the inputs
     are clip folders (or folders holding them), read as evaluation reads clips.
+
+    ``submission`` (``'isic2018'`` or ``'isic2019'``) writes ``out`` as that ISIC challenge's
+    submission CSV instead (bare image ids, the challenge's columns, UNK for 2019 as
+    ``eval.unk_class`` says, the 0.51 rule unless ``rule_051=False``; see :mod:`longtail.submission`).
     """
     from . import prediction
     from .data import build_pipeline
@@ -602,7 +731,14 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     tta = _tta(cfg)
     load, files = _prediction_inputs(images, cfg, meta)
     clips = bool(meta.get("frames_per_clip"))
+    if submission is not None:
+        from .submission import check_challenge
+
+        if out is None:
+            raise LongtailError("a submission needs an output file; pass out= (--out on the command line)")
+        check_challenge(submission, class_names, cfg.eval.unk_class)  # refuse a run of other classes before any work
     rows: list[dict[str, Any]] = []
+    all_logits: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
@@ -618,6 +754,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
 
             w, b = _head_params(model)
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
+        all_logits.append(logits_np)
         probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
         for f, p in zip(chunk, probs):
             warning = "" if clips else prediction.input_warning(f, meta)
@@ -626,6 +763,11 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     if flagged:
         log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
                     len(flagged), len(rows), flagged[0]["image"], flagged[0][prediction.WARNING])
-    if out is not None:
+    if submission is not None:
+        from .submission import write_challenge_csv
+
+        ids = [Path(f).stem for f in files]
+        write_challenge_csv(out, submission, ids, np.concatenate(all_logits), class_names, cfg.eval.unk_class, rule_051)  # type: ignore[arg-type]
+    elif out is not None:
         prediction.write_csv(rows, out, header)
     return rows

@@ -7,6 +7,7 @@ A grid is a YAML file::
     results: benchmarks/results/ham10000.csv  # one row per finished cell
     seeds: [0, 1, 2]
     overrides: [train.epochs=12]              # applied to every cell (the shared budget)
+    extra_metrics: [weighted_precision, micro_auc]  # optional columns (any summary metric, or stopped_epoch)
     datasets: {ham64: []}                     # optional: name -> extra overrides
     methods:
       ce: {config: configs/ham10000/ce.yaml}
@@ -22,20 +23,24 @@ import argparse
 import csv
 import html
 import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import rundir
 from .errors import ConfigError, LongtailError
+from .grid_progress import Cell, GridProgress
 
 COLUMNS = [
     "dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece",
     "val_balanced_accuracy", "train_seconds", "epochs", "best_epoch", "run_dir",
 ]
+#: where and how a row was made (from the run's environment.json), kept in the CSV so that a table
+#: rebuilt from the CSV alone (the run directories gone, e.g. in a fresh clone) still names its runs
+PROVENANCE = ["git_revision", "torch", "machine", "command"]
 SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece", "val_balanced_accuracy"]
 
 
@@ -55,6 +60,25 @@ class BenchSpec(BaseModel):
     overrides: list[str] = []
     datasets: dict[str, list[str]] = {"default": []}
     methods: dict[str, MethodSpec]
+    extra_metrics: list[str] = Field([], description="optional columns: summary metrics of longtail.metrics (e.g. weighted_precision, micro_auc) or stopped_epoch")
+
+    @field_validator("extra_metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from .errors import did_you_mean
+
+        known = optional_columns()
+        for name in v:
+            if name not in known:
+                raise ValueError(f"'{name}' is not an optional column{did_you_mean(name, known)}; choose from: {', '.join(known)}")
+        return [name for name in v if name not in COLUMNS]
+
+
+def optional_columns() -> list[str]:
+    """What ``extra_metrics`` may name: every summary metric of ``longtail.metrics``, and the early-stopping epoch."""
+    from .metrics import SUMMARY_METRICS as METRICS
+
+    return [key for key, _ in METRICS] + ["stopped_epoch"]
 
 
 def load_bench(path: str | Path) -> BenchSpec:
@@ -86,32 +110,84 @@ def cell_dir(spec: BenchSpec, dataset: str, method: str, seed: int) -> Path:
     return Path(spec.output_dir) / f"{prefix}{method}-s{seed}"
 
 
-def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int) -> dict[str, Any]:
-    """Train (or resume, or skip) one cell and return its CSV row."""
+def cell_overrides(spec: BenchSpec, dataset: str, method: str, seed: int) -> list[str]:
+    run_dir = cell_dir(spec, dataset, method, seed)
+    m = spec.methods[method]
+    return [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
+
+
+def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip) one cell and return its CSV row; ``on_epoch`` hears every finished epoch."""
     from . import api
 
     run_dir = cell_dir(spec, dataset, method, seed)
     m = spec.methods[method]
     if not (run_dir / rundir.RESULTS).is_file():
         if (run_dir / rundir.LAST).is_file():
-            api.train(resume=run_dir)
+            api.train(resume=run_dir, on_epoch=on_epoch)
         else:
-            overrides = [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
-            api.train(m.config, overrides, overwrite=True)
-    return row_of(run_dir, dataset, method, seed, m.posthoc)
+            api.train(m.config, cell_overrides(spec, dataset, method, seed), overwrite=True, on_epoch=on_epoch)
+    return row_of(run_dir, dataset, method, seed, m.posthoc, spec.extra_metrics)
 
 
-def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool) -> dict[str, Any]:
+def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[int, int]:
+    """(epochs the cell trains in all, epochs already in its metrics.jsonl): what its ETA is made of."""
+    from .config import load_config
+
+    run_dir = cell_dir(spec, dataset, method, seed)
+    cfg = load_config(spec.methods[method].config, cell_overrides(spec, dataset, method, seed))
+    total = sum(s.epochs for s in cfg.resolved_stages()) * (1 + len(cfg.spbl.add_ratios) if cfg.spbl is not None else 1)
+    logs = [run_dir / rundir.METRICS, *sorted((run_dir / rundir.PACES).glob(f"*/{rundir.METRICS}"))] if run_dir.is_dir() else []
+    done = sum(1 for log in logs if log.is_file() for r in rundir.read_jsonl(log) if "train_loss" in r)
+    return total, min(done, total)
+
+
+def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool, extra: list[str] | None = None) -> dict[str, Any]:
     res = rundir.read_json(run_dir / rundir.RESULTS)
     key = "test_posthoc" if posthoc and "test_posthoc" in res else ("test" if "test" in res else "val")
     metrics = res[key]
     row = {"dataset": dataset, "method": method, "seed": seed, "run_dir": str(run_dir)}
-    for col in COLUMNS:
+    for col in [*COLUMNS, *(extra or [])]:
         if col in metrics:
             row[col] = metrics[col]
+    if "stopped_epoch" in (extra or []):
+        row["stopped_epoch"] = res.get("stopped_epoch")
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
     row["val_balanced_accuracy"] = validation_score(res, posthoc)
+    row.update(provenance_of(run_dir))
     return row
+
+
+def provenance_of(run_dir: Path) -> dict[str, str]:
+    """The PROVENANCE fields of a run, from its environment.json (empty when it has none)."""
+    env_file = run_dir / rundir.ENVIRONMENT
+    if not env_file.is_file():
+        return {}
+    env = rundir.read_json(env_file)
+    m = env.get("machine", {})
+    rev = str(env.get("git_revision") or "unknown")
+    return {
+        "git_revision": rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""),  # a run of uncommitted code says so
+        "torch": str(env.get("packages", {}).get("torch")),
+        "machine": f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}",
+        "command": str(env.get("command")),
+    }
+
+
+def recorded_rows(spec: BenchSpec) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Rows of the grid's results CSV by cell: a finished cell whose run directory is gone (a fresh clone
+    of the repository, where benchmarks/runs is not committed) keeps its row and is not trained again."""
+    path = Path(spec.results)
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for r in rows:
+        row: dict[str, Any] = {k: (None if v == "" else v) for k, v in r.items()}
+        row["seed"] = int(row["seed"])
+        out[(row["dataset"], row["method"], row["seed"])] = row
+    return out
 
 
 def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
@@ -128,24 +204,35 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
     todo = cells(spec, only, seeds)
-    for i, (dataset, method, seed) in enumerate(todo, 1):
-        finished = (cell_dir(spec, dataset, method, seed) / rundir.RESULTS).is_file()
-        print(f"[{i}/{len(todo)}] {dataset}/{method}/seed {seed}: {'done, skipped' if finished else 'running'}", flush=True)
-        t0 = time.perf_counter()
-        run_cell(spec, dataset, method, seed)
-        if not finished:
-            print(f"    finished in {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = collect(spec)
+    recorded = recorded_rows(spec)
+    finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file() or c in recorded]
+    if finished:
+        print(f"{len(finished)} of {len(todo)} selected cells are done and skipped: {', '.join(cell_label(spec, *c) for c in finished)}", flush=True)
+    waiting = [c for c in todo if c not in finished]
+    progress = GridProgress([Cell(cell_label(spec, *c), *cell_epochs(spec, *c)) for c in waiting])
+    for i, (dataset, method, seed) in enumerate(waiting):
+        progress.start_cell(i)
+        run_cell(spec, dataset, method, seed, on_epoch=progress)
+        progress.finish_cell()
+    rows = collect(spec, recorded)
     write_outputs(spec, rows)
     return rows
 
 
-def collect(spec: BenchSpec) -> list[dict[str, Any]]:
+def cell_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
+    return f"{method}/seed {seed}" if list(spec.datasets) == ["default"] else f"{dataset}/{method}/seed {seed}"
+
+
+def collect(spec: BenchSpec, recorded: dict[tuple[str, str, int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per finished cell: from its run directory, else from the CSV row ``recorded`` keeps."""
+    recorded = recorded_rows(spec) if recorded is None else recorded
     rows = []
     for dataset, method, seed in cells(spec):
         run_dir = cell_dir(spec, dataset, method, seed)
         if (run_dir / rundir.RESULTS).is_file():
-            rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc))
+            rows.append(row_of(run_dir, dataset, method, seed, spec.methods[method].posthoc, spec.extra_metrics))
+        elif (dataset, method, seed) in recorded:
+            rows.append(recorded[(dataset, method, seed)])
     return rows
 
 
@@ -154,15 +241,15 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (dataset, method): mean ± std over seeds of each summary metric."""
+def summarise(rows: list[dict[str, Any]], extra: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (dataset, method): mean ± std over seeds of each summary metric (and the ``extra`` columns)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["method"]), []).append(r)
     out = []
     for (dataset, method), rs in groups.items():
         entry: dict[str, Any] = {"dataset": dataset, "method": method, "seeds": len(rs)}
-        for metric in [*SUMMARY_METRICS, "train_seconds"]:
+        for metric in [*SUMMARY_METRICS, *(extra or []), "train_seconds"]:
             vals = [float(r[metric]) for r in rs if r.get(metric) is not None]
             if vals:
                 entry[metric] = mean_std(vals)
@@ -170,13 +257,13 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown") -> str:
-    headers = ["dataset", "method", "seeds", *SUMMARY_METRICS, "train_seconds"]
+def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown", extra: list[str] | None = None) -> str:
+    headers = ["dataset", "method", "seeds", *SUMMARY_METRICS, *(extra or []), "train_seconds"]
 
     def cell(e: dict[str, Any], h: str) -> str:
         v = e.get(h)
         if isinstance(v, tuple):
-            digits = 1 if h == "train_seconds" else 4
+            digits = 1 if h in ("train_seconds", "stopped_epoch") else 4
             mean, std = v
             return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
         return "n/a" if v is None else str(v)
@@ -194,35 +281,29 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
     csv_path = Path(spec.results)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1], *PROVENANCE], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(rows)
-    table = format_summary(summary)
+    summary = summarise(rows, spec.extra_metrics)
+    table = format_summary(summary, extra=spec.extra_metrics)
     provenance = describe_provenance(rows)
     csv_path.with_suffix(".md").write_text(
         f"# {spec.name}\n\nMean ± sample std over seeds (the mean alone for one seed); test split, best validation checkpoint "
         f"(val_balanced_accuracy: the validation score, which is what selects among methods).\n\n{table}\n\n{provenance}\n"
     )
-    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html')}</body></html>")
+    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html', spec.extra_metrics)}</body></html>")
     print(table)
     print(f"\nrows: {csv_path}  summary: {csv_path.with_suffix('.md')}")
 
 
 def describe_provenance(rows: list[dict[str, Any]]) -> str:
-    """Commits, package versions, machines and commands of the runs behind a table (from environment.json)."""
-    seen: dict[str, set[str]] = {"git revision": set(), "torch": set(), "machine": set(), "command": set()}
+    """Commits, package versions, machines and commands of the runs behind a table (the rows' PROVENANCE)."""
+    names = {"git_revision": "git revision", "torch": "torch", "machine": "machine", "command": "command"}
+    seen: dict[str, set[str]] = {label: set() for label in names.values()}
     for r in rows:
-        env_file = Path(r["run_dir"]) / rundir.ENVIRONMENT
-        if not env_file.is_file():
-            continue
-        env = rundir.read_json(env_file)
-        m = env.get("machine", {})
-        rev = str(env.get("git_revision") or "unknown")
-        seen["git revision"].add(rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""))  # a run of uncommitted code says so
-        seen["torch"].add(str(env.get("packages", {}).get("torch")))
-        seen["machine"].add(f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}")
-        seen["command"].add(str(env.get("command")))
+        for key, label in names.items():
+            if r.get(key):
+                seen[label].add(str(r[key]))
     return "\n".join(f"- {k}: {'; '.join(sorted(v))}" for k, v in seen.items() if v)
 
 
@@ -237,7 +318,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("bench", help="run a methods x seeds benchmark grid")
+    p = sub.add_parser(
+        "bench", help="run a methods x seeds benchmark grid",
+        description="Run every (method, seed) cell of a grid YAML at one budget, printing a line per finished epoch "
+                    "(validation score, elapsed time, ETA of the run and of the grid), then write the CSV rows and the "
+                    "mean ± std summaries. A rerun skips finished cells and resumes interrupted ones.")
     p.add_argument("-c", "--config", required=True, help="benchmark YAML (see benchmarks/)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run")

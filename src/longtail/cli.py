@@ -30,6 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None and args.config is None:
         raise LongtailError("train needs -c CONFIG (or --resume RUN_DIR to continue a run)")
     result = api.train(args.config, args.overrides, overwrite=args.overwrite, resume=args.resume, stop_after=args.stop_after)
+    if int(os.environ.get("RANK", "0")) != 0:  # a torchrun worker other than rank 0: rank 0 prints the results
+        return 0
     if not result.finished:
         print(f"stopped early; continue with: longtail train --resume {result.run_dir}")
         return 0
@@ -72,8 +74,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images, overrides = _split_overrides(args.images)
     if not images:
         raise LongtailError("predict needs at least one image file or folder besides the KEY=VALUE overrides")
-    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k)
-    print(f"wrote {len(rows)} predictions to {args.out}")
+    rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k,
+                       submission=args.format, rule_051=not args.no_rule_051)
+    what = f"an {args.format} submission" if args.format else "predictions"
+    print(f"wrote {what} for {len(rows)} images to {args.out}")
     return 0
 
 
@@ -153,6 +157,10 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--out", default="predictions.csv", help="CSV: image, label, probability, the top-k labels and probabilities, "
                    "warning (input far from the training data's channels or size), one probability column per class")
     p.add_argument("--top-k", type=int, default=3, metavar="K", help="how many most probable labels to list (default 3)")
+    p.add_argument("--format", choices=["isic2018", "isic2019"], default=None,
+                   help="write the ISIC challenge's submission CSV instead: image,<challenge classes>[,UNK] (2019: UNK 0, "
+                        "or 1 - max sigmoid re-softmaxed when the run has eval.unk_class: sigmoid); a row's top value <= 0.5 becomes 0.51")
+    p.add_argument("--no-rule-051", action="store_true", help="with --format: leave rows whose top value is <= 0.5 as they are")
 
     p.set_defaults(func=cmd_predict)
 
@@ -204,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LongtailError as e:
         if os.environ.get("LONGTAIL_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        rank = f"rank {os.environ['RANK']}: " if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
+        print(f"error: {rank}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished epochs are saved, continue with `longtail train --resume RUN_DIR`", file=sys.stderr)

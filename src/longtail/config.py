@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -70,8 +71,27 @@ class NormalizeConfig(Strict):
     std: list[float]
 
 
+class ClassesConfig(Strict):
+    """Train on some of the source's classes (``keep``) or on groups of them (``merge``); the rest are dropped."""
+
+    keep: list[str] | None = Field(None, description="source class names to keep, in the order of the new labels")
+    merge: dict[str, list[str]] | None = Field(None, description="new class name -> the source classes it groups")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ClassesConfig":
+        if (self.keep is None) == (self.merge is None):
+            raise ValueError("set exactly one of keep (a list of class names) or merge (new name -> list of class names)")
+        count = len(self.keep) if self.keep is not None else len(self.merge or {})
+        if count < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, this rule leaves {count}")
+        if self.merge is not None and any(not members for members in self.merge.values()):
+            raise ValueError("every merge group needs at least one source class")
+        return self
+
+
 class DataConfig(Strict):
     source: Component
+    classes: ClassesConfig | None = Field(None, description="keep or merge source classes before splitting (recorded in data.json)")
     image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
     channels: Literal[1, 3] | None = None
     long_tail: LongTailConfig | None = None
@@ -82,7 +102,9 @@ class DataConfig(Strict):
     normalize: Literal["dataset", "imagenet", "model", "none"] | NormalizeConfig = Field(
         "dataset", description="model: the pretrained backbone's mean/std (timm pretrained_cfg, torchvision weights)"
     )
-    cache: bool = True
+    cache: bool | Literal["mmap"] = Field(
+        True, description="true: decode once into an in-memory uint8 tensor (cached on disk); mmap: the same cache file, memory-mapped "
+                          "(sets larger than RAM); false: stream, decoding each image on access in DataLoader workers (data.num_workers)")
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
@@ -94,6 +116,8 @@ class DataConfig(Strict):
     )
     eval_batch_size: int = Field(256, ge=1)
     num_workers: int = Field(0, ge=0)
+    #: the YAML file this section came from (set by load_config): data-source errors name it
+    _config_file: str | None = PrivateAttr(None)
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -127,7 +151,7 @@ class ModelConfig(BaseModel):
 
 # ------------------------------------------------------------------------------ optimisation
 class OptimizerConfig(Strict):
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0)
     nesterov: bool = False
@@ -146,6 +170,7 @@ class ScheduleConfig(Strict):
     min_lr: float = Field(0.0, ge=0)
     cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
     base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
+    epoch_offset: int = Field(0, ge=0, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
 
 
 # ------------------------------------------------------------------------------------- stages
@@ -174,26 +199,46 @@ class StageConfig(Strict):
         return self
 
 
+class EarlyStoppingConfig(Strict):
+    """Stop training once ``train.select_metric`` has not improved for ``patience`` epochs."""
+
+    patience: int = Field(..., ge=1, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
+    min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=0)
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
     val_every: int = Field(1, ge=1)
     select_metric: str = "balanced_accuracy"
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
+    )
     precision: Literal["32", "bf16", "16-mixed"] = "32"
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: about 1.5x faster EfficientNet-Lite0 steps on CPU (benchmarks/finetune_cost.py)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    module_mode: Literal["train", "eval", "eval_batchnorm"] = Field(
+        "train", description="mode of the modules while training: eval = MBIT's EVAL_MODE (model.eval(): BatchNorm uses and keeps its "
+                             "running statistics, dropout and DropBlock are off); eval_batchnorm = only BatchNorm layers in eval mode")
     deterministic: bool = True
     grad_clip: float | None = Field(None, gt=0)
     mixing: Component | None = None
-    progress: bool = True
+    progress: bool | Literal["auto"] = Field(
+        "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
     tensorboard: bool = True
     threads: int | None = Field(None, ge=1)
+    devices: int = Field(1, ge=1, description="processes of data-parallel training started on this machine (torch's elastic agent; "
+                                              "one per GPU, or CPU processes on gloo); ignored under torchrun, which sets the number itself")
+    sync_bn: bool = Field(False, description="under DDP on GPUs: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm)")
 
 
 class PosthocConfig(Strict):
     """Post-hoc prior corrections, their strength chosen on validation only."""
 
     logit_adjust: bool = False
+    target_prior: bool = Field(
+        False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
+                           "accuracy re-weighted to that prior (needs logit_adjust: true)")
     tau_norm: bool = False
     grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
@@ -204,7 +249,39 @@ class EvalConfig(Strict):
         None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
                           "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
     majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
+    protocol: Literal["standard", "isic2017"] = Field(
+        "standard", description="isic2017: add MBIT valid.py's ISIC 2017 table (AUC, accuracy, balanced accuracy, precision over MEL and SK only)")
+    unk_class: Literal["none", "sigmoid"] = Field(
+        "none", description="sigmoid: MBIT's VALID_ADD_ONE_CLASS (ISIC 2019): score validation and test as per-class sigmoids "
+                            "plus an UNK column 1 - max sigmoid, and write UNK that way in ISIC 2019 submissions")
     tta: Component | None = None
+    positive: list[str] | None = Field(
+        None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
+    target_prior: list[float] | None = Field(
+        None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
+
+    @field_validator("positive")
+    @classmethod
+    def _positive_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list; name at least one class (e.g. [mel]) or remove eval.positive")
+        return v
+
+    @field_validator("target_prior")
+    @classmethod
+    def _prior_is_a_distribution(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(not p >= 0 for p in v):
+            raise ValueError("frequencies must be 0 or more; give one frequency per class in class order")
+        if abs(sum(v) - 1.0) > 1e-3:
+            raise ValueError(f"the frequencies sum to {sum(v):.4g}; they must sum to 1 (one frequency per class, in class order)")
+        return v
+
+    def metric_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`longtail.metrics.compute` that this section sets."""
+        return {"shot_thresholds": self.shot_thresholds, "majority_threshold": self.majority_threshold,
+                "isic2017": self.protocol == "isic2017"}
 
 
 class SPBLConfig(Strict):
@@ -271,6 +348,24 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _unk_scores_are_not_corrected(self) -> "Config":
+        if self.eval.unk_class != "none" and (self.posthoc.logit_adjust or self.posthoc.tau_norm):
+            raise ValueError("eval.unk_class scores sigmoids, which the post-hoc softmax corrections do not apply to; set posthoc off or eval.unk_class: none")
+        return self
+
+    @model_validator(mode="after")
+    def _target_prior_adjustment_has_a_prior(self) -> "Config":
+        if not self.posthoc.target_prior:
+            return self
+        if not self.posthoc.logit_adjust:
+            raise ValueError("posthoc.target_prior adjusts the logit adjustment's target: set posthoc.logit_adjust: true as well")
+        if self.eval.target_prior is None:
+            raise ValueError("posthoc.target_prior needs eval.target_prior (the class frequencies to adjust toward)")
+        if min(self.eval.target_prior) <= 0:
+            raise ValueError("posthoc.target_prior: every eval.target_prior frequency must be above 0 (a class of prior 0 would never be predicted)")
+        return self
+
+    @model_validator(mode="after")
     def _spbl_combines_with_the_standard_step_only(self) -> "Config":
         if self.spbl is None:
             return self
@@ -278,6 +373,8 @@ class Config(Strict):
             raise ValueError(f"spbl trains its CNN with the standard step; remove method '{self.method.name}' or the spbl block")
         if self.posthoc.logit_adjust or self.posthoc.tau_norm:
             raise ValueError("spbl scores come from its feature classifier, which post-hoc logit corrections do not apply to; set posthoc off or use spbl.calibration")
+        if self.train.early_stopping is not None:
+            raise ValueError("spbl paces train their stages for a fixed number of epochs; remove train.early_stopping or the spbl block")
         return self
 
     def resolved_stages(self) -> list["ResolvedStage"]:
@@ -417,8 +514,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = load_raw(path) if path is not None else copy.deepcopy(raw or {})
     data = apply_overrides(data, overrides or [])
     cfg = validate(data, source)
+    rename_deprecated(cfg, source)
     check_components(cfg, source)
+    cfg.data._config_file = source
     return cfg
+
+
+def rename_deprecated(cfg: Config, source: str = "<dict>") -> None:
+    """Move deprecated data-source keys (``path``, ``file``, ``image_root``) to ``root``, warning once per key."""
+    from . import components  # noqa: F401  (registers the sources)
+    from .registry import DATASETS, warn_deprecated
+
+    if cfg.data.source.name not in DATASETS:
+        return  # check_components names the unknown source
+    kwargs, messages = DATASETS.rename_deprecated(cfg.data.source.name, cfg.data.source.kwargs, where="data.source")
+    if messages:
+        warn_deprecated(f"{source}: {m}" for m in messages)
+        cfg.data.source = Component(name=cfg.data.source.name, **kwargs)
 
 
 def validate(data: dict[str, Any], source: str = "<dict>") -> Config:
@@ -448,7 +560,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 def _is_union_tag(x: Any) -> bool:
     # pydantic puts union member names (e.g. 'literal['dataset','imagenet']', 'int') in loc paths
-    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig"})
+    return isinstance(x, str) and (x.startswith(("literal[", "tuple[", "list[", "function-")) or x in {"int", "float", "str", "NormalizeConfig", "LongTailConfig", "SPBLConfig", "EarlyStoppingConfig", "ClassesConfig"})
 
 
 def _valid_keys_at(loc: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import interrupt, rundir
+from . import distributed, interrupt, rundir
 from .checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
 from .config import Config, ResolvedStage
+from .early_stopping import EarlyStopping
 from .errors import LongtailError
 from .optim import build_optimizer, set_epoch_lr
 
@@ -33,6 +35,36 @@ log = logging.getLogger("longtail")
 
 #: scalar metrics written to metrics.jsonl after each validation (the full dict goes to results.json)
 LOGGED_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece")
+
+
+# ------------------------------------------------------------------------------ epoch listeners
+@dataclass(frozen=True)
+class EpochReport:
+    """What a listener hears after each finished epoch (the metrics.jsonl record is in ``record``)."""
+
+    epoch: int  # finished epochs of this engine run, over all stages
+    total: int  # epochs of this engine run
+    stage: str
+    metric: str  # train.select_metric
+    val_score: float | None  # validation ``metric`` of this epoch; None when it was not validated
+    record: dict[str, Any]
+
+
+_LISTENERS: list[Callable[[EpochReport], None]] = []
+
+
+@contextlib.contextmanager
+def epoch_listener(callback: Callable[[EpochReport], None]) -> Iterator[None]:
+    """Call ``callback`` after every epoch any Trainer finishes inside the block (SPBL paces included).
+
+    How `longtail bench` prints per-epoch progress and ``longtail.train(on_epoch=...)`` reports to a
+    notebook, without the loop knowing who listens.
+    """
+    _LISTENERS.append(callback)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(callback)
 
 
 # ------------------------------------------------------------------------------ environment
@@ -64,12 +96,38 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise LongtailError("train.precision=bf16 but this GPU has no bfloat16 support; use 16-mixed (fp16 with loss scaling)")
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if precision == "16-mixed":
         if device.type != "cuda":
             raise LongtailError("train.precision=16-mixed needs a CUDA GPU; use bf16 or 32 on this device")
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for ``16-mixed`` (fp16 gradients underflow without it); a disabled pass-through otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, parameters: Any, grad_clip: float | None) -> bool:
+    """Backward, optional clipping (of the unscaled gradients) and the optimizer step.
+
+    Returns False when the scaler found inf/NaN gradients and skipped the step (it then lowers its
+    scale: ``update`` only ever lowers the scale after a skipped step).
+    """
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    if not scaler.is_enabled():
+        optimizer.step()
+        return True
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= before
 
 
 def as_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -129,8 +187,11 @@ class Outputs:
 def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32", tta: Any = None, num_workers: int = 0, channels_last: bool = False) -> Outputs:
     """Logits (float32), targets and penultimate features for every item of ``dataset``, in order."""
     model.eval()
+    if len(dataset) == 0:
+        raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
     logits, feats, targets = [], [], []
-    for x, y in iterate_batches(dataset, range(len(dataset)), batch_size, num_workers, seed=0):
+    # under DDP each rank predicts its share; the rows are gathered back in dataset order below
+    for x, y in iterate_batches(dataset, distributed.eval_indices(len(dataset)), batch_size, num_workers, seed=0):
         x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
         with autocast(device, precision):
             if tta is not None:
@@ -144,11 +205,12 @@ def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch
         targets.append(y)
     if not logits:
         raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
+    n = len(dataset)
     return Outputs(
-        logits=torch.cat(logits).numpy(),
-        targets=torch.cat(targets).numpy(),
-        ids=list(getattr(dataset, "ids", [str(i) for i in range(len(dataset))])),
-        features=torch.cat(feats).numpy() if feats else None,
+        logits=distributed.gather_in_order(torch.cat(logits), n).numpy(),
+        targets=distributed.gather_in_order(torch.cat(targets), n).numpy(),
+        ids=list(getattr(dataset, "ids", [str(i) for i in range(n)])),
+        features=distributed.gather_in_order(torch.cat(feats), n).numpy() if feats else None,
     )
 
 
@@ -175,6 +237,7 @@ class StageParts:
     optimizer: torch.optim.Optimizer
     mixing: Any
     step: Any
+    train_model: nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
 
 
 @dataclass
@@ -191,6 +254,9 @@ class Progress:
     # an epoch stopped by SIGTERM/SIGINT after some batches: {"batches": done, "loss_sum", "images"};
     # resume replays the epoch's batch order, skips those batches and restores the RNG there
     partial_epoch: dict[str, Any] | None = None
+    # train.early_stopping: the counter's state (survives a resume) and the global epoch that stopped the run
+    early_stopping: dict[str, Any] | None = None
+    stopped_epoch: int | None = None
 
 
 class Trainer:
@@ -202,17 +268,23 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.bundle = bundle
-        self.model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+        model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
+        self.model = distributed.sync_batchnorm(model, device) if cfg.train.sync_bn else model
         self.device = device
+        self.batch_size = distributed.per_rank_batch(cfg.data.batch_size)  # data.batch_size is the global batch
+        self.scaler = grad_scaler(device, cfg.train.precision)
         self.counts = np.asarray(bundle.train_counts)
         self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
         self.eval_pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
         bundle.train.sample_transform = self.train_pipeline.sample
+        from .augment.randaugment import TrainingImagePool
+
+        self.train_pipeline.attach_image_pool(TrainingImagePool(bundle.train))
         self.stages = cfg.resolved_stages()
         self.progress = Progress()
         self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
         self.tta = _build_tta(cfg)
-        self.writer = _tensorboard(run_dir) if cfg.train.tensorboard else None
+        self.writer = _tensorboard(run_dir) if cfg.train.tensorboard and distributed.is_main() else None
 
     # ---------------------------------------------------------------- building per stage
     def build_stage(self, stage: ResolvedStage, fresh: bool) -> StageParts:
@@ -237,13 +309,14 @@ class Trainer:
         # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
         # later stage does not replay the first stage's index streams
         sampler = build_sampler(stage.sampler, np.asarray(self.bundle.train.targets), self.cfg.seed + 1000 * stage.index, max_epoch=stage.epochs)
+        sampler = distributed.shard(sampler, self.cfg.data.drop_last)  # this rank's share of the common stream
         optimizer = build_optimizer(self.model, stage.optimizer)
         mixing = None
         if stage.mixing is not None:
             mixing = METHODS.create(stage.mixing.name, class_counts=self.counts, **stage.mixing.kwargs)
         step = METHODS.create(self.cfg.method.name, **self.cfg.method.kwargs)
         _warn_stacked_priors(stage, self.model)
-        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step)
+        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device))
 
     # ------------------------------------------------------------------------- the loop
     def fit(self, resume_state: dict[str, Any] | None = None, stop_after: int | None = None) -> Progress:
@@ -256,6 +329,9 @@ class Trainer:
             for s in self.stages[:start_stage]:
                 if s.head is not None:
                     self.model.set_head(s.head, class_counts=self.counts)
+        if self.progress.stopped_epoch is not None:  # resumed from the checkpoint of an early stop
+            self._close()
+            return self.progress
         for stage in self.stages[start_stage:]:
             resuming_here = resume_state is not None and stage.index == start_stage
             parts = self.build_stage(stage, fresh=not resuming_here)
@@ -264,6 +340,8 @@ class Trainer:
                 self.model.load_state_dict(resume_state["model"])
                 parts.optimizer.load_state_dict(resume_state["optimizer"])
                 parts.loss.load_state_dict(resume_state["loss"], strict=False)
+                if "scaler" in resume_state and self.scaler.is_enabled():
+                    self.scaler.load_state_dict(resume_state["scaler"])
                 if "weights" in resume_state and hasattr(parts.weights, "load_state_dict"):
                     parts.weights.load_state_dict(resume_state["weights"])
                 if self.progress.last_val_accuracy is not None:
@@ -279,6 +357,11 @@ class Trainer:
                     return self.progress
                 interrupt.check()
                 self._run_epoch(parts, epoch)
+                if self.progress.stopped_epoch is not None:
+                    log.info("early stopping after epoch %d: %s did not improve for %d epochs",
+                             self.progress.stopped_epoch, self.cfg.train.select_metric, self.cfg.train.early_stopping.patience)
+                    self._close()
+                    return self.progress
         self._close()
         return self.progress
 
@@ -295,13 +378,15 @@ class Trainer:
         one_based = epoch + 1
         factor = set_epoch_lr(parts.optimizer, epoch, stage.epochs, stage.schedule, stage.optimizer.lr)
         parts.sampler.set_epoch(epoch)
+        if distributed.active():  # augmentation / dropout draws differ per rank, fixed by (seed, epoch, rank)
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.progress.global_epoch * 1009 + distributed.rank())
         parts.loss.set_class_weights(_to_tensor(parts.weights.weights(one_based, stage.epochs), self.device))
         for hook_owner in (parts.loss, self.model, parts.step):
             hook = getattr(hook_owner, "on_epoch_start", None)
             if hook is not None:
                 hook(one_based, stage.epochs)
         t0 = time.perf_counter()
-        train_loss, seen = self._train_one_epoch(parts)
+        train_loss, seen, skipped = self._train_one_epoch(parts)
         seconds = time.perf_counter() - t0
         self.progress.global_epoch += 1
         self.progress.stage_epoch = epoch + 1
@@ -318,34 +403,45 @@ class Trainer:
             "lr": stage.optimizer.lr * factor,
             "train_loss": train_loss,
             "train_images": seen,
+            "skipped_steps": skipped,  # optimizer steps GradScaler skipped (inf/NaN fp16 gradients; 16-mixed only)
             "seconds": round(seconds, 3),
             "images_per_second": round(seen / max(seconds, 1e-9), 1),
         }
         last_of_stage = epoch + 1 == stage.epochs
         if (epoch + 1) % cfg.train.val_every == 0 or last_of_stage:
             record.update(self._validate(parts))
-        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
+        if distributed.is_main():
+            rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
         self.progress.history.append({k: record[k] for k in ("epoch", "stage", "train_loss") if k in record})
         if self.writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("epoch",):
                     self.writer.add_scalar(k, v, self.progress.global_epoch)
         self._save_last(parts)
+        if _LISTENERS:
+            metric = cfg.train.select_metric
+            score = record.get(f"val_{metric}")
+            report = EpochReport(self.progress.global_epoch, sum(s.epochs for s in self.stages), stage.name, metric,
+                                 float(score) if isinstance(score, (int, float)) else None, dict(record))
+            for listener in list(_LISTENERS):
+                listener(report)
 
-    def _train_one_epoch(self, parts: StageParts) -> tuple[float, int]:
+    def _train_one_epoch(self, parts: StageParts) -> tuple[float, int, int]:
         """Train one epoch; on SIGTERM/SIGINT between batches, save ``last`` with the batches done so far
         (``Progress.partial_epoch``) and stop, so a preemption loses no finished batch."""
         cfg, model, device = self.cfg, self.model, self.device
-        model.train()
+        set_module_mode(model, cfg.train.module_mode)
         partial, self.progress.partial_epoch = self.progress.partial_epoch, None
         skip = int(partial["batches"]) if partial else 0
         loss_sum, seen = (float(partial["loss_sum"]), int(partial["images"])) if partial else (0.0, 0)
-        drop_last = drops_last_batch(len(parts.sampler), cfg.data.batch_size, cfg.data.drop_last)
+        skipped = int(partial.get("skipped_steps", 0)) if partial else 0
+        batch_size = self.batch_size
+        drop_last = drops_last_batch(len(parts.sampler), batch_size, cfg.data.drop_last)
         batches = iterate_batches(
-            self.bundle.train, parts.sampler, cfg.data.batch_size, cfg.data.num_workers,
-            seed=cfg.seed * 1000 + self.progress.global_epoch, drop_last=drop_last,
+            self.bundle.train, parts.sampler, batch_size, cfg.data.num_workers,
+            seed=cfg.seed * 1000 + self.progress.global_epoch + 7919 * distributed.rank(), drop_last=drop_last,
         )
-        total = len(parts.sampler) // cfg.data.batch_size if drop_last else math.ceil(len(parts.sampler) / cfg.data.batch_size)
+        total = len(parts.sampler) // batch_size if drop_last else math.ceil(len(parts.sampler) / batch_size)
         bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
         for index, (x, y) in enumerate(bar):
             if index < skip:  # done before the stop: same order, not trained again
@@ -354,33 +450,32 @@ class Trainer:
                 set_rng_state(self._resume_rng)  # the RNG exactly as it was at the stop
                 self._resume_rng = None
             if interrupt.requested() is not None and index > 0:
-                self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen}
+                self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen, "skipped_steps": skipped}
                 self._save_last(parts)
             interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
             x = as_memory_format(self.train_pipeline.batch(x.to(device, non_blocking=True)), cfg.train.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
-                loss = parts.step(model=model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
+                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
             if not torch.isfinite(loss):
                 raise LongtailError(
                     f"training loss became {loss.item()} in stage '{parts.stage.name}'; lower optimizer.lr or set train.grad_clip"
                 )
             parts.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            parts.optimizer.step()
+            if not optimizer_step(loss, parts.optimizer, self.scaler, model.parameters(), cfg.train.grad_clip):
+                skipped += 1
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         if seen == 0:
             raise LongtailError("the training split produced no batch; lower data.batch_size or add data")
-        return loss_sum / seen, seen
+        loss_sum, seen_all = distributed.sum_over_ranks(loss_sum, seen)  # the epoch over every rank's images
+        return loss_sum / seen_all, int(seen_all), skipped
 
     def _validate(self, parts: StageParts) -> dict[str, Any]:
-        from .metrics import compute
+        from .scoring import split_metrics
 
         out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
-        result = compute(out.logits, out.targets, train_counts=self.counts, class_names=self.bundle.class_names, shot_thresholds=self.cfg.eval.shot_thresholds, majority_threshold=self.cfg.eval.majority_threshold)
+        result = split_metrics(out.logits, out.targets, self.counts, self.bundle.class_names, self.cfg.eval)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)
         self.progress.last_val_accuracy = [float(a) for a in acc]
@@ -389,11 +484,29 @@ class Trainer:
             raise LongtailError(f"train.select_metric '{metric}' is not a metric; use one of {', '.join(k for k in result if isinstance(result[k], float))}")
         score = float(result[metric])
         record = {f"val_{k}": result[k] for k in LOGGED_METRICS if isinstance(result.get(k), float)}
+        record[f"val_{metric}"] = score
+        record["val_loss"] = cross_entropy(out.logits, out.targets)
         if self._competes(parts.stage) and score > self.progress.best_score:
             self.progress.best_score = score
             self.progress.best_epoch = self.progress.global_epoch
             record["best"] = True
             self._save(rundir.BEST, parts, include_optimizer=False)
+        if self._competes(parts.stage) and self.cfg.train.early_stopping is not None:
+            record.update(self._early_stopping_step(score))
+        return record
+
+    def _early_stopping_step(self, score: float) -> dict[str, Any]:
+        """Feed the counter (kept in ``Progress`` so a resume continues it); mark the epoch that stops the run."""
+        es = self.cfg.train.early_stopping
+        state = self.progress.early_stopping
+        stopper = EarlyStopping.from_state(state) if state else EarlyStopping(es.patience, es.min_delta)
+        stopper.patience, stopper.min_delta = es.patience, es.min_delta  # a resume may change them
+        stop = stopper.update(score, self.progress.global_epoch)
+        self.progress.early_stopping = stopper.state_dict()
+        record: dict[str, Any] = {"epochs_without_improvement": stopper.epochs_without_improvement}
+        if stop:
+            self.progress.stopped_epoch = self.progress.global_epoch
+            record["early_stop"] = True
         return record
 
     def _validation_hooks(self, parts: StageParts, per_class_acc: np.ndarray) -> None:
@@ -407,6 +520,8 @@ class Trainer:
         self._save(rundir.LAST, parts, include_optimizer=True)
 
     def _save(self, rel: str, parts: StageParts, include_optimizer: bool) -> None:
+        if not distributed.is_main():  # every rank holds the same weights: rank 0 writes them
+            return
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "progress": self.progress.__dict__.copy(),
@@ -419,10 +534,39 @@ class Trainer:
             if hasattr(parts.weights, "state_dict"):
                 state["weights"] = parts.weights.state_dict()
             state["rng"] = rng_state()
+            if self.scaler.is_enabled():
+                state["scaler"] = self.scaler.state_dict()
         save_checkpoint(
             self.run_dir / rel, state, model_name=self.cfg.model.name, class_names=self.bundle.class_names,
             config_hash=config_hash(self.cfg.model.model_dump(mode="json")),
         )
+
+
+def set_module_mode(model: nn.Module, mode: str) -> None:
+    """Put ``model`` in training mode, except what ``train.module_mode`` keeps in eval mode.
+
+    ``eval``: everything (MBIT's ``EVAL_MODE``: gradients flow, but BatchNorm normalises with and
+    keeps its running statistics, and dropout and DropBlock are off); ``eval_batchnorm``: only
+    the BatchNorm layers (frozen statistics, dropout still on).
+    """
+    model.train()
+    if mode == "eval":
+        model.eval()
+    elif mode == "eval_batchnorm":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def cross_entropy(logits: Any, targets: Any) -> float | None:
+    """Mean plain cross-entropy (natural log) of labelled rows: the validation loss, comparable across
+    methods (a method's training loss may carry margins, weights or a prior shift); None without labels."""
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    keep = y >= 0
+    if not bool(keep.any()):
+        return None
+    return float(nn.functional.cross_entropy(z[keep], y[keep]))
 
 
 def _build_tta(cfg: Config) -> Any:
@@ -430,7 +574,10 @@ def _build_tta(cfg: Config) -> Any:
         return None
     from .registry import METHODS
 
-    return METHODS.create(cfg.eval.tta.name, **cfg.eval.tta.kwargs)
+    tta = METHODS.create(cfg.eval.tta.name, **cfg.eval.tta.kwargs)
+    if cfg.eval.unk_class == "sigmoid":
+        tta.activation = "sigmoid"
+    return tta
 
 
 def _to_tensor(w: Any, device: torch.device) -> torch.Tensor | None:
@@ -448,12 +595,25 @@ def drops_last_batch(epoch_size: int, batch_size: int, drop_last: bool) -> bool:
     return drop_last and epoch_size > batch_size
 
 
-def _progress(it: Any, enabled: bool, total: int, desc: str) -> Any:
-    if not enabled:
+def progress_enabled(setting: bool | str, stream: Any = None) -> bool:
+    """``train.progress``: True/False as given; ``auto`` draws the bar only when its stream (stderr) is a
+    terminal, so a CI log or a redirected file never fills with carriage-return frames."""
+    if setting != "auto":
+        return bool(setting)
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def _progress(it: Any, setting: bool | str, total: int, desc: str) -> Any:
+    if not progress_enabled(setting):
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
 def _tensorboard(run_dir: Path) -> Any:

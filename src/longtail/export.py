@@ -63,7 +63,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     """The run's best model with its post-hoc correction folded in, and its sidecar description."""
     from .api import DATA_META, _head_params, _read_posthoc, load_model, load_run_config
     from .data import build_pipeline
-    from .posthoc import log_prior, tau_normalize_weight
+    from .posthoc import prior_shift, tau_normalize_weight
 
     cfg = load_run_config(run_dir)
     if cfg.spbl is not None:
@@ -98,7 +98,8 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
                 head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
     offset = None
     if "logit_adjust" in posthoc:
-        offset = torch.as_tensor(float(posthoc["logit_adjust"]["tau"]) * log_prior(counts), dtype=torch.float32)
+        entry = posthoc["logit_adjust"]
+        offset = torch.as_tensor(float(entry["tau"]) * prior_shift(counts, entry.get("target_prior")), dtype=torch.float32)
     clips = bool(meta.get("frames_per_clip"))
     deployed = Deployed(model, ops, meta["norm_mean"], meta["norm_std"], head, offset, clips).eval()
     return deployed, sidecar(cfg, meta, posthoc)
@@ -124,7 +125,7 @@ def sidecar(cfg: Any, meta: dict[str, Any], posthoc: dict[str, Any]) -> dict[str
             "eval_transforms": [{"name": c.name, **c.kwargs} for c in cfg.data.eval_transforms],
             "mean": meta["norm_mean"],
             "std": meta["norm_std"],
-            "posthoc": {k: {"tau": v["tau"]} for k, v in posthoc.items()},
+            "posthoc": {k: {"tau": v["tau"], **({"target_prior": v["target_prior"]} if "target_prior" in v else {})} for k, v in posthoc.items()},
             "softmax": True,
         },
         "class_names": meta["class_names"],

@@ -15,7 +15,10 @@ papers:
   what ``balanced_accuracy_score`` does, so ``balanced_accuracy == macro_recall`` always.
   Predictions *into* an absent class still cost recall of the true classes. The per-class
   table and the confusion matrix always have all C classes (``labels=range(C)``).
-* ``weighted_f1`` is support-weighted, so absent classes have weight 0 anyway.
+* ``weighted_precision`` / ``weighted_recall`` / ``weighted_f1`` are support-weighted (SPBL's first
+  summary row), so absent classes have weight 0 anyway; ``weighted_recall`` equals ``accuracy``.
+* ``micro_auc`` is one ROC-AUC over all N x C (one-hot target, probability) pairs, scikit-learn's
+  ``roc_auc_score(average='micro')`` on the label-binarized targets (SPBL ships it beside the macro AUC).
 * A metric that cannot be defined at all (e.g. an AUC with one class present) is ``None``,
   never NaN, so ``results.json`` stays valid JSON.
 """
@@ -34,8 +37,8 @@ from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     confusion_matrix,
-    f1_score,
     precision_recall_fscore_support,
+    roc_auc_score,
 )
 
 from .errors import LongtailError
@@ -59,11 +62,14 @@ SUMMARY_METRICS: tuple[tuple[str, str], ...] = (
     ("macro_precision", "macro precision"),
     ("macro_recall", "macro recall"),
     ("macro_f1", "macro F1"),
+    ("weighted_precision", "weighted precision"),
+    ("weighted_recall", "weighted recall"),
     ("weighted_f1", "weighted F1"),
     ("gmean", "G-mean (multi-class)"),
     ("iba", "IBA (macro)"),
     ("mauc", "MAUC (Hand & Till)"),
     ("macro_auc", "macro AUC (one-vs-rest)"),
+    ("micro_auc", "micro AUC (all class columns pooled)"),
     ("ece", "ECE (15 bins)"),
 )
 
@@ -206,6 +212,17 @@ def one_vs_rest_auc(wins: np.ndarray, support: np.ndarray) -> np.ndarray:
     return auc
 
 
+def micro_auc(probs: np.ndarray, targets: np.ndarray) -> float:
+    """ROC-AUC of every (sample, class) pair pooled: one-hot targets against the probabilities.
+
+    Equal to ``roc_auc_score(label_binarize(y, classes=range(C)), probs, average='micro')`` (tested);
+    always defined for C >= 2 (each sample gives one positive and C - 1 negatives).
+    """
+    onehot = np.zeros(probs.shape, dtype=np.int8)
+    onehot[np.arange(len(targets)), targets] = 1
+    return float(roc_auc_score(onehot.ravel(), probs.ravel()))
+
+
 def hand_till_mauc(wins: np.ndarray, support: np.ndarray) -> float | None:
     """Hand & Till (2001) multi-class AUC over the classes present in the targets.
 
@@ -275,10 +292,13 @@ def compute(
     shot_thresholds: tuple[int, int] | str | None = (100, 20),
     majority_threshold: int | None = None,
     isic2017: bool = False,
+    inputs: str = "logits",
 ) -> dict[str, Any]:
     """All metrics of one split from its logits (N x C) and integer targets (N).
 
-    Probabilities are the row softmax of ``logits``; predictions their argmax. ``train_counts``
+    Probabilities are the row softmax of ``logits``; predictions their argmax. With
+    ``inputs='probabilities'`` the rows are scores in [0, 1] used as they are (MBIT's sigmoid
+    scores with an UNK column, which do not sum to 1: see :func:`longtail.submission.scores_with_unk`). ``train_counts``
     enables the shot-group table (``shot_thresholds`` = (many >, few <), ``'auto'`` or None: see
     :func:`resolve_shot_thresholds`; ``shot_rule`` says which were used) and, with
     ``majority_threshold``, the CDB majority/minority table. See the module docstring for how
@@ -290,7 +310,11 @@ def compute(
         raise LongtailError("majority_threshold needs train_counts (the split into majority/minority is by training count)")
     names = _class_names(class_names, num_classes)
     counts = check_counts(train_counts, num_classes) if train_counts is not None else None
-    probs = softmax(z)
+    if inputs not in ("logits", "probabilities"):
+        raise LongtailError(f"inputs must be 'logits' or 'probabilities', got '{inputs}'")
+    if inputs == "probabilities" and ((z < 0) | (z > 1)).any():
+        raise LongtailError("inputs='probabilities' needs scores in [0, 1]; pass logits with inputs='logits'")
+    probs = softmax(z) if inputs == "logits" else z
     pred = probs.argmax(axis=1)
     labels = np.arange(num_classes)
     support = np.bincount(y, minlength=num_classes)
@@ -310,7 +334,10 @@ def compute(
         result["macro_precision"] = float(precision[present].mean())
         result["macro_recall"] = float(recall[present].mean())
         result["macro_f1"] = float(f1[present].mean())
-        result["weighted_f1"] = float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0))
+        w_precision, w_recall, w_f1, _ = precision_recall_fscore_support(y, pred, labels=labels, average="weighted", zero_division=0)
+        result["weighted_precision"] = float(w_precision)
+        result["weighted_recall"] = float(w_recall)
+        result["weighted_f1"] = float(w_f1)
 
     recall = recall.astype(np.float64)
     absent = support == 0
@@ -326,6 +353,7 @@ def compute(
     result["mauc"] = hand_till_mauc(wins, support)
     auc = one_vs_rest_auc(wins, support)
     result["macro_auc"] = _mean(auc)
+    result["micro_auc"] = micro_auc(probs, y)
     calib = reliability(probs, y)
     result["ece"] = calib["ece"]
 
@@ -471,7 +499,7 @@ def format_table(result: dict[str, Any], class_names: Sequence[str] | None = Non
     parts = []
     if per_class:
         rows_in = result["per_class"]
-        names = list(class_names) if class_names is not None else [p["name"] for p in rows_in]
+        names = list(class_names) if class_names is not None and len(class_names) == len(rows_in) else [p["name"] for p in rows_in]
         rows = [[names[i], *(fmt(p[k]) for k, _ in PER_CLASS_COLUMNS)] for i, p in enumerate(rows_in)]
         parts.append(text_table(["class", *(label for _, label in PER_CLASS_COLUMNS)], rows))
     parts.append(text_table(["metric", "value"], summary_rows(result)))

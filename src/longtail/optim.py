@@ -82,11 +82,18 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
         return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.name == "nadam":  # MBIT's OPTIMIZER.TYPE NADAM: Adam with Nesterov momentum, L2 weight decay as Adam
+        return torch.optim.NAdam(groups, lr=cfg.lr, betas=cfg.betas)
     return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def lr_factor(epoch: int, total_epochs: int, cfg: ScheduleConfig, base_lr: float) -> float:
-    """Multiplier of the base lr at stage-local epoch ``epoch`` (0-based)."""
+    """Multiplier of the base lr at stage-local epoch ``epoch`` (0-based).
+
+    ``cfg.epoch_offset`` shifts the stage into a longer schedule: epoch e of a stage of n epochs is
+    epoch e + offset of a schedule of n + offset epochs.
+    """
+    epoch, total_epochs = epoch + cfg.epoch_offset, total_epochs + cfg.epoch_offset
     warm = cfg.warmup_epochs
     if warm and epoch < warm:
         if cfg.warmup_start is None:
@@ -101,7 +108,8 @@ def lr_factor(epoch: int, total_epochs: int, cfg: ScheduleConfig, base_lr: float
         t = min(1.0, (epoch - warm) / span)
         floor = cfg.min_lr / base_lr
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-    # cyclic, triangular2 (amplitude halves every cycle), stepped once per epoch as in HMLoss
+    # cyclic, torch's CyclicLR mode triangular2 (amplitude halves every cycle, step_size_up =
+    # step_size_down = cycle_epochs), stepped once per epoch as in HMLoss; lr is max_lr, base_lr the floor
     half = cfg.cycle_epochs
     cycle = math.floor(1 + epoch / (2 * half))
     x = abs(epoch / half - 2 * cycle + 1)

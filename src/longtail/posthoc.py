@@ -29,6 +29,8 @@ from . import metrics as M
 from .errors import ConfigError, LongtailError, did_you_mean
 
 POSTHOC_FILE = "posthoc.json"
+#: the metric that chooses logit adjustment toward eval.target_prior: validation accuracy re-weighted to that prior
+TARGET_PRIOR_METRIC = "target_prior_accuracy"
 LOWER_IS_BETTER = frozenset({"ece"})
 
 ArrayLike = Any  # np.ndarray | torch.Tensor
@@ -54,9 +56,22 @@ def log_prior(train_counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.log(len(counts) * counts / counts.sum())
 
 
-def logit_adjust(logits: ArrayLike, train_counts: Sequence[int] | np.ndarray, tau: float) -> ArrayLike:
-    """``logits - tau * log(C * prior)``: move decisions from the training prior towards a uniform one."""
-    prior = log_prior(train_counts)
+def prior_shift(train_counts: Sequence[int] | np.ndarray, target_prior: Sequence[float] | None = None) -> np.ndarray:
+    """``log(C * train prior) - log(C * target prior)``: what logit adjustment subtracts per unit of tau
+    (the target is uniform when ``target_prior`` is None: then this is :func:`log_prior`)."""
+    shift = log_prior(train_counts)
+    if target_prior is None:
+        return shift
+    target = np.asarray(target_prior, dtype=np.float64)
+    if target.shape != shift.shape or (target <= 0).any():
+        raise LongtailError(f"target prior {list(target)} must have one positive frequency per class ({len(shift)}); fix eval.target_prior")
+    return shift - np.log(len(target) * target / target.sum())
+
+
+def logit_adjust(logits: ArrayLike, train_counts: Sequence[int] | np.ndarray, tau: float, target_prior: Sequence[float] | None = None) -> ArrayLike:
+    """``logits - tau * (log(C * prior) - log(C * target))``: move decisions from the training prior towards
+    ``target_prior`` (a uniform one when None, Menon et al.'s balanced-error setting)."""
+    prior = prior_shift(train_counts, target_prior)
     if logits.shape[-1] != len(prior):
         raise LongtailError(f"logits have {logits.shape[-1]} classes but train_counts has {len(prior)}; use the counts of the run that produced the logits")
     if _is_torch(logits):
@@ -108,8 +123,13 @@ def _label_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     }
 
 
-def score(logits: ArrayLike, targets: ArrayLike, metric: str) -> float | None:
+def score(logits: ArrayLike, targets: ArrayLike, metric: str, target_prior: np.ndarray | None = None) -> float | None:
     """One metric of ``logits`` (fast path for label metrics, else :func:`metrics.compute`)."""
+    if metric == TARGET_PRIOR_METRIC:
+        from .decision import prior_accuracy
+
+        z, y = M.check_inputs(logits, targets)
+        return prior_accuracy(z, y, target_prior)
     fast = _label_metrics()
     if metric in fast:
         z, y = M.check_inputs(logits, targets)
@@ -127,6 +147,7 @@ def select_tau(
     logits_fn: Callable[[float], ArrayLike],
     val_targets: ArrayLike,
     metric: str = "balanced_accuracy",
+    target_prior: np.ndarray | None = None,
 ) -> tuple[float, dict[float, float | None]]:
     """The tau of ``grid`` whose validation logits ``logits_fn(tau)`` score best on ``metric``.
 
@@ -141,7 +162,7 @@ def select_tau(
     scores: dict[float, float | None] = {}
     best_tau, best = taus[0], -math.inf
     for tau in taus:
-        value = score(logits_fn(tau), val_targets, metric)
+        value = score(logits_fn(tau), val_targets, metric, target_prior)
         scores[tau] = value
         if value is not None and not math.isnan(value) and sign * value > best:
             best_tau, best = tau, sign * value
@@ -160,12 +181,15 @@ def fit_posthoc(
     val_features: ArrayLike | None = None,
     head_weight: ArrayLike | None = None,
     head_bias: ArrayLike | None = None,
+    target_prior: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Choose the enabled corrections on validation; the dict is what ``posthoc.json`` stores.
 
     With both enabled, tau-norm is chosen first and logit adjustment on top of the tau-normed
     logits (a sequential search over ``len(grid)`` + ``len(grid)`` values, not the full grid
-    product). ``{}`` when nothing is enabled.
+    product). ``{}`` when nothing is enabled. With ``target_prior``, logit adjustment moves toward
+    that prior and its tau is chosen by the validation accuracy re-weighted to it
+    (``target_prior_accuracy``, see :mod:`longtail.decision`), which is stored with the choice.
     """
     out: dict[str, Any] = {}
     current = val_logits
@@ -177,8 +201,13 @@ def fit_posthoc(
         current = tau_norm_logits(val_features, head_weight, head_bias, tau)
     if logit_adjustment:
         base = current
-        tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t), val_targets, metric)
-        out["logit_adjust"] = _choice(tau, scores, metric)
+        if target_prior is None:
+            tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t), val_targets, metric)
+            out["logit_adjust"] = _choice(tau, scores, metric)
+        else:
+            prior = np.asarray(target_prior, dtype=np.float64)
+            tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t, prior), val_targets, TARGET_PRIOR_METRIC, prior)
+            out["logit_adjust"] = {**_choice(tau, scores, TARGET_PRIOR_METRIC), "target_prior": [float(p) for p in prior]}
     return out
 
 
@@ -208,7 +237,8 @@ def apply_posthoc(
     if "logit_adjust" in posthoc:
         if train_counts is None:
             raise LongtailError("this run uses logit adjustment: pass the training class counts stored in results.json")
-        out = logit_adjust(out, train_counts, float(posthoc["logit_adjust"]["tau"]))
+        entry = posthoc["logit_adjust"]
+        out = logit_adjust(out, train_counts, float(entry["tau"]), entry.get("target_prior"))
     return out
 
 

@@ -28,14 +28,20 @@ class Registry(Generic[T]):
         self.supplied = frozenset(supplied)
         self._entries: dict[str, Callable[..., T]] = {}
         self._descriptions: dict[str, str] = {}
+        self._renamed: dict[str, dict[str, str]] = {}
 
-    def register(self, name: str, description: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``@LOSSES.register("focal")``. The description defaults to the docstring's first line."""
+    def register(self, name: str, description: str | None = None, renamed: Mapping[str, str] | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``@LOSSES.register("focal")``. The description defaults to the docstring's first line.
+
+        ``renamed`` maps deprecated keyword names to their new names (``{"path": "root"}``): the old
+        name is still accepted, with a deprecation warning (see :meth:`rename_deprecated`).
+        """
 
         def decorator(fn: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = fn
+            self._renamed[name] = dict(renamed or {})
             doc = description or (inspect.getdoc(fn) or "").strip().splitlines()
             self._descriptions[name] = doc if isinstance(doc, str) else (doc[0] if doc else "")
             return fn
@@ -61,8 +67,25 @@ class Registry(Generic[T]):
         return {n: self._descriptions[n] for n in self.names()}
 
     def accepted_kwargs(self, name: str) -> set[str] | None:
-        """The keyword names the constructor accepts, or None if it takes ``**kwargs``."""
-        return accepted_kwargs(self.get(name))
+        """The keyword names the constructor accepts (deprecated names included), or None if it takes ``**kwargs``."""
+        accepted = accepted_kwargs(self.get(name))
+        return None if accepted is None else accepted | set(self._renamed.get(name, {}))
+
+    def rename_deprecated(self, name: str, kwargs: Mapping[str, Any], where: str = "") -> tuple[dict[str, Any], list[str]]:
+        """``kwargs`` with deprecated keys under their new names, and one warning per renamed key.
+
+        Giving both the old and the new name is a ConfigError (which one was meant is unknown).
+        """
+        out, warnings_ = dict(kwargs), []
+        loc = f"{where}." if where else ""
+        for old, new in self._renamed.get(name, {}).items():
+            if old not in out:
+                continue
+            if new in out:
+                raise ConfigError(f"{loc}{old} and {loc}{new} are both set for {self.kind} '{name}'; '{old}' is the deprecated name of '{new}': keep only {loc}{new}")
+            out[new] = out.pop(old)
+            warnings_.append(f"{loc}{old} is deprecated for {self.kind} '{name}'; rename it to {loc}{new} (same meaning)")
+        return out, warnings_
 
     def check_kwargs(self, name: str, kwargs: Iterable[str], where: str = "") -> None:
         """Raise a one-line ConfigError if a kwarg is not a constructor parameter."""
@@ -97,7 +120,19 @@ class Registry(Generic[T]):
     def create(self, name: str, /, *args: Any, **kwargs: Any) -> T:
         """Build ``name`` with ``kwargs`` after checking every keyword against its constructor."""
         self.check_kwargs(name, [k for k in kwargs if k not in self.supplied])
+        kwargs, messages = self.rename_deprecated(name, kwargs)
+        warn_deprecated(messages)
         return self.get(name)(*args, **kwargs)
+
+
+def warn_deprecated(messages: Iterable[str]) -> None:
+    """Each message as a DeprecationWarning (for code and tests) and a log warning (for the command line)."""
+    import logging
+    import warnings
+
+    for message in messages:
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        logging.getLogger("longtail").warning(message)
 
 
 def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:

@@ -61,6 +61,10 @@ class Run:
         counts = (self.results or {}).get("train_counts")
         return [int(c) for c in counts] if counts is not None else None
 
+    def predictions(self, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(logits, targets) of the labelled rows of predictions/<split>.npz, or None."""
+        return _predictions(self, split)
+
     @property
     def main_split(self) -> str | None:
         """'test' when there is a test split, else 'val', else None."""
@@ -239,6 +243,9 @@ def figure_reliability(metrics: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+LOSS_LABELS = {"train_loss": "training (the method's loss)", "val_loss": "validation (cross-entropy)"}
+
+
 def figure_curves(history: list[dict[str, Any]]) -> bytes | None:
     """Training loss, validation metrics and learning rate per epoch, stage changes marked."""
     rows = [r for r in history if isinstance(r.get("epoch"), (int, float))]
@@ -259,7 +266,7 @@ def figure_curves(history: list[dict[str, Any]]) -> bytes | None:
         for key in keys:
             pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
             if pts:
-                label = key[4:] if title == "validation" else key
+                label = key[4:] if title == "validation" else LOSS_LABELS.get(key, key)
                 ax.plot(*zip(*pts), marker="." if len(pts) < 50 else None, label=label)
         for x in stage_changes:
             ax.axvline(x - 0.5, color="grey", linestyle=":", linewidth=1)
@@ -274,6 +281,48 @@ def figure_curves(history: list[dict[str, Any]]) -> bytes | None:
         if title == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     axes[0].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    return _png(fig)
+
+
+def figure_roc_pr(curves: list[dict[str, Any]]) -> bytes | None:
+    """One-vs-rest ROC (left) and precision-recall (right) curve per class, AUC / AP in the legends."""
+    drawn = [c for c in curves if "fpr" in c]
+    if not drawn:
+        return None
+    fig = _figure(11, 4.4)
+    roc, pr = fig.subplots(1, 2)
+    labelled = len(drawn) <= 12
+    for c in drawn:
+        roc.plot(c["fpr"], c["tpr"], linewidth=1.2, label=f"{c['name']} (AUC {c['auc']:.3f})" if labelled else None)
+        pr.step(c["recall"], c["precision"], where="post", linewidth=1.2, label=f"{c['name']} (AP {c['ap']:.3f})" if labelled else None)
+    roc.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    roc.set(xlabel="false positive rate (1 - specificity)", ylabel="sensitivity", title="ROC, one class vs the rest", xlim=(0, 1), ylim=(0, 1.01))
+    pr.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="precision-recall, one class vs the rest", xlim=(0, 1), ylim=(0, 1.01))
+    if labelled:
+        roc.legend(fontsize=7, loc="lower right")
+        pr.legend(fontsize=7, loc="lower left")
+    return _png(fig)
+
+
+def figure_gallery(errors: dict[str, np.ndarray], class_names: Sequence[str] | None) -> bytes:
+    """Thumbnails of the most confident errors, each titled with its true and predicted class."""
+    n = len(errors["targets"])
+    cols = min(n, 8)
+    rows = math.ceil(n / cols)
+    fig = _figure(1.6 * cols, 1.95 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+
+    def name(i: int) -> str:
+        return str(class_names[i]) if class_names is not None and 0 <= i < len(class_names) else str(i)
+
+    for k, ax in enumerate(axes):
+        ax.axis("off")
+        if k >= n:
+            continue
+        h, w = errors["sizes"][k]
+        img = errors["images"][k, :h, :w]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=255)
+        ax.set_title(f"true {name(int(errors['targets'][k]))}\npred {name(int(errors['predictions'][k]))} {float(errors['confidence'][k]):.2f}", fontsize=7)
     return _png(fig)
 
 
@@ -344,7 +393,8 @@ def config_rows(config: dict[str, Any] | None, posthoc: dict[str, Any]) -> list[
     metric = (config.get("posthoc") or {}).get("metric", "balanced_accuracy")
     for key, entry in posthoc.items():
         if isinstance(entry, dict) and "tau" in entry:
-            rows.append((f"post-hoc {key}", f"tau={entry['tau']} (chosen on validation by {entry.get('metric', metric)}{_val_score(entry)})"))
+            toward = " toward eval.target_prior" if entry.get("target_prior") is not None else ""
+            rows.append((f"post-hoc {key}", f"tau={entry['tau']}{toward} (chosen on validation by {entry.get('metric', metric)}{_val_score(entry)})"))
     return rows
 
 
@@ -363,6 +413,11 @@ def result_rows(results: dict[str, Any] | None) -> list[tuple[str, str]]:
     rows = []
     if r.get("best_epoch") is not None:
         rows.append(("best checkpoint", f"epoch {r['best_epoch']} of {r.get('epochs', '?')} by validation {r.get('select_metric', '?')} ({M.fmt(r.get('best_val_score'))})"))
+    if "stopped_epoch" in r:  # train.early_stopping was set
+        stopped = r["stopped_epoch"]
+        rows.append(("early stopping", f"stopped after epoch {stopped}" if stopped is not None else "not triggered (the whole budget ran)"))
+    if r.get("class_map"):
+        rows.append(("classes (data.classes)", "; ".join(f"{new} = {' + '.join(old)}" for new, old in r["class_map"].items())))
     if r.get("train_seconds") is not None:
         rows.append(("training time", f"{float(r['train_seconds']):.1f} s"))
     return rows
@@ -472,10 +527,14 @@ def build_sections(run: Run) -> list[Section]:
         if rel is not None:
             figs.figures.append(("reliability", rel))
         sections.append(figs)
+    sections += decision_sections(run)
     curves = figure_curves(run.history)
     training = Section("Training curves")
     if curves is not None:
         training.figures.append(("curves", curves))
+        if any("val_loss" in r for r in run.history):
+            training.text.append("Loss: the training loss is the method's own (margins, weights or prior shifts included); "
+                                 "the validation loss is the plain cross-entropy of the validation logits, comparable across methods.")
     else:
         training.text.append("No per-epoch log (metrics.jsonl) to plot.")
     sections.append(training)
@@ -483,6 +542,90 @@ def build_sections(run: Run) -> list[Section]:
         sections.append(Section(f"Per-class metrics ({'test' if split == 'test' else 'validation'})", tables=[per_class_table(run.metrics[split])]))
     sections += spbl_sections(run, split)
     return sections
+
+
+# --------------------------------------------------------------------------------- decision
+def _predictions(run: Run, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    npz = run.run_dir / "predictions" / f"{split}.npz"
+    if not npz.is_file():
+        return None
+    with np.load(npz) as data:
+        if "logits" not in data or "targets" not in data:
+            return None
+        logits, targets = data["logits"], data["targets"]
+    labelled = targets >= 0
+    return (logits[labelled], targets[labelled]) if labelled.any() else None
+
+
+def decision_sections(run: Run) -> list[Section]:
+    """ROC / PR curves, the operating-point table, metrics under the deployment prior, the most confident errors."""
+    from .decision import one_vs_rest
+
+    sections = []
+    split = run.main_split
+    stored = run.predictions(split) if split else None
+    if split is not None and stored is not None:
+        logits, targets = stored
+        names = run.class_names or [str(c) for c in range(logits.shape[1])]
+        curves = one_vs_rest(M.softmax(logits.astype(np.float64)), targets, names, with_curves=True)
+        label = "test" if split == "test" else "validation"
+        section = Section(f"ROC and precision-recall curves ({label})")
+        section.tables.append((["class", "images", "ROC AUC", "average precision"], [[c["name"], str(c["positives"]), M.fmt(c["auc"]), M.fmt(c["ap"])] for c in curves]))
+        figure = figure_roc_pr(curves)
+        if figure is not None:
+            section.figures.append(("roc_pr", figure))
+        section.text.append("Each class against all the others, from the predicted probability of that class; n/a where the split lacks images of the class.")
+        sections.append(section)
+    decision = (run.results or {}).get("decision") or {}
+    if decision.get("note"):
+        run.notes.append(f"Decision tables skipped: {decision['note']}")
+    if decision.get("operating_points"):
+        sections.append(operating_point_section(decision))
+    if decision.get("target_prior"):
+        sections.append(target_prior_section(decision, run.class_names))
+    errors = run.run_dir / "predictions" / "errors.npz"
+    if errors.is_file():
+        with np.load(errors) as data:
+            loaded = {k: data[k] for k in data.files}
+        gallery = Section("Most confident errors (test)", figures=[("errors", figure_gallery(loaded, run.class_names))])
+        gallery.text.append(f"The {len(loaded['targets'])} test images the model got wrong with the highest predicted probability "
+                            "(true class, predicted class and its probability).")
+        sections.append(gallery)
+    return sections
+
+
+def operating_point_section(decision: dict[str, Any]) -> Section:
+    rows = decision["operating_points"]
+    positive = " + ".join(decision.get("positive") or [])
+    on_test = "test_sensitivity" in rows[0]
+    header = ["target specificity", "threshold on P(positive)", "validation sensitivity", "validation specificity"]
+    header += ["test sensitivity", "test specificity"] if on_test else []
+    body = [[f"{r['target_specificity']:.2f}", f"{r['threshold']:.4f}", M.fmt(r["val_sensitivity"]), M.fmt(r["val_specificity"]),
+             *([M.fmt(r["test_sensitivity"]), M.fmt(r["test_specificity"])] if on_test else [])] for r in rows]
+    text = (f"Positive: {positive} (the summed probability of these classes is the score). Each threshold is the one with the highest "
+            "validation sensitivity whose validation specificity reaches the target; the test columns read the same threshold on test.")
+    return Section(f"Operating points (positive: {positive})", tables=[(header, body)], text=[text])
+
+
+def target_prior_section(decision: dict[str, Any], class_names: list[str] | None) -> Section:
+    block = decision["target_prior"]
+    columns = block["columns"]
+    names = class_names or [str(c) for c in range(len(block["prior"]))]
+    header = ["metric", *columns]
+    body = [["accuracy", *(M.fmt(c["accuracy"]) for c in columns.values())]]
+    positive = " + ".join(decision.get("positive") or [])
+    if positive:
+        for key, label in (("sensitivity", "sensitivity"), ("ppv", "PPV (precision)"), ("npv", "NPV")):
+            body.append([f"{label}, {positive}", *(M.fmt((c.get("positive") or {}).get(key)) for c in columns.values())])
+    for i, name in enumerate(names):
+        body.append([f"PPV, {name}", *(M.fmt(c["per_class"][i]["ppv"]) for c in columns.values())])
+        body.append([f"NPV, {name}", *(M.fmt(c["per_class"][i]["npv"]) for c in columns.values())])
+    own = next((k for k in block if k.endswith("_prior") and k != "prior"), None)
+    prior_rows = [[name, f"{block[own][i]:.4f}" if own else "-", f"{block['prior'][i]:.4f}"] for i, name in enumerate(names)]
+    text = ("The test split's class frequencies against eval.target_prior (the frequencies expected where the model is used). "
+            "Under a new prior, each class keeps the error rates the test split measured and only the class frequencies change, "
+            "so accuracy = sum of prior x recall, and PPV / NPV follow Bayes' rule.")
+    return Section("Metrics under the deployment prior", tables=[(["class", own.replace("_", " ") if own else "split prior", "target prior"], prior_rows), (header, body)], text=[text])
 
 
 # ------------------------------------------------------------------------------------- SPBL

@@ -72,7 +72,7 @@ def csv_config(tmp: Path, rows: list[tuple[str, str]], root: Path, name: str = "
     f = tmp / f"{name}.csv"
     f.write_text("image,label\n" + "".join(f"{p},{lab}\n" for p, lab in rows))
     return small(tmp, name, data={
-        "source": {"name": "csv", "file": str(f), "image_root": str(root), **source},
+        "source": {"name": "csv", "file": str(f), "root": str(root), **source},
         "split": {"val": 0.25, "test": 0.25}, "train_transforms": [], "batch_size": 4, "image_size": 8,
     })
 

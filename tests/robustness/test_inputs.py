@@ -142,7 +142,7 @@ def test_list_file_and_json_paths_are_contained_too(tmp_path):
     root = image_folder(tmp_path / "imgs")
     (tmp_path / "train.txt").write_text("a/0.png 0\n\n../../etc/passwd 1\n")
     with pytest.raises(LongtailError, match=r"train.txt' line 3: path '../../etc/passwd' is outside the data root"):
-        DATASETS.create("list_file", train=str(tmp_path / "train.txt"), image_root=str(root), num_classes=2)
+        DATASETS.create("list_file", train=str(tmp_path / "train.txt"), root=str(root), num_classes=2)
     anns = {"annotations": [{"image_id": "x", "category_id": 0, "derm_path": "a/0.png"}, {"image_id": "y", "category_id": 1, "derm_path": "/etc/passwd"}], "num_classes": 2}
     (tmp_path / "train.json").write_text(json.dumps(anns))
     with pytest.raises(LongtailError, match=r"annotation 1: path '/etc/passwd' is outside the data root"):
@@ -238,4 +238,4 @@ def test_train_id_repeated_in_the_val_list_is_a_leak(tmp_path):
     (tmp_path / "train.txt").write_text("a/0.png 0\nb/0.png 1\n")
     (tmp_path / "val.txt").write_text("a/1.png 0\nb/0.png 1\n")
     with pytest.raises(LongtailError, match=r"image 'b/0.png' is in both '.*train.txt' and '.*val.txt' \(a train/evaluation leak\)"):
-        DATASETS.create("list_file", train=str(tmp_path / "train.txt"), val=str(tmp_path / "val.txt"), image_root=str(root), num_classes=2)
+        DATASETS.create("list_file", train=str(tmp_path / "train.txt"), val=str(tmp_path / "val.txt"), root=str(root), num_classes=2)

@@ -18,7 +18,8 @@ afterwards, batched) or because the original is a bug:
 - ``lens_distortion`` uses the original camera matrix as the new one (OpenCV's
   ``getOptimalNewCameraMatrix`` re-scaling is dropped) and bilinear ``grid_sample`` instead of remap.
 - ``mixup`` needs another training image: it takes ``other=`` (the augmenter passes one from its
-  ``image_pool``); without a pool the augmenter leaves this op out of its policy.
+  ``image_pool``, which a training run fills with the training split); without a pool the
+  augmenter leaves this op out of its policy.
 - pixel values are rounded, not truncated, when converted back to uint8.
 """
 

@@ -10,6 +10,7 @@ torch's global RNG, which the engine seeds and DataLoader workers re-seed, so ru
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -17,7 +18,7 @@ from ..errors import ConfigError, DataError, did_you_mean
 from ..registry import TRANSFORMS
 from .ops import COLOR_OPS, OPS, RAND_OPS, SHAPE_OPS
 
-__all__ = ["POLICIES", "SlotAugment", "ModifiedRandAugment", "RandAugment", "policy_slots"]
+__all__ = ["POLICIES", "SlotAugment", "ModifiedRandAugment", "RandAugment", "TrainingImagePool", "policy_slots"]
 
 _GROUPS: dict[str, tuple[str, ...]] = {"colour": COLOR_OPS, "shape": SHAPE_OPS, "all": COLOR_OPS + SHAPE_OPS}
 
@@ -45,14 +46,33 @@ def policy_slots(policy: str) -> list[tuple[str, ...]]:
     return [_GROUPS[group] for group in POLICIES[policy]]
 
 
+class TrainingImagePool:
+    """Another training image, drawn uniformly with torch's global RNG, for the ``mixup`` op.
+
+    Holds the training split itself (not a copy): ``load`` gives the stored uint8 image before any
+    augmentation, as MBIT's Mixup reads a second raw training image.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __call__(self) -> torch.Tensor:
+        if len(self.dataset) == 0:
+            raise DataError("the mixup op needs training images; the training split is empty")
+        return self.dataset.load(int(torch.randint(len(self.dataset), ())))
+
+
 class SlotAugment:
     """Apply slots of ops in order; each slot picks an op not yet applied and applies it with ``prob``.
 
     ``image_pool`` is a callable returning another random training image (uint8 C x H x W) for the
-    ``mixup`` op; while it is None, ``mixup`` is left out of every slot.
+    ``mixup`` op; while it is None, ``mixup`` is left out of every slot. The engine gives every
+    transform whose ``wants_image_pool`` is true a :class:`TrainingImagePool` of the training split
+    (``Pipeline.attach_image_pool``).
     """
 
     batched = False
+    wants_image_pool = False
 
     def __init__(
         self,
@@ -110,7 +130,8 @@ class ModifiedRandAugment(SlotAugment):
 
     Policies: ``v0_0`` 1 slot over all 21 ops; ``v1_0``/``v2_0``/``v3_0`` 2/3/4 such slots; ``v1_1``
     colour + shape; ``v2_1`` colour + 2 shape; ``v2_2`` 2 colour + shape; ``v3_1`` 2 colour + 2 shape.
-    The ``mixup`` op runs only when an ``image_pool`` is set (see :class:`SlotAugment`).
+    The ``mixup`` op (blend with another training image) runs when an ``image_pool`` is set; in a
+    training run the engine sets one unless ``mixup: false``.
     """
 
     def __init__(
@@ -119,9 +140,11 @@ class ModifiedRandAugment(SlotAugment):
         prob: float = 0.7,
         magnitude: float = 10.0,
         image_pool: Callable[[], torch.Tensor] | None = None,
+        mixup: bool = True,
     ) -> None:
         super().__init__(policy_slots(policy), prob, magnitude, image_pool, name="modified_randaugment")
         self.policy = policy
+        self.wants_image_pool = bool(mixup) and any("mixup" in slot for slot in self.slots)
 
     def __repr__(self) -> str:
         return f"ModifiedRandAugment(policy={self.policy!r}, prob={self.prob}, magnitude={self.magnitude:g})"

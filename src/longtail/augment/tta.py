@@ -152,6 +152,7 @@ class TTA:
         self.crops, self.scale_names, self.scheme = crops, names, scheme
         self.crop_size = crop_size
         self.l_region, self.s_region = float(l_region), float(s_region)
+        self.activation = "softmax"  # "sigmoid" under eval.unk_class: sigmoid (see predict)
 
     @property
     def num_views(self) -> int:
@@ -173,17 +174,27 @@ class TTA:
 
     @torch.no_grad()
     def predict(self, model_fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
-        """Log of the averaged probabilities (or vote fractions) over all views: N x num_classes."""
+        """Log of the averaged probabilities (or vote fractions) over all views: N x num_classes.
+
+        With ``activation = 'sigmoid'`` (MBIT's ``VALID_ADD_ONE_CLASS``, set from ``eval.unk_class``)
+        the per-class sigmoids are averaged instead and their logit is returned, so that a sigmoid
+        of the output gives the averaged sigmoid scores.
+        """
         total: torch.Tensor | None = None
         for view in self.views(batch):
             logits = model_fn(view).float()
-            if self.scheme == "average":
-                scores = torch.softmax(logits, dim=1)
-            else:
+            if self.scheme == "vote":
                 scores = torch.nn.functional.one_hot(logits.argmax(dim=1), logits.shape[1]).float()
+            elif self.activation == "sigmoid":
+                scores = torch.sigmoid(logits)
+            else:
+                scores = torch.softmax(logits, dim=1)
             total = scores if total is None else total + scores
         assert total is not None
         probs = total / self.num_views
+        if self.activation == "sigmoid":
+            eps = torch.finfo(probs.dtype).eps
+            return torch.logit(probs.clamp(eps, 1.0 - eps))
         return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
-"""``build_data``: source -> long-tail build -> splits -> cap -> checks -> ``DataBundle``.
+"""``build_data``: source -> (class subset/merge) -> long-tail build -> splits -> cap -> checks -> ``DataBundle``.
 
-Order matters and is fixed: a source without native splits first loses its test part (grouped when
+Order matters and is fixed: ``data.classes`` first keeps or merges the source's classes; a source without native splits first loses its test part (grouped when
 it has groups), then the long-tail recipe runs on the training pool, then validation is carved
 (never from test): a native ``val`` split if there is one; with a long-tail recipe, a balanced
 held-out set of ``long_tail.val_per_class`` images per class taken from the images the recipe left
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..registry import DATASETS
+from ..registry import DATASETS, warn_deprecated
 from .cache import cached_decode
+from .classes import apply_classes
 from .clips import ClipDataset
 from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
 from .decode import Decoder
@@ -51,6 +52,7 @@ class DataBundle:
     norm_mean: list[float]
     norm_std: list[float]
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    class_map: dict[str, list[str]] | None = None  # data.classes: new class -> the source classes it holds
 
     @property
     def num_classes(self) -> int:
@@ -68,6 +70,10 @@ class DataBundle:
     def image_size(self) -> tuple[int, int]:
         return self.train.image_size
 
+    def storage(self) -> dict[str, str]:
+        """How each split holds its images: memory (uint8 tensor), mmap (memory-mapped cache), stream (decoded per access)."""
+        return {name: getattr(ds, "storage", "memory") for name, ds in self.splits().items()}
+
     def splits(self) -> dict[str, ImageDataset]:
         out = {"train": self.train, "val": self.val}
         if self.test is not None:
@@ -77,14 +83,24 @@ class DataBundle:
 
 # ------------------------------------------------------------------------------------ source
 def load_source(cfg: "DataConfig") -> Source:
+    """The registered source of ``data.source``; its errors name the config file it came from."""
+    where = f"{cfg._config_file}: " if cfg._config_file else ""
     kwargs = dict(cfg.source.kwargs)
     if cfg.source.name in ("cifar_jpeg", "ham10000") and "cache_dir" not in kwargs and cfg.cache_dir:
         kwargs["cache_dir"] = cfg.cache_dir
     try:
         DATASETS.check_kwargs(cfg.source.name, kwargs, where="data.source")
+        kwargs, messages = DATASETS.rename_deprecated(cfg.source.name, kwargs, where="data.source")
+        warn_deprecated(messages)
         source = DATASETS.get(cfg.source.name)(**kwargs)
     except TypeError as e:  # a missing required argument
-        raise ConfigError(f"data.source ({cfg.source.name}): {e}; see `longtail list datasets`") from None
+        missing = str(e).split("argument: ")[-1].strip("'") if "required positional argument" in str(e) else None
+        hint = f"set data.source.{missing}" if missing else "see `longtail list datasets`"
+        raise ConfigError(f"{where}data.source ({cfg.source.name}): {e}; {hint}") from None
+    except (DataError, ConfigError) as e:
+        if where and not str(e).startswith(where):
+            raise type(e)(f"{where}{e}") from None
+        raise
     if not isinstance(source, Source):
         raise TypeError(f"dataset '{cfg.source.name}' returned {type(source).__name__}, not a longtail.data Source")
     return source
@@ -129,10 +145,12 @@ def materialize(ds: ImageDataset, cfg: "DataConfig", channels: int, name: str) -
     if not isinstance(ds, FileImageDataset):
         return ds, []
     if cfg.cache:
-        images, kept, skipped, hit = cached_decode(ds.paths, decoder, cfg.cache_dir, cfg.on_bad_image)
-        log.info("%s split: %d images %s the tensor cache", name, len(kept), "loaded from" if hit else "decoded into")
+        mmap = cfg.cache == "mmap"
+        images, kept, skipped, hit = cached_decode(ds.paths, decoder, cfg.cache_dir, cfg.on_bad_image, mmap=mmap)
+        log.info("%s split: %d images %s the tensor cache%s", name, len(kept), "loaded from" if hit else "decoded into",
+                 " (memory-mapped)" if mmap else "")
         out = TensorImageDataset(images, ds.targets[kept], ds.class_names, ids=[ds.ids[i] for i in kept],
-                                 groups=None if ds.groups is None else ds.groups[kept])
+                                 groups=None if ds.groups is None else ds.groups[kept], storage="mmap" if mmap else "memory")
         return out, skipped
     lazy = ds.with_decoder(decoder)
     if cfg.on_bad_image == "skip":
@@ -316,13 +334,16 @@ def build_data(
     splits: dict[str, Any] | None = None,
     model_stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> DataBundle:
-    """Source -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
+    """Source -> (classes) -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
 
     ``splits`` (or ``data.split.file``) reuses the ``split_indices`` of an earlier run. ``seed``
     only drives the ``max_per_class`` subsample; splits use ``split.seed``, long tails ``long_tail.seed``.
     ``model_stats`` (the backbone's pretrained mean/std) serves ``data.normalize: model``.
     """
     source = load_source(cfg)
+    class_map = None
+    if cfg.classes is not None:
+        source, class_map = apply_classes(source, cfg.classes)
     first = next(iter(source.splits.values()))
     channels = int(cfg.channels or source.channels or first.channels)
     native: dict[str, ImageDataset] = {}
@@ -359,4 +380,4 @@ def build_data(
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,
-                      skipped=skipped)
+                      skipped=skipped, class_map=class_map)

@@ -4,6 +4,10 @@ Small datasets (CIFAR, MedMNIST-size, HAM10000 at low resolution) fit in memory 
 their JPEGs is the slow part of an epoch, so it happens once: the result is stored as ``.npy``
 under ``<cache dir>/tensors/<key>.npy``. The key hashes the file list with sizes and mtimes and the
 decode settings (channels, image size, pre-processing), so editing an image or a setting rebuilds it.
+
+``data.cache: mmap`` serves sets that do not fit in RAM: the ``.npy`` is written chunk by chunk
+(never the whole decoded set in memory) and opened memory-mapped, so a batch reads only its rows
+and the operating system keeps what fits in its page cache.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .decode import Decoder
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
+MMAP_CHUNK = 1024  # images decoded (and held) at a time while writing a memory-mapped cache
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -77,11 +82,12 @@ def decode_all(
 
 
 def cached_decode(
-    paths: Sequence[str], decoder: Decoder, cache_dir: str | None = None, on_bad_image: str = "error"
+    paths: Sequence[str], decoder: Decoder, cache_dir: str | None = None, on_bad_image: str = "error", mmap: bool = False
 ) -> tuple[torch.Tensor, np.ndarray, list[str], bool]:
     """Images of ``paths`` from the cache, decoding and storing them on a miss.
 
     Returns (uint8 N x C x H x W, indices of the decoded files, skipped files, whether it was a hit).
+    With ``mmap`` the tensor is a memory-mapped view of the cache file (the same file either way).
     """
     root = cache_root(cache_dir) / "tensors"
     key = fingerprint(paths, decoder, on_bad_image)
@@ -89,10 +95,13 @@ def cached_decode(
     if arr_path.is_file() and meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-            images = torch.from_numpy(np.load(arr_path))
+            images = _open(arr_path, int(meta.get("n_images", len(meta["kept"]))), mmap)
             return images, np.asarray(meta["kept"], dtype=np.int64), list(meta["skipped"]), True
         except (OSError, ValueError, KeyError) as e:  # a torn or foreign file: rebuild it
             log.warning("tensor cache %s unreadable (%s); rebuilding", arr_path, e)
+    if mmap:
+        kept, skipped = _decode_to_file(paths, decoder, on_bad_image, root, key)
+        return _open(arr_path, len(kept), mmap=True), kept, skipped, False
     images, kept, skipped = decode_all(paths, decoder, on_bad_image)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -105,3 +114,50 @@ def cached_decode(
     except OSError as e:  # a read-only cache only costs speed
         log.warning("could not write the tensor cache in %s (%s); set data.cache_dir or LONGTAIL_CACHE", root, e)
     return images, kept, skipped, False
+
+
+def _open(arr_path: Path, n_images: int, mmap: bool) -> torch.Tensor:
+    """The cached images: loaded into memory, or memory-mapped copy-on-write (pages are read on use and
+    shared with the page cache; torch needs a writable array, and nothing writes to it)."""
+    array = np.load(arr_path, mmap_mode="c" if mmap else None)
+    return torch.from_numpy(array[:n_images])
+
+
+def _decode_to_file(paths: Sequence[str], decoder: Decoder, on_bad_image: str, root: Path, key: str) -> tuple[np.ndarray, list[str]]:
+    """Decode ``paths`` chunk by chunk straight into ``<root>/<key>.npy`` (at most ``MMAP_CHUNK`` decoded
+    images in memory); skipped files leave unused rows at the end, the meta file says how many are valid."""
+    if not paths:
+        raise DataError("no image files to decode; check data.source (the folder or list is empty)")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{key}.{os.getpid()}.npy"
+    out: np.ndarray | None = None
+    kept: list[int] = []
+    skipped: list[str] = []
+    try:
+        for start in range(0, len(paths), MMAP_CHUNK):
+            chunk = list(paths[start : start + MMAP_CHUNK])
+            try:
+                images, chunk_kept, chunk_skipped = decode_all(chunk, decoder, on_bad_image)
+            except DataError:
+                if on_bad_image != "skip":
+                    raise
+                skipped += chunk  # none of this chunk decoded
+                continue
+            if out is None:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *images.shape[1:]))
+            elif tuple(out.shape[1:]) != tuple(images.shape[1:]):
+                raise DataError(f"images have different sizes {tuple(out.shape[1:])} and {tuple(images.shape[1:])}; set data.image_size so every image is resized")
+            out[len(kept) : len(kept) + len(images)] = images.numpy()
+            kept += [start + int(i) for i in chunk_kept]
+            skipped += chunk_skipped
+        if out is None:
+            raise DataError(f"none of the {len(paths)} images could be decoded (first: '{paths[0]}'); check the files")
+        out.flush()
+        del out
+        meta_tmp = root / f".{key}.{os.getpid()}.json"
+        meta_tmp.write_text(json.dumps({"kept": kept, "skipped": skipped, "n_files": len(paths), "n_images": len(kept)}))
+        os.replace(tmp, root / f"{key}.npy")
+        os.replace(meta_tmp, root / f"{key}.json")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.asarray(kept, dtype=np.int64), skipped

@@ -32,6 +32,11 @@ def add_commands(subparsers: Any) -> None:
     c.add_argument("--csv", default=None, help="also write a plain CSV (image_id,path,label,class_name,group)")
     c.add_argument("--extension", default=".jpg", help="image file extension for ISIC ids (default: .jpg)")
     c.add_argument("--no-check", action="store_true", help="do not open images (no size fields)")
+    c.add_argument("--small", metavar="DIR", default=None, help="also write small JPEG copies (quality 95) of the images into DIR and "
+                   "point the JSON there, as MBIT's converters do (ISIC 2017 --small: short side 450)")
+    c.add_argument("--short-side", type=int, default=450, help="with --small: the short side in pixels (default: 450)")
+    c.add_argument("--remove-borders", action="store_true", help="with --small: MBIT's ISIC 2019 resize tool instead: centre square, "
+                   "dark borders and corners removed, square again, resized to --short-side")
     c.set_defaults(func=run_convert)
 
     x = sub.add_parser("extract-frames", help="videos -> OUT_DIR/<video>/<clip>/000000.jpg ... (clip sources; needs longtail[video])")
@@ -92,7 +97,16 @@ def run_convert(args: argparse.Namespace) -> int:
 
     fn = CONVERTERS[args.format]
     conv = fn(args.input) if args.format == "derm7pt" else fn(args.input, extension=args.extension)
-    write_outputs(conv, args.root, args.out, args.csv, check_images=not args.no_check)
+    root = args.root
+    if args.remove_borders and not args.small:
+        raise ConfigError("--remove-borders writes new images; give the folder for them with --small DIR")
+    if args.small:
+        from .shrink import shrink_images
+
+        conv = shrink_images(conv, args.root, args.small, args.short_side, args.remove_borders)
+        root = args.small
+        print(f"wrote {len(conv.records)} small images to {args.small}")
+    write_outputs(conv, root, args.out, args.csv, check_images=not args.no_check)
     labelled = sum(r.label is not None for r in conv.records)
     print(f"wrote {args.out}: {len(conv.records)} images ({labelled} labelled), {conv.num_classes} classes "
           f"[{', '.join(conv.class_names)}]" + (f"; {args.csv}" if args.csv else ""))

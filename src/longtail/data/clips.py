@@ -94,6 +94,8 @@ class ClipDataset(ImageDataset):
     it on the train split only. ``decoder`` turns one frame file into a uint8 C x H x W tensor.
     """
 
+    storage = "stream"  # frames are decoded on access, never cached
+
     def __init__(
         self,
         frames: Sequence[Sequence[str]],

@@ -2,8 +2,11 @@
 
 ``TensorImageDataset`` holds one uint8 tensor (N x C x H x W) and an index array: subsets are
 views (no pixel copy), which is what makes carving splits and long-tail subsets of a cached
-dataset free. ``FileImageDataset`` decodes on access with a :class:`~longtail.data.decode.Decoder`
-(used with ``data.cache: false`` or for datasets too large to keep in memory).
+dataset free; the tensor may be memory-mapped (``data.cache: mmap``). ``FileImageDataset`` decodes
+on access with a :class:`~longtail.data.decode.Decoder` (``data.cache: false``: streamed, one image
+per access in DataLoader workers, for datasets too large to keep in memory).
+
+``storage`` says which of the three a split uses ("memory", "mmap", "stream"); runs record it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class ImageDataset(Dataset, ABC):
     groups: np.ndarray | None
     class_names: list[str]
     sample_transform: Callable[[torch.Tensor], torch.Tensor] | None
+    storage: str = "memory"
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -87,6 +91,7 @@ class TensorImageDataset(ImageDataset):
         ids: Sequence[str] | None = None,
         groups: Sequence[Any] | np.ndarray | None = None,
         index: np.ndarray | None = None,
+        storage: str = "memory",
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a uint8 N x C x H x W tensor, got {images.dtype} {tuple(images.shape)}")
@@ -99,6 +104,7 @@ class TensorImageDataset(ImageDataset):
         self.groups = None if groups is None else np.asarray(groups)
         self.class_names = [str(c) for c in class_names]
         self.sample_transform = None
+        self.storage = storage  # "memory", or "mmap" when images is a memory-mapped cache file
 
     def load(self, i: int) -> torch.Tensor:
         return self.images[self.index[i]]
@@ -113,7 +119,7 @@ class TensorImageDataset(ImageDataset):
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "TensorImageDataset":
         idx, meta = self._select(indices)
-        out = TensorImageDataset(self.images, index=self.index[idx], **meta)
+        out = TensorImageDataset(self.images, index=self.index[idx], storage=self.storage, **meta)
         out.sample_transform = self.sample_transform
         return out
 
@@ -134,6 +140,8 @@ class TensorImageDataset(ImageDataset):
 
 class FileImageDataset(ImageDataset):
     """Lazy path: decodes ``paths[i]`` with ``decoder`` on every access (all the same size)."""
+
+    storage = "stream"
 
     def __init__(
         self,

@@ -149,7 +149,7 @@ def read_image(path: str | Path, channels: int) -> torch.Tensor:
     """Open and fully decode one image file, raising a one-line DataError naming a bad file."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"image file '{p}' not found; check data.source paths (image_root/root) or set data.on_bad_image=skip")
+        raise DataError(f"image file '{p}' not found; check data.source.root and the paths it holds or set data.on_bad_image=skip")
     try:
         with Image.open(p) as img:
             img.load()

@@ -111,6 +111,58 @@ class RandomCrop(BatchOp):
         return gather_crops(x, _randint(n, H - h + 1, x.device), _randint(n, W - w + 1, x.device), h, w)
 
 
+@TRANSFORMS.register("random_crop_in_rate")
+class RandomCropInRate(BatchOp):
+    """MBIT's `RandomCropInRate`: a random `size` crop whose window lies in the central region.
+
+    The region keeps ``l_region`` of the long side and ``s_region`` of the short side, centred
+    (``x_l = int(W * (1 - rate) / 2)``); the crop's top-left corner is drawn uniformly from the
+    integer positions that keep the crop inside it, per image. Region 1.0 x 1.0 is a plain
+    random crop. MBIT refuses a region exactly the size of the crop; here that is a fixed crop.
+    """
+
+    def __init__(self, size: int | Sequence[int], l_region: float = 1.0, s_region: float = 1.0) -> None:
+        for name, r in (("l_region", l_region), ("s_region", s_region)):
+            if not 0.0 < float(r) <= 1.0:
+                raise ConfigError(f"random_crop_in_rate.{name} must be in (0, 1], got {r}")
+        self.size, self.l_region, self.s_region = as_hw(size), float(l_region), float(s_region)
+
+    def window(self, H: int, W: int) -> tuple[int, int, int, int]:
+        """(first top, last top, first left, last left) allowed for an H x W image."""
+        h, w = self.size
+        x_rate, y_rate = (self.l_region, self.s_region) if W >= H else (self.s_region, self.l_region)
+        x_l, y_l = int(W * (1.0 - x_rate) / 2), int(H * (1.0 - y_rate) / 2)
+        x_r, y_r = W - x_l - w, H - y_l - h
+        if x_r < x_l or y_r < y_l:
+            raise ConfigError(
+                f"random_crop_in_rate: a {h}x{w} crop does not fit the central {H - 2 * y_l}x{W - 2 * x_l} region of "
+                f"the {H}x{W} image; raise l_region/s_region, lower size or raise data.image_size"
+            )
+        return y_l, y_r, x_l, x_r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, (H, W) = x.shape[0], x.shape[-2:]
+        y_l, y_r, x_l, x_r = self.window(H, W)
+        top = _randint(n, y_r - y_l + 1, x.device) + y_l
+        left = _randint(n, x_r - x_l + 1, x.device) + x_l
+        return gather_crops(x, top, left, *self.size)
+
+
+@TRANSFORMS.register("per_image_mean")
+class PerImageMean(BatchOp):
+    """Subtract each image's own per-channel mean (MBIT with `FIX_MEAN_VAR.ENABLE: False`).
+
+    Put it last, with ``data.normalize: none`` so the appended normalisation changes nothing.
+    """
+
+    random = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            raise ConfigError("per_image_mean works on the float batch; list it among the batched transforms, after the per-sample ones")
+        return x - x.mean(dim=(-2, -1), keepdim=True)
+
+
 @TRANSFORMS.register("random_resized_crop")
 class RandomResizedCrop(BatchOp):
     """Random area/aspect crop per image resized to `size` (ImageNet style; roi_align, antialiased)."""
@@ -357,6 +409,14 @@ class Pipeline:
     batch: Callable[[torch.Tensor], torch.Tensor]
     train: bool
     ops: list[Any] = field(default_factory=list)
+
+    def attach_image_pool(self, pool: Callable[[], torch.Tensor]) -> int:
+        """Give ``pool`` (another training image per call) to every op that asks for one
+        (``wants_image_pool``: the ``mixup`` op of modified RandAugment); returns how many."""
+        takers = [op for op in self.ops if getattr(op, "wants_image_pool", False)]
+        for op in takers:
+            op.image_pool = pool
+        return len(takers)
 
 
 def build_pipeline(transforms: Sequence["Component"], mean: Sequence[float], std: Sequence[float], train: bool) -> Pipeline:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..errors import ConfigError, LongtailError
 from .weighting import as_counts
 
@@ -106,9 +107,12 @@ class LongTailLoss(nn.Module, ABC):
 
     # --------------------------------------------------------------------------- reductions
     def weighted_mean(self, per_sample: torch.Tensor, targets: torch.Tensor, sample_weight: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """``sum_i s_i w_i l_i / sum_i w_i`` with ``w_i = w_{y_i}`` (times ``extra`` class weights if given)."""
+        """``sum_i s_i w_i l_i / sum_i w_i`` with ``w_i = w_{y_i}`` (times ``extra`` class weights if given).
+
+        Under DDP the denominator is the global batch's (its mean over the ranks), so that DDP's
+        gradient average is the weighted mean over the global batch, as in one process."""
         w = self.sample_class_weights(targets, extra)
-        return (sample_weight * w * per_sample).sum() / w.sum().clamp_min(1e-12)
+        return (sample_weight * w * per_sample).sum() / distributed.mean_over_ranks(w.sum()).clamp_min(1e-12)
 
     def batch_mean(self, per_sample: torch.Tensor, targets: torch.Tensor, sample_weight: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """``sum_i s_i w_i l_i / N`` (the batch mean of an already weighted per-sample loss)."""
@@ -123,7 +127,7 @@ class LongTailLoss(nn.Module, ABC):
         numerator = (sample_weight * w * elements.sum(1)).sum()
         if reduction == "enlarge":
             return numerator / elements.numel() * ENLARGE_FACTOR
-        return numerator / (w.sum() * elements.shape[1]).clamp_min(1e-12)
+        return numerator / (distributed.mean_over_ranks(w.sum()) * elements.shape[1]).clamp_min(1e-12)
 
     def sample_class_weights(self, targets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """``w_{y_i}`` per sample from the schedule's class weights (times a loss's own weights)."""

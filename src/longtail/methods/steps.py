@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..engine import default_step, iterate_batches
 from ..registry import METHODS
 
@@ -48,6 +49,7 @@ class BBNStep:
         if self._batches is None:
             targets = np.asarray(trainer.bundle.train.targets)
             sampler = build_sampler(Component(name=self.sampler_name), targets, trainer.cfg.seed + 1)
+            sampler = distributed.shard(sampler, drop_last=False)  # this rank's share, as for the main batch
             sampler.set_epoch(trainer.progress.global_epoch)
             self._batches = iterate_batches(trainer.bundle.train, sampler, size, trainer.cfg.data.num_workers, seed=trainer.cfg.seed + 7 + self._epoch)
         try:
@@ -57,13 +59,13 @@ class BBNStep:
             return self._second_batch(trainer, size)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
-        if not hasattr(model, "forward_mixed"):
+        if not hasattr(getattr(model, "module", model), "forward_mixed"):  # .module: under DDP
             from ..errors import ConfigError
 
-            raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32 (or bbn_resnet10)")
+            raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32, bbn_resnet10, bbn_torchvision or bbn_timm")
         xb, yb = self._second_batch(trainer, len(y))
         xb = trainer.train_pipeline.batch(xb.to(x.device))
         yb = yb.to(y.device)
         n = min(len(y), len(yb))
-        logits = model.forward_mixed(x[:n], xb[:n], self.alpha)
+        logits = model(x[:n], mix_with=xb[:n], alpha=self.alpha)
         return self.alpha * loss_fn(logits, y[:n]) + (1 - self.alpha) * loss_fn(logits, yb[:n])

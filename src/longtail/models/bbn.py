@@ -8,24 +8,27 @@ epochs, as the engine's ``on_epoch_start`` hooks and MBIT count them) and fed to
 on 2D features.
 Inference concatenates both branches' features of the same image without weighting.
 
-The two branches are initialised independently, as in BBN, not as copies of one another. In
-the official CIFAR ResNet-32 only the last block of the last stage is duplicated; MBIT (and this
-module) duplicate the whole last stage.
+The two branches are initialised independently, as in BBN, not as copies of one another (with
+pretrained weights both start from the same pretrained last stage). In the official CIFAR ResNet-32
+only the last block of the last stage is duplicated; MBIT (and this module) duplicate the whole
+last stage. Any staged backbone works: the CIFAR ResNet-32, ResNet-10, and torchvision or timm
+ResNets and RegNets (``bbn_torchvision``, ``bbn_timm``), as MBIT's ``BACKBONE.BBN`` allows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..registry import MODELS
 from .classifier import Classifier
 from .dropblock import DropBlock2d
-from .resnet import ResNet, make_resnet10, make_resnet32
-from .staged import global_pool
+from .resnet import make_resnet10, make_resnet32
+from .staged import StagedBackbone, global_pool
 
 Branch = Literal["conventional", "rebalancing"]
 
@@ -42,14 +45,15 @@ class BilateralBackbone(nn.Module):
 
     def __init__(
         self,
-        make_base: Callable[[], ResNet],
+        make_base: Callable[[], StagedBackbone],
         drop_block_prob: float = 0.0,
         drop_block_size: int = 5,
         drop_block_steps: int = 0,
     ) -> None:
         super().__init__()
-        trunk = make_base()
+        trunk: Any = make_base()
         self.arch = f"bbn_{trunk.arch}"
+        self.branch_dim = int(trunk.feature_dim)  # the last stage's width: what each branch pools
         conventional = trunk.pop_last_stage()
         rebalancing = make_base().pop_last_stage()
         # BBN training runs the trunk twice per step (once per branch), so its ramp is twice as long
@@ -60,7 +64,6 @@ class BilateralBackbone(nn.Module):
         self.rebalancing = rebalancing
         self.conventional_drop = _maybe_drop_block(drop_block_prob, drop_block_size, drop_block_steps)
         self.rebalancing_drop = _maybe_drop_block(drop_block_prob, drop_block_size, drop_block_steps)
-        self.branch_dim = int(conventional[-1].bn2.num_features)  # type: ignore[index]
         self.feature_dim = 2 * self.branch_dim
 
     def branch_features(self, x: Tensor, branch: Branch) -> Tensor:
@@ -89,6 +92,13 @@ class BBNClassifier(Classifier):
     def __init__(self, backbone: BilateralBackbone, num_classes: int, **kwargs: object) -> None:
         super().__init__(backbone, num_classes, **kwargs)  # type: ignore[arg-type]
         self.alpha = 1.0
+
+    def forward(self, x: Tensor, return_features: bool = False, mix_with: Tensor | None = None, alpha: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+        """Inference on ``x``; with ``mix_with``, the mixed training forward (through ``forward`` so that a
+        DistributedDataParallel wrapper sees the call and averages the gradients)."""
+        if mix_with is not None:
+            return self.forward_mixed(x, mix_with, alpha)
+        return super().forward(x, return_features)
 
     def forward_mixed(self, x_a: Tensor, x_b: Tensor, alpha: float) -> Tensor:
         """Logits of ``concat(2*alpha*f_conv(x_a), 2*(1-alpha)*f_rebal(x_b))``."""
@@ -120,3 +130,42 @@ def bbn_resnet10(
 ) -> BilateralBackbone:
     """BBN on ResNet-10: shared stem and 64/128/256 stages, two 512-wide last stages (1024-d features)."""
     return BilateralBackbone(lambda: make_resnet10(in_channels, small_input), drop_block_prob, drop_block_size, drop_block_steps)
+
+
+@MODELS.register("bbn_torchvision")
+def bbn_torchvision(
+    in_channels: int = 3,
+    arch: str = "resnet18",
+    pretrained: bool = False,
+    drop_block_prob: float = 0.0,
+    drop_block_size: int = 5,
+    drop_block_steps: int = 0,
+    **kwargs: Any,
+) -> BilateralBackbone:
+    """BBN on a torchvision ResNet or RegNet (arch: resnet18, regnet_y_800mf, ...): two copies of its last stage."""
+    from .torchvision_backbone import TorchvisionBackbone
+
+    def make() -> StagedBackbone:
+        net = TorchvisionBackbone(arch, in_channels, pretrained, **kwargs)
+        if net.family is None:
+            raise ConfigError(f"model.arch: BBN needs a ResNet or RegNet, not torchvision '{arch}' (e.g. resnet18, regnet_y_800mf)")
+        return net
+
+    return BilateralBackbone(make, drop_block_prob, drop_block_size, drop_block_steps)
+
+
+@MODELS.register("bbn_timm")
+def bbn_timm(
+    in_channels: int = 3,
+    arch: str = "resnet18",
+    pretrained: bool = False,
+    drop_block_prob: float = 0.0,
+    drop_block_size: int = 5,
+    drop_block_steps: int = 0,
+    **kwargs: Any,
+) -> BilateralBackbone:
+    """BBN on a timm ResNet or RegNet (arch: resnet18, regnety_008, ...): two copies of its last stage."""
+    from .timm_staged import TimmStagedBackbone
+
+    return BilateralBackbone(lambda: TimmStagedBackbone(arch, in_channels, pretrained, **kwargs),
+                             drop_block_prob, drop_block_size, drop_block_steps)

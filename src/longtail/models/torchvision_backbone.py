@@ -62,8 +62,21 @@ class TorchvisionBackbone(StagedBackbone):
     def stages(self) -> list[nn.Module]:
         net: Any = self.net
         if self.family == "resnet":
-            return [net.layer1, net.layer2, net.layer3, net.layer4]
+            return [m for m in (net.layer1, net.layer2, net.layer3, net.layer4) if not isinstance(m, nn.Identity)]
         return list(net.trunk_output.children())
+
+    def pop_last_stage(self) -> nn.Module:
+        """Remove the last stage from the network and return it (BBN moves it into two branches)."""
+        net: Any = self.net
+        if self.family is None:
+            raise ConfigError(f"model: BBN needs a ResNet or RegNet, not torchvision '{self.arch.split(':', 1)[1]}'")
+        stage = self.stages()[-1]
+        if self.family == "resnet":
+            name = next(n for n in ("layer4", "layer3", "layer2", "layer1") if getattr(net, n) is stage)
+            setattr(net, name, nn.Identity())
+        else:
+            del net.trunk_output[len(net.trunk_output) - 1]
+        return stage
 
     def forward(self, x: Tensor) -> Tensor:
         if self.family is None:

@@ -55,10 +55,10 @@ def digits() -> Source:
     return Source([str(i) for i in range(10)], {"all": ds}, channels=1)
 
 
-@DATASETS.register("medmnist")
-def medmnist(file: str, classes: Sequence[str] | None = None) -> Source:
-    """An official MedMNIST .npz (any 2D set and resolution) with its train/val/test splits."""
-    path = require_file(file, "MedMNIST file", "file")
+@DATASETS.register("medmnist", renamed={"file": "root"})
+def medmnist(root: str, classes: Sequence[str] | None = None) -> Source:
+    """An official MedMNIST .npz (any 2D set and resolution) with its train/val/test splits; ``root`` is the .npz file."""
+    path = require_file(root, "MedMNIST file", "root")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv as csvlib
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,10 @@ def require_columns(path: Path, columns: list[str], wanted: dict[str, str | None
             raise DataError(f"'{path}' has no column '{col}' (columns: {', '.join(columns)}); set data.source.{key}")
 
 
-@DATASETS.register("csv")
+@DATASETS.register("csv", renamed={"image_root": "root"})
 def csv_source(
     file: str,
-    image_root: str | None = None,
+    root: str | None = None,
     path_column: str = "image",
     label_column: str = "label",
     group_column: str | None = None,
@@ -161,9 +162,9 @@ def csv_source(
     allow_outside_root: bool = False,
     dedupe: bool = False,
 ) -> Source:
-    """CSV with an image path and a label column (optional group and split columns)."""
+    """CSV with an image path and a label column (optional group and split columns); paths relative to ``root``."""
     path = require_file(file, "CSV file", "file")
-    root = require_dir(image_root, "image root", "image_root") if image_root is not None else Path(".")
+    base = require_dir(root, "image root", "root") if root is not None else Path(".")
     columns, rows = read_csv_rows(path)
     require_columns(path, columns, {"path_column": path_column, "label_column": label_column,
                                     "group_column": group_column, "split_column": split_column})
@@ -173,7 +174,7 @@ def csv_source(
     keys = [f"{r[label_column]}" + (f" in split {r[split_column]}" if split_column else "") for r in rows]
     rows = [rows[i] for i in check_duplicates([r[path_column] for r in rows], keys, row, dedupe)]
     targets, names = index_labels([r[label_column] for r in rows], classes, f"{path} column '{label_column}'")
-    paths = contained_paths(root, [r[path_column] + extension for r in rows], row, allow_outside_root)
+    paths = contained_paths(base, [r[path_column] + extension for r in rows], row, allow_outside_root)
     ids = [r[path_column] for r in rows]
     groups = np.asarray([r[group_column] for r in rows]) if group_column else None
     if split_column is None:
@@ -232,19 +233,27 @@ def _is_int(s: str) -> bool:
         return False
 
 
-@DATASETS.register("list_file")
+@DATASETS.register("list_file", renamed={"image_root": "root"})
 def list_file(
     train: str,
-    image_root: str,
+    root: str,
     val: str | None = None,
     test: str | None = None,
     classes: Sequence[str] | None = None,
     num_classes: int | None = None,
     allow_outside_root: bool = False,
     dedupe: bool = False,
+    rewrite: Sequence[Sequence[str]] = (),
 ) -> Source:
-    """List files of 'relative/path label' lines (SPBL SD-198/260, ImageNet-LT, iNaturalist, Places-LT)."""
-    root = require_dir(image_root, "image root", "image_root")
+    """List files of 'relative/path label' lines (SPBL SD-198/260, ImageNet-LT, iNaturalist, Places-LT).
+
+    ``rewrite``: [pattern, replacement] regular-expression pairs mapping a listed path to where the
+    image lies under ``root``; the first pattern that matches applies (ImageNet-LT's loader
+    reads ``train/<wnid>/<f>`` from ``ILSVRC2012_img_train/<wnid>/<f>`` and ``val/<wnid>/<f>`` from
+    ``ILSVRC2012_img_val/<f>``). Image ids stay the listed paths.
+    """
+    base = require_dir(root, "image root", "root")
+    rules = compile_rewrites(rewrite)
     files = {"train": train, "val": val, "test": test}
     raw = {}
     for s, f in files.items():
@@ -263,7 +272,97 @@ def list_file(
         if s != "test":
             _require_labelled(targets, files[s])
         where = lambda i, f=files[s], lines=lines: f"'{f}' line {lines[i]}"  # noqa: E731
-        splits[s] = file_split(contained_paths(root, rel, where, allow_outside_root), targets, names, ids=rel)
+        located = [apply_rewrites(rules, r) for r in rel] if rules else rel
+        splits[s] = file_split(contained_paths(base, located, where, allow_outside_root), targets, names, ids=rel)
+    return Source(names, splits)
+
+
+def compile_rewrites(rewrite: Sequence[Sequence[str]]) -> list[tuple[re.Pattern[str], str]]:
+    """``data.source.rewrite`` as compiled (pattern, replacement) pairs, with one-line errors."""
+    rules = []
+    for i, rule in enumerate(rewrite):
+        if isinstance(rule, str) or len(rule) != 2:
+            raise DataError(f"data.source.rewrite entry {i} is {rule!r}; write [pattern, replacement], e.g. ['^train/', 'ILSVRC2012_img_train/']")
+        try:
+            rules.append((re.compile(str(rule[0])), str(rule[1])))
+        except re.error as e:
+            raise DataError(f"data.source.rewrite entry {i}: pattern {rule[0]!r} is not a regular expression ({e}); fix it") from None
+    return rules
+
+
+def apply_rewrites(rules: list[tuple[re.Pattern[str], str]], path: str) -> str:
+    for pattern, replacement in rules:
+        if pattern.search(path):
+            return pattern.sub(replacement, path, count=1)
+    return path
+
+
+def read_coco_json(path: Path) -> tuple[list[str], list[int], list[str], dict[int, str]]:
+    """iNaturalist / COCO-style classification JSON -> (file names, category ids (-1: none), image ids, categories)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"'{path}' is not valid JSON (line {e.lineno}); fix the file") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise DataError(f"'{path}' has no 'images' list; expected the iNaturalist schema {{images, annotations, categories}}")
+    categories = {}
+    for i, c in enumerate(data.get("categories") or []):
+        if "id" not in c:
+            raise DataError(f"'{path}' category {i} has no 'id'; expected {{id, name}}")
+        categories[int(c["id"])] = str(c.get("name", c["id"]))
+    label: dict[Any, int] = {}
+    for i, a in enumerate(data.get("annotations") or []):
+        if "image_id" not in a or "category_id" not in a:
+            raise DataError(f"'{path}' annotation {i} lacks image_id or category_id; expected {{image_id, category_id}}")
+        if a["image_id"] in label and label[a["image_id"]] != int(a["category_id"]):
+            raise DataError(f"'{path}': image {a['image_id']} has two categories ({label[a['image_id']]}, {a['category_id']}); keep one annotation")
+        label[a["image_id"]] = int(a["category_id"])
+    files, cats, ids = [], [], []
+    for i, im in enumerate(images):
+        if "file_name" not in im or "id" not in im:
+            raise DataError(f"'{path}' image {i} lacks file_name or id; expected {{id, file_name}}")
+        files.append(str(im["file_name"]))
+        cats.append(label.get(im["id"], -1))
+        ids.append(str(im["id"]))
+    return files, cats, ids, categories
+
+
+@DATASETS.register("inat_json")
+def inat_json(
+    train: str,
+    root: str,
+    val: str | None = None,
+    test: str | None = None,
+    allow_outside_root: bool = False,
+) -> Source:
+    """iNaturalist 2017/2018/2019 (COCO-style) JSON: images {id, file_name}, annotations {image_id,
+    category_id}, categories {id, name}. Classes are the categories sorted by id (iNat 2018: ids
+    0..8141 = class indices); an image without annotation is unlabelled (allowed in test only)."""
+    base = require_dir(root, "image root", "root")
+    files = {"train": train, "val": val, "test": test}
+    raw = {s: read_coco_json(require_file(f, f"{s} JSON", s)) for s, f in files.items() if f is not None}
+    categories: dict[int, str] = {}
+    for s, (_, _, _, cats) in raw.items():
+        for k, name in cats.items():
+            if categories.setdefault(k, name) != name:
+                raise DataError(f"category {k} is '{categories[k]}' in one JSON file and '{name}' in '{files[s]}'; use files of one release")
+    if not categories:
+        raise DataError(f"'{train}' has no 'categories'; expected the iNaturalist schema {{images, annotations, categories}}")
+    ordered = sorted(categories)
+    index = {k: i for i, k in enumerate(ordered)}
+    names = [categories[k] for k in ordered]
+    check_disjoint(str(train), raw["train"][2], {str(files[s]): raw[s][2] for s in raw if s != "train" and files[s] != train})
+    splits = {}
+    for s, (rel, cats, ids, _) in raw.items():
+        unknown = next((c for c in cats if c != -1 and c not in index), None)
+        if unknown is not None:
+            raise DataError(f"'{files[s]}': category_id {unknown} is not among the categories; use the JSON files of one release")
+        targets = np.asarray([index[c] if c != -1 else -1 for c in cats], dtype=np.int64)
+        if s != "test" or (targets >= 0).any():
+            _require_labelled(targets, files[s])
+        where = lambda i, f=files[s]: f"'{f}' image {i}"  # noqa: E731
+        splits[s] = file_split(contained_paths(base, rel, where, allow_outside_root), targets, names, ids=ids)
     return Source(names, splits)
 
 

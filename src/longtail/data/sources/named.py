@@ -18,7 +18,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 HAM10000_CLASSES = ["mel", "nv", "bcc", "akiec", "bkl", "df", "vasc"]
 
 
-def _folder(path: str, cache_dir: str | None, key: str) -> Path:
+def _folder(path: str | Path, cache_dir: str | None, key: str) -> Path:
     p = Path(path)
     if is_tarball(p):
         return ensure_extracted(p, cache_dir)
@@ -35,10 +35,10 @@ def _find_split_root(base: Path) -> Path:
     raise DataError(f"no train/ folder in '{base}'; expected <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg")
 
 
-@DATASETS.register("cifar_jpeg")
-def cifar_jpeg(path: str, cache_dir: str | None = None) -> Source:
+@DATASETS.register("cifar_jpeg", renamed={"path": "root"})
+def cifar_jpeg(root: str, cache_dir: str | None = None) -> Source:
     """CIFAR-10/100 as per-class JPEG folders (tar.gz or folder) in the official class order."""
-    root = _find_split_root(_folder(path, cache_dir, "path"))
+    root = _find_split_root(_folder(root, cache_dir, "root"))
     found = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
     if sorted(found) == sorted(CIFAR10_CLASSES):
         names = list(CIFAR10_CLASSES)  # official label order, not alphabetical
@@ -54,14 +54,14 @@ def cifar_jpeg(path: str, cache_dir: str | None = None) -> Source:
     return Source(names, splits, channels=3, info={"root": str(root)})
 
 
-@DATASETS.register("ham10000")
-def ham10000(path: str, metadata: str = "HAM10000_metadata.csv", image_dir: str = "images",
+@DATASETS.register("ham10000", renamed={"path": "root"})
+def ham10000(root: str, metadata: str = "HAM10000_metadata.csv", image_dir: str = "images",
              cache_dir: str | None = None) -> Source:
     """HAM10000 (ISIC 2018 task 3 train): images + metadata CSV, lesion_id kept as group, MBIT class order."""
-    root = _folder(path, cache_dir, "path")
+    root = _folder(root, cache_dir, "root")
     meta = root / metadata
     if not meta.is_file():
-        raise DataError(f"'{meta}' not found; data.source.path must hold {metadata} (set data.source.metadata)")
+        raise DataError(f"'{meta}' not found; data.source.root must hold {metadata} (set data.source.metadata)")
     images = require_dir(root / image_dir, "HAM10000 image folder", "image_dir")
     columns, rows = read_csv_rows(meta)
     for col in ("image_id", "dx", "lesion_id"):
