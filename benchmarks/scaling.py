@@ -44,7 +44,7 @@ def train_rate(out: Path, devices: int, threads: int, max_per_class: int) -> flo
     overrides = [
         f"output_dir={out}", f"name=p{devices}t{threads}", "train.epochs=2", "train.progress=false", "train.tensorboard=false",
         f"train.threads={threads}", f"train.devices={devices}", f"data.max_per_class={max_per_class}",
-        "data.long_tail=null", "data.split.val=0.02", "schedule.warmup_epochs=0", f"data.source.path={CIFAR}",
+        "data.long_tail=null", "data.split.val=0.02", "schedule.warmup_epochs=0", f"data.source.root={CIFAR}",
     ]
     run_dir = longtail.train(str(ROOT / "configs/cifar10_lt/ce.yaml"), overrides, overwrite=True).run_dir
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
