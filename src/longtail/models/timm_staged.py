@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError, LongtailError, did_you_mean
+from ..errors import ConfigError
 from .staged import StagedBackbone
-from .weights import one_line
+from .timm_backbone import create_timm_model
 
 #: timm class name -> the attribute names of its stages, in order
 STAGE_NAMES = {"ResNet": ("layer1", "layer2", "layer3", "layer4"), "RegNet": ("s1", "s2", "s3", "s4")}
@@ -24,19 +24,7 @@ class TimmStagedBackbone(StagedBackbone):
 
     def __init__(self, arch: str, in_channels: int = 3, pretrained: bool = False, **kwargs: Any) -> None:
         super().__init__()
-        import timm
-
-        if not timm.is_model(arch):
-            raise ConfigError(f"model.arch: '{arch}' is not a timm model{did_you_mean(arch, timm.list_models())}")
-        try:
-            net = timm.create_model(arch, pretrained=pretrained, num_classes=0, in_chans=in_channels, **kwargs)
-        except TypeError as e:
-            raise ConfigError(f"model: timm '{arch}' rejected an argument ({one_line(e)})") from None
-        except Exception as e:  # noqa: BLE001 - with pretrained=True this is the download or cache failing
-            if not pretrained:
-                raise
-            raise LongtailError(f"could not get the pretrained weights of timm '{arch}' ({one_line(e)}); "
-                                "when offline, pass model.weights=/path/to/file") from None
+        net = create_timm_model(arch, in_channels, pretrained, **kwargs)
         family = type(net).__name__
         if family not in STAGE_NAMES or not isinstance(getattr(net, "final_conv", nn.Identity()), nn.Identity):
             raise ConfigError(f"model.arch: timm '{arch}' is a {family}; this model needs a timm ResNet or RegNet (e.g. resnet18, regnety_008)")
