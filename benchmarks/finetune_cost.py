@@ -7,12 +7,16 @@ Ratios are what this script is for: they scale a known wall time of a plain fine
 they hold up better than absolute times on a shared machine because the three modes are timed in
 alternation. Run from the repository root:
 
-    python benchmarks/finetune_cost.py [--size 112] [--batch 64] [--rounds 5] [--threads 2] [--fraction 0.818]
+    python benchmarks/finetune_cost.py [--size 112] [--batch 64] [--rounds 5] [--threads 2] [--fraction 0.818] [--channels-last]
+
+``--channels-last`` adds a 'full NHWC' row: the full fine-tune with batches and conv weights in NHWC
+layout (train.channels_last), timed against the NCHW 'full' row in the same alternation.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -40,18 +44,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=0.818, help="trainable_fraction of the 'frozen' mode")
+    parser.add_argument("--channels-last", action="store_true", help="also time the full fine-tune in NHWC layout")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="timm", arch="tf_efficientnet_lite0", pretrained="efficientnet_lite0"), 7, 3).train()
     x, y = torch.randn(args.batch, 3, args.size, args.size), torch.randint(0, 7, (args.batch,))
-    modes = ("full", "frozen", "head")
+    # each row: (model, batch, step_seconds mode)
+    runs = {"full": (model, x, "full"), "frozen": (model, x, "frozen"), "head": (model, x, "head")}
+    if args.channels_last:
+        nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        runs["full NHWC"] = (nhwc, x.contiguous(memory_format=torch.channels_last), "full")
+    modes = list(runs)
     for mode in modes:  # warm-up
-        step_seconds(model, x, y, mode, args.fraction)
+        step_seconds(*runs[mode][:2], y, runs[mode][2], args.fraction)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
         for mode in modes:
-            times[mode].append(step_seconds(model, x, y, mode, args.fraction))
+            times[mode].append(step_seconds(*runs[mode][:2], y, runs[mode][2], args.fraction))
     full = sorted(times["full"])[len(times["full"]) // 2]
     print(f"| mode ({args.size} px, batch {args.batch}, {args.threads} threads) | median s/batch | relative to full |")
     print("| --- | ---: | ---: |")

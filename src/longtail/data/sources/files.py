@@ -297,12 +297,17 @@ def apply_rewrites(rules: list[tuple[re.Pattern[str], str]], path: str) -> str:
     return path
 
 
-def read_coco_json(path: Path) -> tuple[list[str], list[int], list[str], dict[int, str]]:
-    """iNaturalist / COCO-style classification JSON -> (file names, category ids (-1: none), image ids, categories)."""
+def read_json_file(path: Path) -> Any:
+    """A JSON file's content; invalid JSON is a one-line error naming the file and line."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"'{path}' is not valid JSON (line {e.lineno}); fix the file") from None
+
+
+def read_coco_json(path: Path) -> tuple[list[str], list[int], list[str], dict[int, str]]:
+    """iNaturalist / COCO-style classification JSON -> (file names, category ids (-1: none), image ids, categories)."""
+    data = read_json_file(path)
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         raise DataError(f"'{path}' has no 'images' list; expected the iNaturalist schema {{images, annotations, categories}}")
@@ -367,10 +372,7 @@ def inat_json(
 
 
 def read_mbit_json(path: Path, image_key: str) -> tuple[list[str], list[int], list[str], int | None, list[str] | None]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"'{path}' is not valid JSON (line {e.lineno}); fix the file") from None
+    data = read_json_file(path)
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list):
         raise DataError(f"'{path}' has no 'annotations' list; expected the MBIT schema {{annotations: [...], num_classes: K}}")
