@@ -20,7 +20,7 @@ from PIL import Image
 
 import longtail
 from longtail import api, rundir
-from longtail.checkpoint import load_checkpoint
+from longtail.checkpoint import load_checkpoint, torch_load_safely
 from longtail.errors import LongtailError
 
 from .helpers import decoupled_config, tiny_config, weights_after_each_stop
@@ -74,6 +74,20 @@ def test_four_epochs_straight_equal_two_plus_resume(tmp_path):
     assert_same_weights(model_state(straight), model_state(resumed.run_dir))
     assert_same_weights(model_state(straight, rundir.BEST), model_state(resumed.run_dir, rundir.BEST))
     assert [r["epoch"] for r in rundir.read_jsonl(resumed.run_dir / rundir.METRICS)] == [1, 2, 3, 4]
+
+
+def test_train_seconds_of_a_resumed_run_count_the_earlier_processes(tmp_path):
+    first = longtail.train(tiny_config(tmp_path, train={"epochs": 4}), stop_after=2)
+    last = first.run_dir / rundir.LAST
+    state = torch_load_safely(last)
+    assert state["progress"]["elapsed_seconds"] > 0  # the stopped process's wall time so far
+    state["progress"]["elapsed_seconds"] = 1000.0  # as if that process had run for 1000 s
+    rundir.atomic_torch_save(state, last)
+    started = time.perf_counter()
+    resumed = longtail.train(resume=first.run_dir)
+    this_process = time.perf_counter() - started
+    assert 1000.0 < resumed.results["train_seconds"] <= 1000.0 + this_process + 0.1
+    assert load_checkpoint(last)["progress"]["elapsed_seconds"] > 1000.0
 
 
 def test_killed_run_resumes_from_last_without_losing_finished_epochs(tmp_path):

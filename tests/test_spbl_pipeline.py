@@ -77,6 +77,17 @@ def test_resume_between_and_inside_paces_matches_an_uninterrupted_run(tmp_path):
     assert epochs == [1, 2, 3, 4]
 
 
+def test_train_seconds_of_a_resumed_spbl_run_count_the_earlier_processes(tmp_path):
+    run = longtail.train(spbl_config(tmp_path), stop_after=2).run_dir  # pace 0 done
+    record_path = run / "paces" / "0" / pipeline.PACE_RECORD
+    record = rundir.read_json(record_path)
+    assert record["elapsed_seconds"] > 0
+    rundir.write_json(record_path, {**record, "elapsed_seconds": 1000.0})  # as if pace 0 had taken 1000 s
+    started = time.perf_counter()
+    result = longtail.train(resume=run)
+    assert 1000.0 < result.results["train_seconds"] <= 1000.0 + time.perf_counter() - started + 0.1
+
+
 @pytest.mark.parametrize("trigger", ["paces/0/pace.json", "paces/1/checkpoints/last.pt"], ids=["between_paces", "inside_pace"])
 def test_killed_spbl_run_resumes_to_the_same_predictions(tmp_path, trigger):
     """kill -9 as soon as ``trigger`` appears: right after pace 0 finished, or inside pace 1."""

@@ -23,6 +23,7 @@ from . import distributed, rundir
 from .config import Config, dump, load_config
 from .errors import LongtailError
 from .interrupt import Interrupted
+from .run_clock import RunClock
 from .wording import option
 
 log = logging.getLogger("longtail")
@@ -311,7 +312,7 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
             return _train_spbl(cfg, work, bundle, device, resuming, stop_after, started)
     model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
     check_item_kind(model, bundle, cfg.model.name)
-    trainer = Trainer(cfg, work, bundle, model, device)
+    trainer = Trainer(cfg, work, bundle, model, device, clock=RunClock(started=started))
     if resume_state is not None and distributed.is_main():
         rundir.truncate_metrics(work, resume_state["progress"]["global_epoch"])
     # under DDP a signal ends the processes (the agent stops them all): they resume from the last
@@ -327,7 +328,7 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
     if cfg.train.early_stopping is not None:
         # the epoch whose validation ended the run (None: the run used its whole budget)
         record["stopped_epoch"] = progress.stopped_epoch
-    results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=time.perf_counter() - started)
+    results = finalize(work, cfg, bundle, trainer.device, trainer.eval_pipeline, record, train_seconds=trainer.clock.seconds())
     return TrainResult(work, results, finished=True)
 
 
@@ -367,7 +368,8 @@ def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, r
     """SPBL's paces (each an engine run in ``run_dir/paces/<k>``), then the same final evaluation."""
     from .spbl import pipeline
 
-    runner, finished = pipeline.run(cfg, run_dir, bundle, device, resume, stop_after)
+    clock = RunClock(started=started)
+    runner, finished = pipeline.run(cfg, run_dir, bundle, device, resume, stop_after, clock)
     if not finished:
         log.info("SPBL stopped before its last pace; continue with %s", option("resume_command", run_dir))
         return TrainResult(run_dir, None, finished=False)
@@ -379,7 +381,7 @@ def _train_spbl(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, r
         "epochs": spbl_record["paces"] * sum(s.epochs for s in cfg.resolved_stages()),
         "spbl": spbl_record,
     }
-    results = finalize(run_dir, cfg, bundle, device, runner.eval_pipeline, record, train_seconds=time.perf_counter() - started)
+    results = finalize(run_dir, cfg, bundle, device, runner.eval_pipeline, record, train_seconds=clock.seconds())
     return TrainResult(run_dir, results, finished=True)
 
 

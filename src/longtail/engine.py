@@ -30,6 +30,7 @@ from .config import Config, ResolvedStage
 from .early_stopping import EarlyStopping
 from .errors import LongtailError
 from .optim import build_optimizer, set_epoch_lr
+from .run_clock import RunClock
 
 log = logging.getLogger("longtail")
 
@@ -257,15 +258,18 @@ class Progress:
     # train.early_stopping: the counter's state (survives a resume) and the global epoch that stopped the run
     early_stopping: dict[str, Any] | None = None
     stopped_epoch: int | None = None
+    # wall seconds of the run when this checkpoint was written, over every process (run_clock.py)
+    elapsed_seconds: float = 0.0
 
 
 class Trainer:
     """Runs a resolved config in a run directory. Use :func:`longtail.api.train` rather than this."""
 
-    def __init__(self, cfg: Config, run_dir: Path, bundle: Any, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, bundle: Any, model: nn.Module, device: torch.device, clock: RunClock | None = None) -> None:
         from .data import build_pipeline
 
         self.cfg = cfg
+        self.clock = clock if clock is not None else RunClock()
         self.run_dir = run_dir
         self.bundle = bundle
         model = model.to(memory_format=torch.channels_last) if cfg.train.channels_last else model
@@ -324,6 +328,7 @@ class Trainer:
         start_stage = 0
         if resume_state is not None:
             self.progress = Progress(**resume_state["progress"])
+            self.clock.carry(self.progress.elapsed_seconds)
             start_stage = self.progress.stage
             # replay structural changes of earlier stages (e.g. an LWS head) before loading weights
             for s in self.stages[:start_stage]:
@@ -522,6 +527,7 @@ class Trainer:
     def _save(self, rel: str, parts: StageParts, include_optimizer: bool) -> None:
         if not distributed.is_main():  # every rank holds the same weights: rank 0 writes them
             return
+        self.progress.elapsed_seconds = round(self.clock.seconds(), 3)
         state: dict[str, Any] = {
             "model": self.model.state_dict(),
             "progress": self.progress.__dict__.copy(),

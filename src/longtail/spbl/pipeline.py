@@ -38,6 +38,7 @@ from .. import rundir
 from ..config import Config, load_config, to_plain
 from ..errors import LongtailError
 from ..losses import spbl_cost_vector
+from ..run_clock import RunClock
 from . import classifier as fc
 from .curriculum import (
     class_complexity,
@@ -162,8 +163,11 @@ def pace_config(cfg: Config, pace: int, complexity: np.ndarray | None) -> Config
 
 
 # ------------------------------------------------------------------------------------ the loop
-def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: bool, stop_after: int | None) -> tuple[FeatureRunner, bool]:
-    """Run (or continue) every pace. Returns (the final model's feature runner, finished)."""
+def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: bool, stop_after: int | None, clock: RunClock) -> tuple[FeatureRunner, bool]:
+    """Run (or continue) every pace. Returns (the final model's feature runner, finished).
+
+    ``clock`` counts the run's wall time: a resume carries it on from the last finished pace's record
+    (or from the interrupted pace's checkpoint, which the engine reads)."""
     from ..engine import seed_everything
     from ..models import build_model
 
@@ -177,6 +181,8 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
     model = build_model(cfg.model, num_classes, bundle.channels, bundle.train_counts).to(device)
     done = finished_paces(run_dir, len(ratios)) if resume else 0
     state = load_finished(run_dir, done, model, cfg, bundle, device) if done else None
+    if done:
+        clock.carry(rundir.read_json(pace_dir(run_dir, done - 1) / PACE_RECORD).get("elapsed_seconds", 0.0))
     epochs_per_pace = sum(s.epochs for s in cfg.resolved_stages())
     runner = FeatureRunner.build(cfg, bundle, model, device)
     for pace in range(done, len(ratios)):
@@ -190,10 +196,10 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
             if folder.exists():
                 shutil.rmtree(folder)  # a pace that never reached its first checkpoint starts over
             seed_everything(cost_seed(cfg.seed, pace), cfg.train.deterministic)
-        trainer, finished = train_cnn(pace_config(cfg, pace, plan.complexity), folder, bundle, model, device, plan.members, resume_state, budget)
+        trainer, finished = train_cnn(pace_config(cfg, pace, plan.complexity), folder, bundle, model, device, plan.members, resume_state, budget, clock)
         if not finished:
             return runner, False
-        state = finish_pace(cfg, run_dir, pace, bundle, runner, trainer.progress.best_epoch, plan, state, pool)
+        state = finish_pace(cfg, run_dir, pace, bundle, runner, trainer.progress.best_epoch, plan, state, pool, clock)
     return runner, True
 
 
@@ -213,14 +219,14 @@ def plan_pace(cfg: Config, pace: int, targets: np.ndarray, initial: np.ndarray, 
     return PacePlan(np.sort(np.concatenate([initial, pool[selected]])), pool[selected], counts, raw_h, h, cost, target, delta)
 
 
-def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: torch.device, members: np.ndarray, resume_state: dict[str, Any] | None, budget: int | None) -> tuple[Any, bool]:
+def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: torch.device, members: np.ndarray, resume_state: dict[str, Any] | None, budget: int | None, clock: RunClock) -> tuple[Any, bool]:
     """One pace's CNN training through the engine, on the pace's training set; the best (validation)
     epoch's weights are loaded back into ``model``."""
     from ..engine import Trainer
 
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     pace_bundle = replace(bundle, train=bundle.train.subset(members))
-    trainer = Trainer(pace_cfg, folder, pace_bundle, model, device)
+    trainer = Trainer(pace_cfg, folder, pace_bundle, model, device, clock=clock)
     if resume_state is not None:
         rundir.truncate_metrics(folder, resume_state["progress"]["global_epoch"])
     trainer.fit(resume_state, stop_after=budget)
@@ -233,7 +239,7 @@ def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: t
 
 def finish_pace(
     cfg: Config, run_dir: Path, pace: int, bundle: Any, runner: FeatureRunner, best_epoch: int,
-    plan: PacePlan, state: PaceResult | None, pool: np.ndarray,
+    plan: PacePlan, state: PaceResult | None, pool: np.ndarray, clock: RunClock,
 ) -> PaceResult:
     """Steps f-h: features, the rebuilt block, the classifier refit, new pool scores; saved, record last."""
     from ..engine import per_class_accuracy
@@ -287,6 +293,7 @@ def finish_pace(
         "val_per_class_recall": per_class_accuracy(val_logits, val_out.targets, num_classes).round(4),
         "cnn_val_balanced_accuracy": cnn_val["balanced_accuracy"],
         **plan.record(),
+        "elapsed_seconds": round(clock.seconds(), 3),  # the run's wall time so far: a resume carries it on
     }
     folder = pace_dir(run_dir, pace)
     save_block(folder / BLOCK, block, pool_scores, plan.selected)
