@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from longtail import bench, rundir
-from longtail.errors import ConfigError
+from longtail.errors import ConfigError, LongtailError
 
 from .helpers import tiny_config
 
@@ -237,3 +239,77 @@ def test_a_grid_whose_run_directories_are_gone_keeps_its_csv_rows(tmp_path):
     bench.run(spec)
     assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["ce-s1"]
     assert len(bench.recorded_rows(spec)) == 4
+
+
+def shared_training_grid(tmp_path: Path, **shared: object) -> Path:
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(tiny_config(tmp_path, train={"epochs": 2})))
+    adjust = {"config": str(base), "overrides": ["posthoc.logit_adjust=true"], "posthoc": True}
+    spec = {
+        "name": "shared",
+        "output_dir": str(tmp_path / "grid"),
+        "results": str(tmp_path / "results" / "shared.csv"),
+        "seeds": [0],
+        "methods": {
+            "la_trained": adjust,  # trains its own network: the reference
+            "la_shared": {**adjust, "same_training_as": "ce", **shared},  # listed before ce: its training runs first anyway
+            "ce": {"config": str(base)},
+        },
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_a_posthoc_method_can_reuse_another_methods_training(tmp_path, capsys):
+    spec = bench.load_bench(shared_training_grid(tmp_path))
+    rows = {r["method"]: r for r in bench.run(spec, only=["la_trained", "la_shared"])}  # ce is run because la_shared needs it
+    assert set(rows) == {"la_trained", "la_shared", "ce"}
+    grid = tmp_path / "grid"
+    out = capsys.readouterr().out
+    assert "la_shared/seed 0 (evaluates the training of ce/seed 0)" in out
+    assert out.index("[1/3] la_trained") < out.index("[2/3] ce/seed 0") < out.index("[3/3] la_shared")
+    # the shared cell holds ce's trained weights and epochs, and reports what training it would have given
+    shared, trained, ce = (json.loads((grid / f"{m}-s0" / rundir.RESULTS).read_text()) for m in ("la_shared", "la_trained", "ce"))
+    for key in ("model",):
+        a = torch.load(grid / "la_shared-s0" / rundir.BEST, weights_only=True)[key]
+        b = torch.load(grid / "ce-s0" / rundir.BEST, weights_only=True)[key]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert rundir.read_jsonl(grid / "la_shared-s0" / rundir.METRICS) == rundir.read_jsonl(grid / "ce-s0" / rundir.METRICS)
+    assert shared["test"] == ce["test"]  # before the correction: the same network
+    assert shared["posthoc"] == trained["posthoc"] and shared["test_posthoc"] == trained["test_posthoc"]
+    assert rows["la_shared"]["balanced_accuracy"] == pytest.approx(trained["test_posthoc"]["balanced_accuracy"])
+    assert yaml.safe_load((grid / "la_shared-s0" / rundir.CONFIG).read_text())["posthoc"]["logit_adjust"] is True
+    # its train_seconds count the training it re-uses (recorded in ce's last checkpoint) and its evaluation
+    trained_for = torch.load(grid / "ce-s0" / rundir.LAST, weights_only=True)["progress"]["elapsed_seconds"]
+    assert shared["train_seconds"] > trained_for > 0
+
+
+def test_shared_training_with_a_different_training_config_is_refused_before_any_run(tmp_path):
+    spec = bench.load_bench(shared_training_grid(tmp_path, overrides=["posthoc.logit_adjust=true", "loss.name=balanced_softmax"]))
+    with pytest.raises(ConfigError, match=r"'la_shared': same_training_as 'ce' needs configs that differ only in posthoc and eval, but they also differ in loss;"):
+        bench.run(spec)
+    assert not (tmp_path / "grid").exists()
+
+
+@pytest.mark.parametrize(("base", "message"), [
+    ("ce_typo", r"same_training_as 'ce_typo' is not another method of this grid; choose from: la_trained, ce"),
+    ("la_trained", r"same_training_as 'la_trained', which itself re-uses 'ce's training; name 'ce' instead"),
+])
+def test_shared_training_must_name_a_training_method(tmp_path, base, message):
+    path = shared_training_grid(tmp_path, same_training_as=base)
+    if base == "la_trained":
+        spec = yaml.safe_load(path.read_text())
+        spec["methods"]["la_trained"]["same_training_as"] = "ce"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ConfigError, match=message):
+        bench.load_bench(path)
+
+
+def test_shared_training_whose_trained_run_is_gone_names_the_fix(tmp_path):
+    spec = bench.load_bench(shared_training_grid(tmp_path))
+    bench.run(spec, only=["ce"])
+    shutil.rmtree(tmp_path / "grid" / "ce-s0")  # a fresh clone: the CSV row is left, the run directory is not
+    with pytest.raises(LongtailError, match=r"re-uses the training of ce/seed 0, but '.*ce-s0' holds no finished run; run that cell first \(--only ce\), or"):
+        bench.run(spec, only=["la_shared"])
+    assert not (tmp_path / "grid" / "la_shared-s0").exists()

@@ -11,10 +11,14 @@ A grid is a YAML file::
     datasets: {ham64: []}                     # optional: name -> extra overrides
     methods:
       ce: {config: configs/ham10000/ce.yaml}
-      logit_adjust: {config: configs/ham10000/ce.yaml, overrides: [posthoc.logit_adjust=true], posthoc: true}
+      logit_adjust: {config: configs/ham10000/ce.yaml, overrides: [posthoc.logit_adjust=true], posthoc: true,
+                     same_training_as: ce}
 
 Each cell is an ordinary run. A rerun skips finished cells (``results.json`` exists), resumes
-interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds``.
+interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds``. A method whose
+config differs from another's only after training (``posthoc``, ``eval``) can say
+``same_training_as``: its cells re-evaluate that method's trained cells instead of training the
+same network again.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from __future__ import annotations
 import argparse
 import csv
 import html
+import os
+import shutil
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import rundir
 from .errors import ConfigError, LongtailError
@@ -42,6 +48,12 @@ COLUMNS = [
 #: rebuilt from the CSV alone (the run directories gone, e.g. in a fresh clone) still names its runs
 PROVENANCE = ["git_revision", "torch", "machine", "command"]
 SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy", "ece", "val_balanced_accuracy"]
+#: config sections that act only after training: two methods that differ in nothing else train the same network
+AFTER_TRAINING = ("posthoc", "eval")
+#: what names a cell's run rather than what it trains
+RUN_IDENTITY = ("name", "output_dir")
+#: what a run writes after training; a cell that shares another's training starts from a copy without these
+EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, "predictions", "report.html", "report.md", "report_files")
 
 
 class MethodSpec(BaseModel):
@@ -49,6 +61,9 @@ class MethodSpec(BaseModel):
     config: str
     overrides: list[str] = []
     posthoc: bool = Field(False, description="report the test metrics after the post-hoc correction chosen on validation")
+    same_training_as: str | None = Field(
+        None, description="a method of this grid whose trained cells this one re-evaluates (same dataset and seed); "
+                          "the two configs may differ only in posthoc and eval")
 
 
 class BenchSpec(BaseModel):
@@ -72,6 +87,20 @@ class BenchSpec(BaseModel):
             if name not in known:
                 raise ValueError(f"'{name}' is not an optional column{did_you_mean(name, known)}; choose from: {', '.join(known)}")
         return [name for name in v if name not in COLUMNS]
+
+    @model_validator(mode="after")
+    def _shared_training_names_a_training_method(self) -> BenchSpec:
+        for name, m in self.methods.items():
+            base = m.same_training_as
+            if base is None:
+                continue
+            if base not in self.methods or base == name:
+                others = [k for k in self.methods if k != name]
+                raise ValueError(f"method '{name}': same_training_as '{base}' is not another method of this grid; choose from: {', '.join(others)}")
+            if self.methods[base].same_training_as is not None:
+                raise ValueError(f"method '{name}': same_training_as '{base}', which itself re-uses '{self.methods[base].same_training_as}'s "
+                                 f"training; name '{self.methods[base].same_training_as}' instead")
+        return self
 
 
 def optional_columns() -> list[str]:
@@ -105,6 +134,18 @@ def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | Non
     return [(d, m, s) for d in spec.datasets for m in methods for s in chosen_seeds]
 
 
+def with_training_cells(spec: BenchSpec, todo: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """``todo`` with the cells whose training a selected cell re-uses (``same_training_as``) placed before it."""
+    out: list[tuple[str, str, int]] = []
+    for dataset, method, seed in todo:
+        base = spec.methods[method].same_training_as
+        if base is not None and (dataset, base, seed) not in out:
+            out.append((dataset, base, seed))
+        if (dataset, method, seed) not in out:
+            out.append((dataset, method, seed))
+    return out
+
+
 def cell_dir(spec: BenchSpec, dataset: str, method: str, seed: int) -> Path:
     prefix = "" if list(spec.datasets) == ["default"] else f"{dataset}-"
     return Path(spec.output_dir) / f"{prefix}{method}-s{seed}"
@@ -116,6 +157,27 @@ def cell_overrides(spec: BenchSpec, dataset: str, method: str, seed: int) -> lis
     return [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
 
 
+def cell_config(spec: BenchSpec, dataset: str, method: str, seed: int) -> Any:
+    from .config import load_config
+
+    return load_config(spec.methods[method].config, cell_overrides(spec, dataset, method, seed))
+
+
+def check_same_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> None:
+    """Refuse a ``same_training_as`` whose two configs would train different networks."""
+    from .config import to_plain
+
+    base = spec.methods[method].same_training_as
+    assert base is not None
+    mine, theirs = to_plain(cell_config(spec, dataset, method, seed)), to_plain(cell_config(spec, dataset, base, seed))
+    differ = sorted(k for k in mine.keys() | theirs.keys() if k not in AFTER_TRAINING + RUN_IDENTITY and mine.get(k) != theirs.get(k))
+    if differ:
+        raise ConfigError(f"benchmark method '{method}': same_training_as '{base}' needs configs that differ only in "
+                          f"{' and '.join(AFTER_TRAINING)}, but they also differ in {', '.join(differ)}; remove same_training_as or align the configs")
+    if mine.get("spbl") is not None:
+        raise ConfigError(f"benchmark method '{method}': SPBL runs cannot share training (same_training_as '{base}'); remove same_training_as")
+
+
 def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Train (or resume, or skip) one cell and return its CSV row; ``on_epoch`` hears every finished epoch."""
     from . import api
@@ -125,17 +187,44 @@ def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Ca
     if not (run_dir / rundir.RESULTS).is_file():
         if (run_dir / rundir.LAST).is_file():
             api.train(resume=run_dir, on_epoch=on_epoch)
+        elif m.same_training_as is not None:
+            copy_training(spec, dataset, method, seed)
+            api.train(resume=run_dir, on_epoch=on_epoch)  # every epoch is done: the engine only evaluates
         else:
             api.train(m.config, cell_overrides(spec, dataset, method, seed), overwrite=True, on_epoch=on_epoch)
     return row_of(run_dir, dataset, method, seed, m.posthoc, spec.extra_metrics)
 
 
+def copy_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> None:
+    """Start a ``same_training_as`` cell: the trained cell's directory (checkpoints, metrics, splits) without
+    its evaluation, under this method's config. The copy is made aside and renamed into place, so a cell
+    directory is either absent or complete. Its last checkpoint carries the training's wall time, which
+    the cell's ``train_seconds`` then includes (run_clock.py)."""
+    from .config import dump
+
+    base = spec.methods[method].same_training_as
+    assert base is not None
+    source = cell_dir(spec, dataset, base, seed)
+    if not (source / rundir.RESULTS).is_file():
+        raise LongtailError(f"cell {cell_label(spec, dataset, method, seed)} re-uses the training of {cell_label(spec, dataset, base, seed)}, "
+                            f"but '{source}' holds no finished run; run that cell first (--only {base}), or, where only its CSV row "
+                            f"is left, delete that row from {spec.results} so that it trains again")
+    target = cell_dir(spec, dataset, method, seed)
+    aside = target.with_name(f".{target.name}.copying")
+    shutil.rmtree(aside, ignore_errors=True)  # an earlier copy cut short
+    shutil.copytree(source, aside, ignore=shutil.ignore_patterns(*EVALUATION_OUTPUTS))
+    (aside / rundir.CONFIG).write_text(dump(cell_config(spec, dataset, method, seed)))
+    if target.exists():  # a cell directory without last.pt holds nothing to keep
+        shutil.rmtree(target)
+    os.replace(aside, target)
+
+
 def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[int, int]:
     """(epochs the cell trains in all, epochs already in its metrics.jsonl): what its ETA is made of."""
-    from .config import load_config
-
+    if spec.methods[method].same_training_as is not None:
+        return 0, 0  # it trains nothing
     run_dir = cell_dir(spec, dataset, method, seed)
-    cfg = load_config(spec.methods[method].config, cell_overrides(spec, dataset, method, seed))
+    cfg = cell_config(spec, dataset, method, seed)
     total = sum(s.epochs for s in cfg.resolved_stages()) * (1 + len(cfg.spbl.add_ratios) if cfg.spbl is not None else 1)
     logs = [run_dir / rundir.METRICS, *sorted((run_dir / rundir.PACES).glob(f"*/{rundir.METRICS}"))] if run_dir.is_dir() else []
     done = sum(1 for log in logs if log.is_file() for r in rundir.read_jsonl(log) if "train_loss" in r)
@@ -203,13 +292,16 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
 
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
     """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
-    todo = cells(spec, only, seeds)
+    todo = with_training_cells(spec, cells(spec, only, seeds))
+    for dataset, method, seed in todo:  # before any training: a mismatch would otherwise surface hours later
+        if spec.methods[method].same_training_as is not None:
+            check_same_training(spec, dataset, method, seed)
     recorded = recorded_rows(spec)
     finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file() or c in recorded]
     if finished:
         print(f"{len(finished)} of {len(todo)} selected cells are done and skipped: {', '.join(cell_label(spec, *c) for c in finished)}", flush=True)
     waiting = [c for c in todo if c not in finished]
-    progress = GridProgress([Cell(cell_label(spec, *c), *cell_epochs(spec, *c)) for c in waiting])
+    progress = GridProgress([Cell(progress_label(spec, *c), *cell_epochs(spec, *c)) for c in waiting])
     for i, (dataset, method, seed) in enumerate(waiting):
         progress.start_cell(i)
         run_cell(spec, dataset, method, seed, on_epoch=progress)
@@ -221,6 +313,12 @@ def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None 
 
 def cell_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
     return f"{method}/seed {seed}" if list(spec.datasets) == ["default"] else f"{dataset}/{method}/seed {seed}"
+
+
+def progress_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
+    base = spec.methods[method].same_training_as
+    label = cell_label(spec, dataset, method, seed)
+    return label if base is None else f"{label} (evaluates the training of {cell_label(spec, dataset, base, seed)})"
 
 
 def collect(spec: BenchSpec, recorded: dict[tuple[str, str, int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
