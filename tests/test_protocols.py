@@ -666,6 +666,11 @@ PROTOCOLS: dict[str, Row] = {
         **method_at_budget(without(MEDMNIST_PROTOCOL, "train.epochs"), {}),
         "stages.1.epochs": MEDMNIST_PROTOCOL["train.epochs"],
     },
+    "medmnist/logit_adjust_pretrained.yaml": {
+        **method_at_budget(without(MEDMNIST_PROTOCOL, "train.epochs"), {}),
+        "stages.1.epochs": MEDMNIST_PROTOCOL["train.epochs"],
+        **POSTHOC_LA,
+    },
     # ---- methods at MedMNIST's budget (base: medmnist/ce.yaml)
     "medmnist/ldam_drw.yaml": method_at_budget(LDAM_PROTOCOL, LDAM_DRW_METHOD),
     "medmnist/balanced_softmax.yaml": BALANCED_SOFTMAX,
