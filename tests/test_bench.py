@@ -126,6 +126,17 @@ def test_subset_selection_and_unknown_method(tmp_path):
         bench.cells(spec, only=["cee"])
 
 
+def test_dataset_selection_and_unknown_dataset(tmp_path):
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "datasets": {"small": ["data.max_per_class=5"], "large": []}}, sort_keys=False))
+    spec = bench.load_bench(path)
+    assert bench.cells(spec, only=["ce"], seeds=[0], datasets=["large"]) == [("large", "ce", 0)]
+    assert [c[0] for c in bench.cells(spec, datasets=["large", "small"])] == ["small"] * 4 + ["large"] * 4  # the grid's order
+    with pytest.raises(ConfigError, match=r"--datasets: unknown dataset 'smal'.*did you mean 'small'.*datasets: small, large"):
+        bench.cells(spec, datasets=["smal"])
+
+
 def test_interrupted_cell_is_resumed_not_restarted(tmp_path):
     import longtail
 

@@ -15,7 +15,7 @@ A grid is a YAML file::
                      same_training_as: ce}
 
 Each cell is an ordinary run. A rerun skips finished cells (``results.json`` exists), resumes
-interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds``. A method whose
+interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds`` / ``--datasets``. A method whose
 config differs from another's only after training (``posthoc``, ``eval``) can say
 ``same_training_as``: its cells re-evaluate that method's trained cells instead of training the
 same network again.
@@ -123,15 +123,17 @@ def load_bench(path: str | Path) -> BenchSpec:
         raise ConfigError(msg) from None
 
 
-def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, str, int]]:
-    unknown = [m for m in (only or []) if m not in spec.methods]
-    if unknown:
-        from .errors import did_you_mean
+def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None, datasets: list[str] | None = None) -> list[tuple[str, str, int]]:
+    from .errors import did_you_mean
 
-        raise ConfigError(f"--only: unknown method '{unknown[0]}'{did_you_mean(unknown[0], spec.methods)}; methods: {', '.join(spec.methods)}")
+    for option, chosen, known in (("--only", only, spec.methods), ("--datasets", datasets, spec.datasets)):
+        unknown = [name for name in (chosen or []) if name not in known]
+        if unknown:
+            what = "method" if option == "--only" else "dataset"
+            raise ConfigError(f"{option}: unknown {what} '{unknown[0]}'{did_you_mean(unknown[0], known)}; {what}s: {', '.join(known)}")
     methods = [m for m in spec.methods if not only or m in only]
     chosen_seeds = [s for s in spec.seeds if seeds is None or s in seeds]
-    return [(d, m, s) for d in spec.datasets for m in methods for s in chosen_seeds]
+    return [(d, m, s) for d in spec.datasets if not datasets or d in datasets for m in methods for s in chosen_seeds]
 
 
 def with_training_cells(spec: BenchSpec, todo: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
@@ -290,9 +292,9 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
     return res.get("val", {}).get("balanced_accuracy")
 
 
-def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None, datasets: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
-    todo = with_training_cells(spec, cells(spec, only, seeds))
+    todo = with_training_cells(spec, cells(spec, only, seeds, datasets))
     for dataset, method, seed in todo:  # before any training: a mismatch would otherwise surface hours later
         if spec.methods[method].same_training_as is not None:
             check_same_training(spec, dataset, method, seed)
@@ -409,9 +411,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     spec = load_bench(args.config)
     only = [m for m in args.only.split(",") if m] if args.only else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    if not cells(spec, only, seeds):
-        raise LongtailError("the selection has no cell; check --only and --seeds against the benchmark file")
-    run(spec, only, seeds)
+    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
+    if not cells(spec, only, seeds, datasets):
+        raise LongtailError("the selection has no cell; check --only, --seeds and --datasets against the benchmark file")
+    run(spec, only, seeds, datasets)
     return 0
 
 
@@ -424,4 +427,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("-c", "--config", required=True, help="benchmark YAML (see benchmarks/)")
     p.add_argument("--only", help="comma-separated method names to run")
     p.add_argument("--seeds", help="comma-separated seeds to run")
+    p.add_argument("--datasets", help="comma-separated dataset names (the grid's datasets:) to run")
     p.set_defaults(func=cmd_bench)
