@@ -56,12 +56,12 @@ def main() -> None:
         nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
         runs["full NHWC"] = (nhwc, x.contiguous(memory_format=torch.channels_last), "full")
     modes = list(runs)
-    for mode in modes:  # warm-up
-        step_seconds(*runs[mode][:2], y, runs[mode][2], args.fraction)
+    for net, batch, how in runs.values():  # warm-up
+        step_seconds(net, batch, y, how, args.fraction)
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
-        for mode in modes:
-            times[mode].append(step_seconds(*runs[mode][:2], y, runs[mode][2], args.fraction))
+        for mode, (net, batch, how) in runs.items():
+            times[mode].append(step_seconds(net, batch, y, how, args.fraction))
     full = sorted(times["full"])[len(times["full"]) // 2]
     print(f"| mode ({args.size} px, batch {args.batch}, {args.threads} threads) | median s/batch | relative to full |")
     print("| --- | ---: | ---: |")

@@ -53,7 +53,7 @@ AFTER_TRAINING = ("posthoc", "eval")
 #: what names a cell's run rather than what it trains
 RUN_IDENTITY = ("name", "output_dir")
 #: what a run writes after training; a cell that shares another's training starts from a copy without these
-EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, "predictions", "report.html", "report.md", "report_files")
+EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, rundir.PREDICTIONS, "report.html", "report.md", "report_files")
 
 
 class MethodSpec(BaseModel):
@@ -126,10 +126,9 @@ def load_bench(path: str | Path) -> BenchSpec:
 def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None, datasets: list[str] | None = None) -> list[tuple[str, str, int]]:
     from .errors import did_you_mean
 
-    for option, chosen, known in (("--only", only, spec.methods), ("--datasets", datasets, spec.datasets)):
+    for option, what, chosen, known in (("--only", "method", only, spec.methods), ("--datasets", "dataset", datasets, spec.datasets)):
         unknown = [name for name in (chosen or []) if name not in known]
         if unknown:
-            what = "method" if option == "--only" else "dataset"
             raise ConfigError(f"{option}: unknown {what} '{unknown[0]}'{did_you_mean(unknown[0], known)}; {what}s: {', '.join(known)}")
     methods = [m for m in spec.methods if not only or m in only]
     chosen_seeds = [s for s in spec.seeds if seeds is None or s in seeds]
