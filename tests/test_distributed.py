@@ -147,6 +147,29 @@ def test_a_failing_rank_stops_every_rank_and_names_itself(tmp_path):
     assert time.perf_counter() - started < 120  # rank 0, waiting in a collective, was stopped: no hang
 
 
+def wait_until_group_exited(pgid: int, timeout: float = 60.0) -> None:
+    """SIGKILL is delivered asynchronously: reaping the launcher does not mean that its workers have
+    exited, and rank 0's worker holds the run lock until it has. Wait until no process of the group is
+    alive (a zombie has already closed its files, so its lock is released)."""
+    deadline = time.time() + timeout
+    while (alive := group_members(pgid)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive, f"processes {alive} of the killed run were still alive after {timeout:.0f} s"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``, from /proc/<pid>/stat."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if int(group) == pgid and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def test_ddp_run_resumes_after_kill_9_with_another_number_of_processes(tmp_path):
     reference = longtail.train(ddp_config(tmp_path, "reference", devices=1, epochs=3))
     cfg = ddp_config(tmp_path, "killed", devices=2, epochs=3)
@@ -169,6 +192,7 @@ def test_ddp_run_resumes_after_kill_9_with_another_number_of_processes(tmp_path)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        wait_until_group_exited(proc.pid)
     done = load_checkpoint(run_dir / rundir.LAST)["progress"]["global_epoch"]
     assert 1 <= done < 3 and not (run_dir / rundir.RESULTS).exists()
 
