@@ -21,41 +21,34 @@ ROOT = Path(__file__).resolve().parents[1]
 METRIC = "balanced_accuracy"  # what bench selects on and reports; on a balanced test set it equals accuracy
 
 
-def summary(values: list[float]) -> str:
-    from longtail.bench import mean_std
-
-    mean, std = mean_std(values)
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
-
-
 def main() -> int:
     import longtail
     from longtail import rundir
-    from longtail.bench import cell_dir, cells, load_bench
+    from longtail.bench import cell_dir, cells, format_mean_std, load_bench, mean_std
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", required=True, help="the benchmark YAML whose cells to read")
     parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/benchmarks.md")
     args = parser.parse_args()
     spec = load_bench(args.config)
-    groups: dict[tuple[str, str], list[tuple[int, dict, dict]]] = {}
+    groups: dict[tuple[str, str], list[tuple[int, int, float, float]]] = {}  # (seed, selected epoch, selected, last)
     for dataset, method, seed in cells(spec):
         run_dir = cell_dir(spec, dataset, method, seed)
         if spec.methods[method].posthoc or not (run_dir / rundir.RESULTS).is_file():
             continue
-        selected = rundir.read_json(run_dir / rundir.RESULTS)
-        last = longtail.evaluate(run_dir, split="test", checkpoint="last")
-        groups.setdefault((dataset, method), []).append((seed, selected, last))
-        print(f"{run_dir}: selected epoch {selected['best_epoch']} of {selected['epochs']}, "
-              f"test {METRIC} {selected['test'][METRIC]:.4f} selected, {last[METRIC]:.4f} last", flush=True)
+        result = rundir.read_json(run_dir / rundir.RESULTS)
+        selected, last = result["test"][METRIC], longtail.evaluate(run_dir, split="test", checkpoint="last")[METRIC]
+        groups.setdefault((dataset, method), []).append((seed, result["best_epoch"], selected, last))
+        print(f"{run_dir}: selected epoch {result['best_epoch']} of {result['epochs']}, test {METRIC} {selected:.4f} selected, {last:.4f} last", flush=True)
     if not groups:
         raise SystemExit(f"no finished cell of {args.config} under {spec.output_dir}; run `longtail bench -c {args.config}` first")
     header = ["dataset", "method", "seeds", "selected epochs", f"{METRIC} (selected)", f"{METRIC} (last)", "last - selected"]
     rows = []
     for (dataset, method), runs in groups.items():
-        selected, last = [sel["test"][METRIC] for _, sel, _ in runs], [la[METRIC] for _, _, la in runs]
-        rows.append([dataset, method, ", ".join(str(s) for s, _, _ in runs), ", ".join(str(sel["best_epoch"]) for _, sel, _ in runs),
-                     summary(selected), summary(last), summary([b - a for a, b in zip(selected, last)])])
+        seeds, epochs, selected_scores, last_scores = zip(*runs)
+        differences = [b - a for a, b in zip(selected_scores, last_scores)]
+        rows.append([dataset, method, ", ".join(map(str, seeds)), ", ".join(map(str, epochs)),
+                     *(format_mean_std(*mean_std(list(v))) for v in (selected_scores, last_scores, differences))])
     print_and_publish(
         markdown_table(header, rows, text_columns=4), machine_line(2), f"python benchmarks/last_epoch.py -c {args.config}",
         f"the test split of every finished cell of {args.config} (runs under {spec.output_dir}); "

@@ -23,13 +23,12 @@ def cell(values: list[str]) -> str:
     """Mean ± sample std of the formatted numbers of one cell over seeds ('n/a' if any is missing)."""
     if any(v == "n/a" for v in values):
         return "n/a"
-    from longtail.bench import mean_std
+    from longtail.bench import format_mean_std, mean_std
 
     nums = [float(v) for v in values]
     if len(set(nums)) == 1 and (len(nums) == 1 or nums[0].is_integer()):
         return values[0]
-    mean, std = mean_std(nums)
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+    return format_mean_std(*mean_std(nums))
 
 
 def main() -> int:

@@ -340,6 +340,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def format_mean_std(mean: float, std: float | None, digits: int = 4) -> str:
+    """'mean ± std', or the mean alone where there is no spread (one seed): how every grid table writes a cell."""
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def summarise(rows: list[dict[str, Any]], extra: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (dataset, method): mean ± std over seeds of each summary metric (and the ``extra`` columns)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -362,9 +367,7 @@ def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown", extra: 
     def cell(e: dict[str, Any], h: str) -> str:
         v = e.get(h)
         if isinstance(v, tuple):
-            digits = 1 if h in ("train_seconds", "stopped_epoch") else 4
-            mean, std = v
-            return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+            return format_mean_std(*v, digits=1 if h in ("train_seconds", "stopped_epoch") else 4)
         return "n/a" if v is None else str(v)
 
     if fmt == "html":
