@@ -34,12 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import longtail  # noqa: E402
-from longtail.config import load_config  # noqa: E402
+from longtail.catalog.check import load_config  # noqa: E402
 from longtail.data import build_data, build_pipeline  # noqa: E402
-from longtail.engine import default_step, predict_dataset  # noqa: E402
+from longtail.engine.inference import predict_dataset  # noqa: E402
+from longtail.engine.optim import build_optimizer  # noqa: E402
+from longtail.engine.steps import default_step
 from longtail.losses import build_loss  # noqa: E402
 from longtail.models import build_model  # noqa: E402
-from longtail.optim import build_optimizer  # noqa: E402
 from tests.video_fixture import write_egtea_fixture  # noqa: E402
 
 BATCH, FRAMES, CROP = 8, 8, 112

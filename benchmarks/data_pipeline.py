@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from longtail.config import Component, DataConfig
+from longtail.core.schema import Component, DataConfig
 from longtail.data import build_data, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from longtail.config import ModelConfig
+from longtail.core.schema import ModelConfig
 from longtail.models import build_model
 
 

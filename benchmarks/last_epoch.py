@@ -24,7 +24,7 @@ METRIC = "balanced_accuracy"  # what bench selects on and reports; on a balanced
 def main() -> int:
     import longtail
     from longtail import rundir
-    from longtail.bench import cell_dir, cells, format_mean_std, load_bench, mean_std
+    from longtail.bench.grid import cell_dir, cells, format_mean_std, load_bench, mean_std
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", required=True, help="the benchmark YAML whose cells to read")

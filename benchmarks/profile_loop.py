@@ -26,7 +26,7 @@ from throughput import ROOT, SETUPS, common_overrides, compute_only_rate, prepar
 from torch.profiler import ProfilerActivity, profile
 
 import longtail
-from longtail import engine
+from longtail.engine import trainer as engine
 
 WATCHED = ("aten::fill_", "torchvision::roi_align")
 

@@ -91,9 +91,9 @@ def one_epoch(listing: str, root: str, cache: str, cache_dir: str) -> dict[str, 
     """Run in a fresh process: build the data with ``data.cache: cache`` and read one epoch."""
     import torch
 
-    from longtail.config import DataConfig
+    from longtail.core.schema import DataConfig
     from longtail.data import build_data
-    from longtail.engine import iterate_batches
+    from longtail.engine.batches import iterate_batches
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ def cell(values: list[str]) -> str:
     """Mean ± sample std of the formatted numbers of one cell over seeds ('n/a' if any is missing)."""
     if any(v == "n/a" for v in values):
         return "n/a"
-    from longtail.bench import format_mean_std, mean_std
+    from longtail.bench.grid import format_mean_std, mean_std
 
     nums = [float(v) for v in values]
     if len(set(nums)) == 1 and (len(nums) == 1 or nums[0].is_integer()):

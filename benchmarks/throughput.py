@@ -31,13 +31,14 @@ import torch
 from doc_blocks import machine_line, markdown_table, print_and_publish
 
 import longtail
-from longtail.config import load_config
+from longtail.catalog.check import load_config
 from longtail.data import build_data, build_pipeline
-from longtail.engine import default_step, drops_last_batch, iterate_batches
+from longtail.data.samplers import build_sampler
+from longtail.engine.batches import drops_last_batch, iterate_batches
+from longtail.engine.optim import build_optimizer
+from longtail.engine.steps import default_step
 from longtail.losses import build_loss
 from longtail.models import build_model
-from longtail.optim import build_optimizer
-from longtail.samplers import build_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SETUPS = {

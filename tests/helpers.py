@@ -42,7 +42,7 @@ def weights_after_each_stop(cfg: dict[str, Any], stops: list[int | None]) -> tup
     """Train, pausing after each epoch count in ``stops`` (None = to the end); the model state at every pause."""
     import longtail
     from longtail import rundir
-    from longtail.checkpoint import load_checkpoint
+    from longtail.rundir.checkpoint import load_checkpoint
 
     run_dir = longtail.train(cfg, stop_after=stops[0]).run_dir
     states = [load_checkpoint(run_dir / rundir.LAST)["model"]]

@@ -14,15 +14,16 @@ from torch import nn
 import longtail
 from longtail.augment import ops as aug_ops
 from longtail.augment.randaugment import ModifiedRandAugment, SlotAugment, TrainingImagePool
-from longtail.config import EvalConfig, OptimizerConfig, load_config
+from longtail.catalog.check import load_config
+from longtail.core.errors import ConfigError
+from longtail.core.schema import Component, EvalConfig, OptimizerConfig
 from longtail.data import build_pipeline
 from longtail.data.dataset import TensorImageDataset
 from longtail.data.transforms import PerImageMean, RandomCropInRate
-from longtail.engine import set_module_mode
-from longtail.errors import ConfigError
+from longtail.engine.optim import build_optimizer
+from longtail.engine.trainer import set_module_mode
+from longtail.evaluation.scoring import split_metrics
 from longtail.metrics import compute
-from longtail.optim import build_optimizer
-from longtail.scoring import split_metrics
 from tests.helpers import tiny_config
 
 
@@ -84,7 +85,7 @@ def test_random_crop_in_rate_refuses_a_region_smaller_than_the_crop():
 # ------------------------------------------------------------------------------ per-image mean
 def test_per_image_mean_subtracts_each_images_channel_means():
     x = torch.tensor(np.random.default_rng(0).integers(0, 256, (2, 3, 5, 4)), dtype=torch.uint8)
-    pipeline = build_pipeline([longtail.config.Component(name="per_image_mean")], [0.0] * 3, [1.0] * 3, train=False)
+    pipeline = build_pipeline([Component(name="per_image_mean")], [0.0] * 3, [1.0] * 3, train=False)
     out = pipeline.batch(x)
     expected = x.double().numpy() / 255.0
     expected -= expected.mean(axis=(2, 3), keepdims=True)
@@ -122,7 +123,7 @@ def test_eval_module_mode_trains_weights_but_keeps_batchnorm_statistics(tmp_path
 def test_pipeline_gives_the_training_pool_to_the_mixup_op_only():
     images = torch.tensor(np.random.default_rng(1).integers(0, 256, (5, 3, 6, 6)), dtype=torch.uint8)
     data = TensorImageDataset(images, targets=[0, 1, 0, 1, 0], class_names=["a", "b"])
-    pipeline = build_pipeline([longtail.config.Component(name="modified_randaugment"), longtail.config.Component(name="randaugment")],
+    pipeline = build_pipeline([Component(name="modified_randaugment"), Component(name="randaugment")],
                               [0.5] * 3, [0.5] * 3, train=True)
     assert pipeline.attach_image_pool(TrainingImagePool(data)) == 1
     mra, ra = pipeline.ops[0], pipeline.ops[1]
@@ -169,9 +170,9 @@ def test_engine_feeds_mixup_training_images(tmp_path, monkeypatch):
 def test_bbn_on_registry_backbones_branches_reproduce_the_plain_network(name, arch):
     """Trunk + conventional branch with the plain network's weights is that network; forward_mixed is
     the head on concat(2 a f_conv(x_a), 2 (1 - a) f_rebal(x_b))."""
-    from longtail.config import ModelConfig
-    from longtail.models.build import build_model
+    from longtail.core.schema import ModelConfig
     from longtail.models.bbn import BBNClassifier
+    from longtail.models.build import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=name, arch=arch), num_classes=4, in_channels=3).eval()

@@ -3,7 +3,7 @@
 ``PROTOCOLS`` holds one row per such recipe: every hyper-parameter the original sets for what the
 recipe takes from it, each value with the file of the original repository it comes from (the
 repositories and files named in ``../shared/spec/seeds.md`` and ``published-results.md``). The test
-resolves each recipe with :func:`longtail.config.load_config` and checks every value. A value that
+resolves each recipe with :func:`longtail.catalog.check.load_config` and checks every value. A value that
 differs passes only if the recipe's header (its leading ``#`` comment block, or that of a ``base:``
 file it extends) names the key: the full dotted key (``optimizer.no_decay``), a stage key's section
 form (``optimizer.lr`` for ``stages.1.optimizer.lr``) or, for an identifier-like last part, that
@@ -38,7 +38,9 @@ from typing import Any
 
 import pytest
 
-from longtail.config import Config, load_config, to_plain
+from longtail.catalog.check import load_config
+from longtail.core.config import to_plain
+from longtail.core.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -781,7 +783,8 @@ def lookup(cfg: Config, key: str) -> Any:
 
 
 def _constructor_default(section: str, name: str, kwarg: str) -> Any:
-    from longtail import components, registry  # noqa: F401  (registers every component)
+    from longtail.catalog import registered  # noqa: F401  (registers every component)
+    from longtail.core import registry
 
     reg = getattr(registry, _REGISTRY_OF[section])
     param = inspect.signature(reg.get(name)).parameters.get(kwarg)

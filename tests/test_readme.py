@@ -48,7 +48,7 @@ def test_using_it_runs_top_to_bottom_right_after_the_quickstart(tmp_path, monkey
 
     import yaml
 
-    from longtail.cli import main
+    from longtail.cli.commands import main
 
     clone = tmp_path / "clone"
     (clone / "benchmarks").mkdir(parents=True)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import longtail
-from longtail.config import load_raw
+from longtail.core.config import load_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
@@ -69,7 +69,7 @@ def write_isic2018_fixture(root: Path) -> dict[str, Path]:
 @pytest.mark.slow
 def test_isic2018_mbit_recipe_on_the_official_file_format(tmp_path, monkeypatch):
     """CSV ground truth -> `longtail data convert isic2018` -> MBIT JSON -> the MBIT ISIC 2018 recipe."""
-    from longtail.cli import main
+    from longtail.cli.commands import main
 
     monkeypatch.chdir(ROOT)
     f = write_isic2018_fixture(tmp_path / "isic2018")
@@ -118,7 +118,7 @@ MBIT_TINY = [
 @pytest.mark.slow
 def test_isic2017_mbit_recipe_on_the_official_file_format(tmp_path, monkeypatch):
     """ISIC 2017 ground truth -> `longtail data convert isic2017 --small` -> the MBIT ISIC 2017 recipe (isic2017 table)."""
-    from longtail.cli import main
+    from longtail.cli.commands import main
 
     monkeypatch.chdir(ROOT)
     ids = {s: [f"ISIC_{s}{i:03d}" for i in range(n)] for s, n in (("1", 12), ("2", 6), ("3", 6))}
@@ -171,7 +171,7 @@ def test_isic2019_mbit_recipe_and_its_challenge_submission(tmp_path, monkeypatch
     """ISIC 2019 ground truth -> convert --small --remove-borders -> the MBIT ISIC 2019 recipe -> `longtail
     predict --format isic2019`: header, one row per test image, rows that sum to 1 (UNK 0), the 0.51 rule."""
     from longtail import api
-    from longtail.cli import main
+    from longtail.cli.commands import main
 
     monkeypatch.chdir(ROOT)
     f = write_isic2019_fixture(tmp_path / "isic2019")
@@ -217,7 +217,7 @@ def test_isic2019_mbit_recipe_and_its_challenge_submission(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_derm7pt_mbit_recipe_on_the_official_file_format(tmp_path, monkeypatch):
     """MBIT's Derm7pt split lists -> `longtail data convert derm7pt` -> the MBIT Derm7pt recipe (25 px border crop)."""
-    from longtail.cli import main
+    from longtail.cli.commands import main
 
     monkeypatch.chdir(ROOT)
     images = tmp_path / "images"
@@ -261,8 +261,8 @@ def write_isic2019_mel_nv_fixture(root: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_isic2019_hml_mel_nv_recipe_on_the_official_file_format(tmp_path, monkeypatch):
     """ISIC 2019 ground truth -> `longtail data convert isic2019 --csv` -> HMLoss's mel-vs-nv recipe, one epoch per stage."""
-    from longtail.cli import main
-    from longtail.optim import lr_factor
+    from longtail.cli.commands import main
+    from longtail.engine.optim import lr_factor
 
     monkeypatch.chdir(ROOT)
     gt, images = write_isic2019_mel_nv_fixture(tmp_path / "isic2019")

@@ -9,16 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["train", "evaluate", "predict", "load_config"]
+__all__ = ["train", "evaluate", "predict", "export", "load_config"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "evaluate", "predict"):
+    if name in ("train", "evaluate", "predict", "export"):
         from . import api
 
         return getattr(api, name)
     if name == "load_config":
-        from .config import load_config
+        from .catalog.check import load_config
 
         return load_config
     raise AttributeError(f"module 'longtail' has no attribute '{name}'")

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from longtail.cli import main
+from longtail.cli.commands import main
 
 from ..helpers import tiny_config
 

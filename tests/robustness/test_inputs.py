@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+from longtail.core.errors import LongtailError
 from longtail.data.decode import read_image
-from longtail.errors import LongtailError
 
 from .common import cli, csv_config, csv_rows, digests, folder_config, image_folder, one_error, small, write_yaml
 
@@ -137,7 +137,7 @@ def test_annotation_path_outside_the_root_is_refused_without_saying_if_it_exists
 
 
 def test_list_file_and_json_paths_are_contained_too(tmp_path):
-    from longtail.registry import DATASETS
+    from longtail.core.registry import DATASETS
 
     root = image_folder(tmp_path / "imgs")
     (tmp_path / "train.txt").write_text("a/0.png 0\n\n../../etc/passwd 1\n")
@@ -187,7 +187,7 @@ def test_wrongly_typed_component_argument_is_a_config_error(tmp_path, capsys, do
 def test_type_check_accepts_what_yaml_can_write_and_refuses_the_rest():
     from collections.abc import Sequence
 
-    from longtail.registry import type_problem
+    from longtail.core.registry import type_problem
 
     assert type_problem(float, 2) is None  # an int for a float
     assert type_problem(tuple[float, float], [0.1, 0.2]) is None  # YAML lists for tuples
@@ -232,7 +232,7 @@ def test_empty_validation_split(tmp_path, capsys, done):
 
 
 def test_train_id_repeated_in_the_val_list_is_a_leak(tmp_path):
-    from longtail.registry import DATASETS
+    from longtail.core.registry import DATASETS
 
     root = image_folder(tmp_path / "imgs")
     (tmp_path / "train.txt").write_text("a/0.png 0\nb/0.png 1\n")

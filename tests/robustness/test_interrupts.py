@@ -18,7 +18,7 @@ import torch
 
 import longtail
 from longtail import rundir
-from longtail.checkpoint import load_checkpoint
+from longtail.rundir.checkpoint import load_checkpoint
 
 from .common import ENV, digests, one_error, small, write_yaml
 
@@ -59,7 +59,7 @@ def test_sigterm_or_sigint_mid_epoch_then_resume_is_bit_identical(sig, tmp_path,
     cfg = write_yaml(tmp_path / "k.yaml", _kill_config(tmp_path, "stopped"))
     run = tmp_path / "runs" / "stopped"
     # a slow batch so the signal lands inside an epoch, after two epochs are done
-    prelude = ("import time, longtail.engine as e\n_t = e.Trainer._train_one_epoch\n"
+    prelude = ("import time, longtail.engine.trainer as e\n_t = e.Trainer._train_one_epoch\n"
                "def slow(self, parts):\n    time.sleep(1.0 if self.progress.global_epoch >= 2 else 0)\n    return _t(self, parts)\n"
                "e.Trainer._train_one_epoch = slow")
     proc = _train_process(cfg, prelude=prelude)
@@ -81,7 +81,7 @@ def test_sigterm_inside_an_epoch_saves_the_finished_batches_and_resumes_bit_iden
     """A preemption after 3 batches of epoch 3: last.pt holds those batches, resume trains the rest."""
     cfg = write_yaml(tmp_path / "p.yaml", _kill_config(tmp_path, "preempted"))
     run = tmp_path / "runs" / "preempted"
-    prelude = ("import os, signal, longtail.methods.steps as st\n_c = st.StandardStep.__call__\nseen = [0]\n"
+    prelude = ("import os, signal, longtail.engine.steps as st\n_c = st.StandardStep.__call__\nseen = [0]\n"
                "def call(self, *a, **k):\n    t = k.get('trainer')\n    if t is not None and t.progress.global_epoch == 2:\n"
                "        seen[0] += 1\n        if seen[0] == 3:\n            os.kill(os.getpid(), signal.SIGTERM)\n"
                "    return _c(self, *a, **k)\nst.StandardStep.__call__ = call")
@@ -99,10 +99,10 @@ def test_sigterm_inside_an_epoch_saves_the_finished_batches_and_resumes_bit_iden
 
 # kill -9 at chosen points: the prelude patches a function to SIGKILL the process when it is reached
 _KILL_POINTS = {
-    "inside the checkpoint write": ("longtail.rundir", "torch.save", "f.write(b'partial'); f.flush()", 3),
-    "after the log line, before the checkpoint": ("longtail.engine", "Trainer._save_last", "", 2),
-    "inside a training batch": ("longtail.engine", "autocast", "", 3),
-    "inside validation": ("longtail.engine", "Trainer._validate", "", 2),
+    "inside the checkpoint write": ("longtail.rundir.files", "torch.save", "f.write(b'partial'); f.flush()", 3),
+    "after the log line, before the checkpoint": ("longtail.engine.trainer", "Trainer._save_last", "", 2),
+    "inside a training batch": ("longtail.engine.trainer", "autocast", "", 3),
+    "inside validation": ("longtail.engine.trainer", "Trainer._validate", "", 2),
 }
 
 
@@ -113,7 +113,7 @@ def test_kill_9_at_any_point_then_resume_is_bit_identical(point, tmp_path, unint
     target = f"m.{owner}" if owner else "m"
     prelude = (
         f"import os, signal, importlib\nm = importlib.import_module('{module}')\n"
-        f"import longtail.engine as eng\n"
+        f"import longtail.engine.trainer as eng\n"
         f"_orig = getattr({target}, '{name}')\n"
         "calls = [0]\n"
         "def patched(*a, **k):\n"

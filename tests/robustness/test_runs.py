@@ -23,9 +23,10 @@ from PIL import Image
 
 import longtail
 from longtail import rundir
-from longtail.checkpoint import load_checkpoint
-from longtail.cli import main
-from longtail.errors import LongtailError
+from longtail.cli.commands import main
+from longtail.core.errors import LongtailError
+from longtail.rundir import files as rundir_files
+from longtail.rundir.checkpoint import load_checkpoint
 
 from .common import cli, digests, image_folder, one_error, small, write_yaml
 
@@ -192,7 +193,7 @@ def test_disk_full_during_a_save_is_one_line(tmp_path, capsys, monkeypatch, done
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rundir.torch, "save", full)
+    monkeypatch.setattr(rundir_files.torch, "save", full)
     code, err = cli(capsys, "train", "-c", write_yaml(tmp_path / "c.yaml", small(tmp_path, "full")))
     assert code == 2
     one_error(err, "checkpoints/", "No space left on device", "free disk space")
@@ -295,7 +296,8 @@ def test_a_swap_killed_half_way_is_undone_by_the_next_writer(tmp_path, capsys, d
 
 
 def test_sigterm_during_an_overwrite_keeps_the_old_run(tmp_path, capsys, monkeypatch, done):
-    from longtail import engine, interrupt
+    from longtail.engine import interrupt
+    from longtail.engine import trainer as engine
 
     run, before = done
     train_one_epoch = engine.Trainer._train_one_epoch

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import ConfigError, DataError
-from ..registry import METHODS
+from ..core.errors import ConfigError, DataError
+from ..core.registry import METHODS
 
 __all__ = ["LabelMixing", "Mixup", "CutMix", "Remix", "cutmix_box", "remix_label_weights"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, DataError, did_you_mean
-from ..registry import TRANSFORMS
+from ..core.errors import ConfigError, DataError, did_you_mean
+from ..core.registry import TRANSFORMS
 from .ops import COLOR_OPS, OPS, RAND_OPS, SHAPE_OPS
 
 __all__ = ["POLICIES", "SlotAugment", "ModifiedRandAugment", "RandAugment", "TrainingImagePool", "policy_slots"]

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ..errors import ConfigError, DataError
-from ..registry import METHODS
+from ..core.errors import ConfigError, DataError
+from ..core.registry import METHODS
 
 __all__ = ["CROP_COUNTS", "SCALE_NAMES", "crop_positions", "multi_crop", "multi_scale", "TTA"]
 

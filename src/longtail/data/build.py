@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
-from ..registry import DATASETS, warn_deprecated
+from ..core.errors import ConfigError, DataError
+from ..core.registry import DATASETS, warn_deprecated
 from .cache import cached_decode
 from .classes import apply_classes
 from .clips import ClipDataset
@@ -34,7 +34,7 @@ from .splits import grouped_stratified_split, stratified_split
 from .stats import channel_mean_std, imagenet_stats
 
 if TYPE_CHECKING:
-    from ..config import DataConfig
+    from ..core.schema import DataConfig
 
 log = logging.getLogger(__name__)
 SPLITS_FORMAT = 1

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .decode import Decoder
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .dataset import ImageDataset
 from .sources.base import Source
 
 if TYPE_CHECKING:
-    from ..config import ClassesConfig
+    from ..core.schema import ClassesConfig
 
 
 def class_groups(cfg: "ClassesConfig") -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .dataset import ImageDataset
 from .decode import GRAY_MODES
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .sources.files import read_csv_rows
 
 ISIC2017_CLASSES = ["MEL", "SK", "NV"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 class ImageDataset(Dataset, ABC):

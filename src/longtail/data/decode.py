@@ -17,10 +17,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from ..config import Component, DataConfig
+    from ..core.schema import Component, DataConfig
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -83,7 +83,7 @@ def resize_uint8(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def build_ops(entries: Sequence["Component"], where: str) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """Registered transforms from config entries (``data.preprocess``)."""
-    from ..registry import TRANSFORMS
+    from ..core.registry import TRANSFORMS
 
     ops = []
     for i, entry in enumerate(entries):

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import TRANSFORMS
+from ..core.errors import ConfigError
+from ..core.registry import TRANSFORMS
 from .decode import resize_uint8
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .converters import Converted
 
 DARK = 40

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from ..errors import ConfigError
-from ..registry import TRANSFORMS
+from ..core.errors import ConfigError
+from ..core.registry import TRANSFORMS
 from .decode import as_hw, resize_uint8
 
 if TYPE_CHECKING:
-    from ..config import Component
+    from ..core.schema import Component
 
 
 class BatchOp(ABC):
@@ -421,7 +421,7 @@ class Pipeline:
 
 def build_pipeline(transforms: Sequence["Component"], mean: Sequence[float], std: Sequence[float], train: bool) -> Pipeline:
     """Per-sample ops (``batched = False``) first, then batched ops; normalisation is appended last."""
-    from ..registry import TRANSFORMS as registry
+    from ..core.registry import TRANSFORMS as registry
 
     where = "data.train_transforms" if train else "data.eval_transforms"
     sample_ops: list[Any] = []

@@ -1,7 +1,7 @@
 """Long-tail losses and per-class weight schedules (see docs/methods.md for one card per method).
 
-Every loss is a :class:`LongTailLoss` registered in ``longtail.registry.LOSSES``; every schedule a
-:class:`WeightSchedule` registered in ``longtail.registry.WEIGHTS``. Standalone use::
+Every loss is a :class:`LongTailLoss` registered in ``longtail.core.registry.LOSSES``; every schedule a
+:class:`WeightSchedule` registered in ``longtail.core.registry.WEIGHTS``. Standalone use::
 
     from longtail.losses import create
     loss = create("ldam", class_counts=[500, 50, 5], max_margin=0.5)
@@ -15,31 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import LOSSES, WEIGHTS
-from . import (  # noqa: F401  (registration)
-    cce,
-    cdb,
-    ce,
-    class_balanced,
-    eql,
-    focal,
-    ghm,
-    hml,
-    ib,
-    ldam,
-    low,
-    mwnl,
-    weights,
-)
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES, WEIGHTS
+from . import cce, cdb, ce, class_balanced, eql, focal, ghm, hml, ib, ldam, low, mwnl, weights  # noqa: F401  (registration)
 from .base import LongTailLoss
-from .weighting import (
-    cdb_weights,
-    dynamic_tau,
-    effective_number_weights,
-    inverse_frequency_weights,
-    spbl_cost_vector,
-)
+from .weighting import cdb_weights, dynamic_tau, effective_number_weights, inverse_frequency_weights, spbl_cost_vector
 from .weights import WeightSchedule
 
 __all__ = [
@@ -88,7 +68,7 @@ def _from_config(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
 
 
 def build_loss(spec: Any, class_counts: Sequence[int] | np.ndarray) -> LongTailLoss:
-    """Loss from a config entry (``spec.name`` + ``spec.kwargs``, a ``longtail.config.Component``)."""
+    """Loss from a config entry (``spec.name`` + ``spec.kwargs``, a ``longtail.core.schema.Component``)."""
     name, kwargs = _from_config(spec, "loss")
     return LOSSES.create(name, class_counts, **kwargs)
 

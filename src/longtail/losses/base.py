@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed
-from ..errors import ConfigError, LongtailError
+from ..core import ranks as distributed
+from ..core.errors import ConfigError, LongtailError
 from .weighting import as_counts
 
 ENLARGE_FACTOR = 30.0  # MBIT's fixed multiplier for the "enlarge" reduction

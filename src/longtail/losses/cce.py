@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..registry import LOSSES
+from ..core.registry import LOSSES
 from .base import LongTailLoss
 from .functional import cross_entropy_terms
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..registry import LOSSES
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES
 from .base import LongTailLoss, check_non_negative
 from .functional import cross_entropy_terms, focal_modulator
 from .weighting import DynamicForm, cdb_weights, check_tau

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import LOSSES
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES
 from .base import LongTailLoss
 from .functional import cross_entropy_terms
 

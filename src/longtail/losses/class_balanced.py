@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from ..registry import LOSSES
+from ..core.registry import LOSSES
 from .base import LongTailLoss, check_choice, check_non_negative
 from .functional import cross_entropy_terms, sigmoid_focal_elements
 from .weighting import effective_number_weights

@@ -7,15 +7,10 @@ from typing import Literal
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import LOSSES
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES
 from .base import ElementReduction, LongTailLoss, check_choice, check_non_negative
-from .functional import (
-    ldam_margins,
-    sigmoid_focal_elements,
-    softmax_focal_terms,
-    subtract_target_margin,
-)
+from .functional import ldam_margins, sigmoid_focal_elements, softmax_focal_terms, subtract_target_margin
 
 
 @LOSSES.register("focal")

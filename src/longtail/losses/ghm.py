@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..registry import LOSSES
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES
 from .base import LongTailLoss
 from .functional import sigmoid_focal_elements
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..registry import LOSSES
+from ..core.registry import LOSSES
 from .base import LongTailLoss, check_non_negative
 from .functional import cross_entropy_terms, ldam_margins, subtract_target_margin
 

@@ -9,8 +9,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..registry import LOSSES
+from ..core.errors import ConfigError
+from ..core.registry import LOSSES
 from .base import ElementReduction, LongTailLoss, check_choice, check_non_negative
 from .functional import sigmoid_signs
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ConfigError, LongtailError
+from ..core.errors import ConfigError, LongtailError
 
 DynamicForm = Literal["imagenet", "cifar"]
 

@@ -15,17 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..registry import WEIGHTS
+from ..core.errors import ConfigError
+from ..core.registry import WEIGHTS
 from .cdb import DifficultyWeights
-from .weighting import (
-    DynamicForm,
-    as_counts,
-    effective_number_weights,
-    inverse_frequency_weights,
-    normalize_to_sum,
-    spbl_cost_vector,
-)
+from .weighting import DynamicForm, as_counts, effective_number_weights, inverse_frequency_weights, normalize_to_sum, spbl_cost_vector
 
 
 class WeightSchedule(ABC):

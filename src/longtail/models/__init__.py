@@ -14,12 +14,7 @@ from .packaged import PackagedSource, get_source, load_packaged_weights
 from .provenance import sha256_file, weights_record
 from .resnet import BasicBlock, ResNet
 from .staged import StagedBackbone, global_pool
-from .weights import (
-    adapt_conv_weight,
-    load_backbone_weights,
-    load_checkpoint_weights,
-    read_weights_file,
-)
+from .weights import adapt_conv_weight, load_backbone_weights, load_checkpoint_weights, read_weights_file
 
 __all__ = [
     "BBNClassifier",

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..registry import MODELS
+from ..core.errors import ConfigError
+from ..core.registry import MODELS
 from .classifier import Classifier
 from .dropblock import DropBlock2d
 from .resnet import make_resnet10, make_resnet32

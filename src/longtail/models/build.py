@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..config import ModelConfig
-from ..errors import ConfigError, LongtailError
-from ..registry import MODELS
+from ..core.errors import ConfigError, LongtailError
+from ..core.registry import MODELS
+from ..core.schema import ModelConfig
 from .bbn import BBNClassifier, BilateralBackbone
 from .classifier import Classifier
 from .packaged import get_source, load_packaged_weights

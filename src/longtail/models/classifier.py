@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .heads import BiasMode, LinearHead, LWSHead, head_kind, make_head
 from .weights import model_arch
 

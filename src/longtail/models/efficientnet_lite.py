@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
-from ..errors import LongtailError
+from ..core.errors import LongtailError
 
 # model-level modules: stem, head convolution and its BatchNorm, the 1000-class classifier
 TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 BiasMode = Literal["zero", "log_prior", "none"]
 HEAD_KINDS = ("linear", "cosine", "lws")
@@ -164,13 +164,21 @@ class LWSHead(ClassVectorHead):
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
 
+def tau_normalize_weight(weight: Tensor | np.ndarray, tau: float) -> Tensor | np.ndarray:
+    """``W_c / ||W_c||^tau`` row-wise (rows = classes); tau = 0 returns the weight unchanged."""
+    if isinstance(weight, torch.Tensor):
+        norms = weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    else:
+        weight = np.asarray(weight, dtype=np.float64)
+        norms = np.maximum(np.linalg.norm(weight, axis=1, keepdims=True), 1e-12)
+    return weight / norms**tau
+
+
 def tau_normalize(weight: Tensor, tau: float) -> Tensor:
     """``w_c / ||w_c||^tau`` for every class row (Kang et al. 2020); tau=0 leaves ``weight`` as is.
 
-    One implementation serves training-time heads and post-hoc evaluation (``longtail.posthoc``).
+    One implementation (:func:`tau_normalize_weight`) serves training-time heads and post-hoc evaluation.
     """
-    from ..posthoc import tau_normalize_weight
-
     return tau_normalize_weight(weight, tau)
 
 

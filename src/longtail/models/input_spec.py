@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import DataConfig, ModelConfig
+    from ..core.schema import DataConfig, ModelConfig
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError, LongtailError
-from ..registry import PRETRAINED
+from ..core.errors import ConfigError, LongtailError
+from ..core.registry import PRETRAINED
 from .efficientnet_lite import lite_to_timm
 from .weights import load_backbone_weights, read_weights_file
 

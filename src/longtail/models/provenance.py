@@ -11,10 +11,10 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LongtailError
+from ..core.errors import LongtailError
 
 if TYPE_CHECKING:
-    from ..config import ModelConfig
+    from ..core.schema import ModelConfig
 
 
 def sha256_file(path: str | Path) -> str:

@@ -12,8 +12,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..registry import MODELS
+from ..core.errors import ConfigError
+from ..core.registry import MODELS
 from .staged import StagedBackbone
 
 Shortcut = Literal["A", "B"]

@@ -8,10 +8,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..registry import MODELS
+from ..core.errors import ConfigError
+from ..core.registry import MODELS
 from .staged import StagedBackbone
-
 
 Norm = Literal["batch", "group"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError, LongtailError, did_you_mean
-from ..registry import MODELS
+from ..core.errors import ConfigError, LongtailError, did_you_mean
+from ..core.registry import MODELS
 from .weights import one_line
 
 

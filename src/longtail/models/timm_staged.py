@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .staged import StagedBackbone
 from .timm_backbone import create_timm_model
 

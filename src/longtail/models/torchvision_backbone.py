@@ -14,8 +14,8 @@ from typing import Any
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from ..errors import ConfigError, LongtailError, did_you_mean
-from ..registry import MODELS
+from ..core.errors import ConfigError, LongtailError, did_you_mean
+from ..core.registry import MODELS
 from .staged import StagedBackbone
 from .weights import load_backbone_weights, one_line
 

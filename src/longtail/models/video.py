@@ -19,8 +19,8 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..registry import MODELS
+from ..core.errors import ConfigError
+from ..core.registry import MODELS
 from .torchvision_backbone import fetch_imagenet_weights
 from .weights import load_backbone_weights
 

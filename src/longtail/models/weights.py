@@ -20,12 +20,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..checkpoint import numpy_globals, torch_load_safely
-from ..errors import LongtailError
+from ..core.errors import LongtailError
+from ..core.safe_load import torch_load_safely
 from .dropblock import DropBlock2d
-
-#: the numpy allow-list now lives in longtail.checkpoint; this name is kept for existing callers
-_numpy_globals = numpy_globals
 
 # top-level names under which checkpoints of common tools keep the model's state dict
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "net", "feat_model")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import LongtailError
+from ..core.errors import LongtailError
 
 #: types a classifier file may hold beyond what skops trusts by default (scikit-learn estimators,
 #: NumPy arrays): the internals of a calibrated classifier. Anything else is refused unread.

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..errors import LongtailError
+from ..core.errors import LongtailError
 
 #: a selected sample with an own-class score of 0 would give -log 0 = inf
 MIN_PROBABILITY = 1e-12

@@ -35,19 +35,14 @@ import numpy as np
 import torch
 
 from .. import rundir
-from ..config import Config, load_config, to_plain
-from ..errors import LongtailError
+from ..catalog.check import load_config
+from ..core.config import to_plain
+from ..core.errors import LongtailError
+from ..core.schema import Config
 from ..losses import spbl_cost_vector
-from ..run_clock import RunClock
+from ..rundir.clock import RunClock
 from . import classifier as fc
-from .curriculum import (
-    class_complexity,
-    initial_split,
-    reconstruction_deltas,
-    resample_block,
-    select_per_class,
-    stored_weight_factor,
-)
+from .curriculum import class_complexity, initial_split, reconstruction_deltas, resample_block, select_per_class, stored_weight_factor
 
 log = logging.getLogger("longtail")
 
@@ -168,7 +163,7 @@ def run(cfg: Config, run_dir: Path, bundle: Any, device: torch.device, resume: b
 
     ``clock`` counts the run's wall time: a resume carries it on from the last finished pace's record
     (or from the interrupted pace's checkpoint, which the engine reads)."""
-    from ..engine import seed_everything
+    from ..engine.device import seed_everything
     from ..models import build_model
 
     spbl = cfg.spbl
@@ -222,7 +217,7 @@ def plan_pace(cfg: Config, pace: int, targets: np.ndarray, initial: np.ndarray, 
 def train_cnn(pace_cfg: Config, folder: Path, bundle: Any, model: Any, device: torch.device, members: np.ndarray, resume_state: dict[str, Any] | None, budget: int | None, clock: RunClock) -> tuple[Any, bool]:
     """One pace's CNN training through the engine, on the pace's training set; the best (validation)
     epoch's weights are loaded back into ``model``."""
-    from ..engine import Trainer
+    from ..engine.trainer import Trainer
 
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     pace_bundle = replace(bundle, train=bundle.train.subset(members))
@@ -242,7 +237,7 @@ def finish_pace(
     plan: PacePlan, state: PaceResult | None, pool: np.ndarray, clock: RunClock,
 ) -> PaceResult:
     """Steps f-h: features, the rebuilt block, the classifier refit, new pool scores; saved, record last."""
-    from ..engine import per_class_accuracy
+    from ..engine.inference import per_class_accuracy
     from ..metrics import compute, softmax
 
     spbl = cfg.spbl
@@ -327,7 +322,7 @@ def extract_features(runner: FeatureRunner, dataset: Any) -> np.ndarray:
 
 def predict(runner: FeatureRunner, dataset: Any) -> Any:
     """CNN logits and features of every item of ``dataset`` (its training augmentation switched off)."""
-    from ..engine import predict_dataset
+    from ..engine.inference import predict_dataset
 
     view = dataset.subset(np.arange(len(dataset)))
     view.sample_transform = None
@@ -375,7 +370,7 @@ def _pace_checkpoint(folder: Path, cfg: Config, bundle: Any, device: torch.devic
 def _load_state(path: Path, cfg: Config, bundle: Any, device: torch.device) -> dict[str, Any]:
     """A pace's checkpoint through the one safe loader (nothing in the file is executed), checked
     against the run's model and classes."""
-    from ..checkpoint import check_for_model, load_checkpoint
+    from ..rundir.checkpoint import check_for_model, load_checkpoint
 
     if not path.is_file():
         raise LongtailError(f"no checkpoint '{path}'; the pace has not validated yet (delete the pace's folder and resume to redo it)")

@@ -1,4 +1,4 @@
-"""Data sources, registered in ``longtail.registry.DATASETS`` on import."""
+"""Data sources, registered in ``longtail.core.registry.DATASETS`` on import."""
 
 from . import arrays, egtea, files, named  # noqa: F401
 from .base import Source

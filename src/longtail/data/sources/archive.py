@@ -8,7 +8,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ...errors import DataError
+from ...core.errors import DataError
 from ..cache import cache_root
 
 

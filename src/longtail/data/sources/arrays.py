@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import DataError
-from ...registry import DATASETS
+from ...core.errors import DataError
+from ...core.registry import DATASETS
 from ..dataset import TensorImageDataset
 from .base import Source, check_labels, require_file
 

@@ -1,6 +1,6 @@
 """What a registered source returns, and the checks every source shares.
 
-A source (registered in ``longtail.registry.DATASETS``; its constructor kwargs are the keys of
+A source (registered in ``longtail.core.registry.DATASETS``; its constructor kwargs are the keys of
 ``data.source``) returns a :class:`Source`: class names and the splits it has natively
 (``train``/``val``/``test`` or ``all``) as :class:`ImageDataset`\\ s. File sources return lazy
 datasets at native size; ``build_data`` re-decodes or caches them with the config's settings.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DataError
+from ...core.errors import DataError
 from ..dataset import FileImageDataset, ImageDataset
 from ..decode import Decoder, probe_channels
 

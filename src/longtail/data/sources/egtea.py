@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from ...errors import ConfigError, DataError
-from ...registry import DATASETS
+from ...core.errors import ConfigError, DataError
+from ...core.registry import DATASETS
 from ..clips import ClipDataset, probe_frame_channels, scan_clips
 from ..decode import Decoder
 from .base import Source, require_dir, require_file

@@ -12,17 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DataError
-from ...registry import DATASETS
-from .base import (
-    SPLIT_ALIASES,
-    Source,
-    check_labels,
-    file_split,
-    index_labels,
-    require_dir,
-    require_file,
-)
+from ...core.errors import DataError
+from ...core.registry import DATASETS
+from .base import SPLIT_ALIASES, Source, check_labels, file_split, index_labels, require_dir, require_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
-from ...registry import DATASETS
+from ...core.errors import DataError
+from ...core.registry import DATASETS
 from .archive import ensure_extracted, is_tarball
 from .base import Source, file_split, require_dir
 from .files import read_csv_rows, relative_ids, scan_class_folders

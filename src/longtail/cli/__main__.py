@@ -1,0 +1,7 @@
+"""`python -m longtail.cli`: the same as the `longtail` command."""
+
+import sys
+
+from .commands import main
+
+sys.exit(main())

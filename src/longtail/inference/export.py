@@ -1,0 +1,241 @@
+"""Export a trained run for deployment: ONNX or TorchScript, plus a preprocessing sidecar JSON.
+
+The exported graph is what ``longtail predict`` computes after decoding: the run's evaluation
+transforms, normalisation, the best checkpoint's model and the post-hoc correction chosen on
+validation (tau-norm rewrites the head weights, logit adjustment becomes a constant logit offset),
+then softmax. Its input is a float32 batch in [0, 1] at the size the run decodes images to, so a
+deployment only has to decode, resize and divide by 255; the sidecar says how. The batch size is
+dynamic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import rundir
+from ..core.errors import LongtailError
+
+log = logging.getLogger("longtail")
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+OPSET = 18
+
+
+class Deployed(nn.Module):
+    """Float input in [0, 1] -> eval transforms -> normalise -> model -> post-hoc -> softmax."""
+
+    def __init__(self, model: nn.Module, ops: list[Any], mean: list[float], std: list[float],
+                 head: nn.Module | None, offset: torch.Tensor | None, clips: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.ops = ops  # deterministic batched ops (resize, center_crop): plain tensor code, traced
+        shape = (1, -1, 1, 1, 1) if clips else (1, -1, 1, 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+        self.head = head  # a tau-normalised linear head on the backbone's features, or None
+        self.adjust = offset is not None  # a Python flag, so tracing keeps no data-dependent branch
+        self.register_buffer("offset", offset if offset is not None else torch.zeros(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        x = (x - self.mean) / self.std
+        if self.head is not None:
+            logits = self.head(self.model.backbone(x))
+        else:
+            logits = self.model(x)
+        if self.adjust:
+            logits = logits - self.offset
+        return torch.softmax(logits, dim=1)
+
+
+def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
+    """The run's best model with its post-hoc correction folded in, and its sidecar description."""
+    from ..data import build_pipeline
+    from ..evaluation.posthoc import prior_shift
+    from ..models.heads import tau_normalize_weight
+    from ..training.finalize import head_params
+    from ..training.loading import DATA_META, load_model, load_run_config, read_posthoc
+
+    cfg = load_run_config(run_dir)
+    if cfg.spbl is not None:
+        raise LongtailError(f"'{run_dir}' is an SPBL run: its head is a scikit-learn classifier (an SVM on the CNN's features), "
+                            "which has no ONNX/TorchScript form; use `longtail predict` to score images with it")
+    if cfg.eval.tta is not None:
+        raise LongtailError(f"'{run_dir}' predicts with test-time augmentation (eval.tta), which the exported graph does not "
+                            "include, so the exported model would disagree with `longtail predict`")
+    meta = rundir.read_json(run_dir / DATA_META)
+    names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    device = torch.device("cpu")
+    model = load_model(run_dir, cfg, len(names), meta["channels"], counts, device)
+    pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
+    ops = pipeline.ops[:-1]  # the last op is Normalize, folded in as buffers
+    if pipeline.sample is not None or any(getattr(op, "random", True) for op in ops):
+        raise LongtailError(f"'{run_dir}' has random or per-sample eval transforms ({cfg.data.eval_transforms}); "
+                            "only deterministic batched ones (resize, center_crop) can be exported")
+    posthoc = read_posthoc(run_dir)
+    unknown = set(posthoc) - {"tau_norm", "logit_adjust"}
+    if unknown:
+        raise LongtailError(f"{run_dir / rundir.POSTHOC} has unknown entries {sorted(unknown)}; rerun `longtail eval`")
+    head = None
+    if "tau_norm" in posthoc:
+        w, b = head_params(model)
+        if w is None:
+            raise LongtailError(f"'{run_dir}' uses tau-norm but its model has no linear head weight to fold it into")
+        tau = float(posthoc["tau_norm"]["tau"])
+        head = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(tau_normalize_weight(w, tau), dtype=torch.float32))
+            if b is not None:
+                head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+    offset = None
+    if "logit_adjust" in posthoc:
+        entry = posthoc["logit_adjust"]
+        offset = torch.as_tensor(float(entry["tau"]) * prior_shift(counts, entry.get("target_prior")), dtype=torch.float32)
+    clips = bool(meta.get("frames_per_clip"))
+    deployed = Deployed(model, ops, meta["norm_mean"], meta["norm_std"], head, offset, clips).eval()
+    return deployed, sidecar(cfg, meta, posthoc)
+
+
+def sidecar(cfg: Any, meta: dict[str, Any], posthoc: dict[str, Any]) -> dict[str, Any]:
+    """What a deployment must do before the model, and what the model already does inside."""
+    size = meta.get("image_size")
+    channels = int(meta["channels"])
+    frames = meta.get("frames_per_clip")
+    shape: list[Any] = ["batch", channels, *([int(frames)] if frames else []), *(size or ["height", "width"])]
+    return {
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "input_shape": shape,
+        "input_dtype": "float32",
+        "input_range": [0.0, 1.0],
+        "channel_order": "RGB" if channels == 3 else "L",
+        "layout": "NCTHW" if frames else "NCHW",
+        "image_size": size,  # [height, width]; resize antialiased bilinear to this before the model (None: the data's own size)
+        "preprocess": [{"name": c.name, **c.kwargs} for c in cfg.data.preprocess],  # done at decoding, before resizing
+        "inside_model": {
+            "eval_transforms": [{"name": c.name, **c.kwargs} for c in cfg.data.eval_transforms],
+            "mean": meta["norm_mean"],
+            "std": meta["norm_std"],
+            "posthoc": {k: {"tau": v["tau"], **({"target_prior": v["target_prior"]} if "target_prior" in v else {})} for k, v in posthoc.items()},
+            "softmax": True,
+        },
+        "class_names": meta["class_names"],
+    }
+
+
+def default_out(run_dir: Path, fmt: str) -> Path:
+    return run_dir / f"model{FORMATS[fmt]}"
+
+
+def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
+    """Write the run's deployable model (``format``: onnx or torchscript) and ``<out>.json`` beside it.
+
+    The ONNX file is checked with ``onnx.checker`` and one batch through ``onnxruntime`` against
+    the PyTorch model; returns the model's path.
+    """
+    if format not in FORMATS:
+        raise LongtailError(f"export format '{format}' is not one of {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    deployed, info = build_deployed(run_dir)
+    path = Path(out) if out is not None else default_out(run_dir, format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = _example_input(info)
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch marks jit.trace and the TorchScript-based ONNX exporter deprecated; both still work and are checked below
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # shape checks in the eval transforms see H x W, which the input fixes; only the batch size varies
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        expected = deployed(example).numpy()
+        if format == "torchscript":
+            traced = torch.jit.trace(deployed, example, check_trace=False)
+            tmp = path.with_name(path.name + ".tmp")
+            traced.save(str(tmp))
+            tmp.replace(path)
+        else:
+            _export_onnx(deployed, example, path)
+    got = run_exported(path, example.numpy())
+    diff = float(np.abs(got - expected).max())
+    if diff > 1e-4:
+        path.unlink(missing_ok=True)
+        raise LongtailError(f"the exported {format} model disagrees with the PyTorch model (max abs difference {diff:.2e}); nothing was written")
+    info["format"] = format
+    rundir.write_json(sidecar_path(path), info)
+    return path
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    p = Path(model_path)
+    return p.with_name(p.name + ".json")
+
+
+def _example_input(info: dict[str, Any]) -> torch.Tensor:
+    shape = [2, *info["input_shape"][1:]]
+    if any(not isinstance(s, int) for s in shape):
+        raise LongtailError("this run's data has no fixed image size (data.image_size unset and images of their own size); "
+                            "set data.image_size and retrain to export a model with a fixed input size")
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0))
+
+
+def _export_onnx(deployed: nn.Module, example: torch.Tensor, path: Path) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise LongtailError("ONNX export needs the export extra: pip install 'longtail[export]' (onnx and onnxruntime)") from None
+    from torch.onnx.errors import UnsupportedOperatorError
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.onnx.export(deployed, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    except UnsupportedOperatorError as e:
+        tmp.unlink(missing_ok=True)
+        op = str(e).split("'")[1] if "'" in str(e) else "an operator"
+        hint = " (the antialiased resize of data.eval_transforms)" if "_aa" in op else ""
+        raise LongtailError(f"the model uses {op}{hint}, which ONNX opset {OPSET} cannot express; export with --format torchscript") from None
+    onnx.checker.check_model(onnx.load(str(tmp)))
+    tmp.replace(path)
+
+
+def run_exported(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Probabilities of an exported model (by its suffix: .onnx through onnxruntime, else TorchScript)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise LongtailError("checking an ONNX model needs onnxruntime: pip install 'longtail[export]'") from None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {INPUT_NAME: x.astype(np.float32)})[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return module(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+
+def add_commands(sub: Any) -> None:
+    """``longtail export RUN_DIR --format onnx|torchscript [--out FILE]``."""
+    p = sub.add_parser("export", help="export a run's best model (post-hoc correction folded in) to ONNX or TorchScript")
+    p.add_argument("run_dir", help="a run directory made by `longtail train`")
+    p.add_argument("--format", choices=sorted(FORMATS), default="onnx", help="onnx (checked with onnxruntime) or torchscript (default: onnx)")
+    p.add_argument("--out", metavar="FILE", help="model file (default: RUN_DIR/model.onnx or RUN_DIR/model.pt); the sidecar JSON is FILE.json")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: Any) -> int:
+    path = export(args.run_dir, args.format, args.out)
+    print(f"wrote {path} and {sidecar_path(path)} (input: float32 {json.dumps(rundir.read_json(sidecar_path(path))['input_shape'])} in [0, 1])")
+    return 0

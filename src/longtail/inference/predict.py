@@ -1,0 +1,139 @@
+"""Scoring new images (or clip folders) with a trained run: decoded, transformed and corrected as in training.
+
+Inputs are decoded at the size and with the pre-processing data.json records, and each input far
+from the training data is flagged rather than silently scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import rundir
+from ..catalog.check import load_config
+from ..core.errors import LongtailError
+from ..core.schema import Config
+from ..training.finalize import head_params
+from ..training.loading import DATA_META, load_model, load_run_config, read_posthoc
+
+log = logging.getLogger("longtail")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def find_images(paths: list[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into image files; keep explicit files as given."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise LongtailError(f"'{p}' does not exist; pass image files or folders of images")
+    if not found:
+        raise LongtailError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, paths))}")
+    return found
+
+
+def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """(item i -> uint8 tensor, the inputs): image files, or clip folders for a clip run.
+
+    With ``data.on_bad_image=skip`` unreadable image files are left out (and said so) instead of
+    stopping the whole batch."""
+    from ..data import Decoder
+
+    if cfg.data.image_size == "model":  # decode at the size training used (recorded in data.json)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"image_size": meta["image_size"]})})
+    if meta.get("frames_per_clip"):
+        from ..data.clips import clips_for_prediction, find_clip_folders
+
+        folders = find_clip_folders(list(images))
+        clips = clips_for_prediction(folders, Decoder.from_config(cfg.data, meta["channels"]), int(meta["frames_per_clip"]))
+        return clips.load, folders
+    files = find_images(list(images))
+    if cfg.data.on_bad_image == "skip":
+        from ..data.decode import readable
+
+        kept = [f for f in files if readable(f)]
+        if len(kept) < len(files):
+            log.warning("skipped %d unreadable image(s) of %d (data.on_bad_image=skip), e.g. '%s'",
+                        len(files) - len(kept), len(files), next(f for f in files if f not in kept))
+        if not kept:
+            raise LongtailError("no readable image among the inputs (data.on_bad_image=skip left out every one)")
+        files = kept
+    # the size the model was trained at (data.image_size, or the data's own size when it sets none),
+    # so an input of another size is resized as training would have, not stacked at its own size
+    decoder = Decoder(meta["channels"], meta.get("image_size") or cfg.data.image_size, cfg.data.preprocess)
+    return (lambda i: decoder(files[i])), files
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
+            overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
+            rule_051: bool = True) -> list[dict[str, Any]]:
+    """:func:`longtail.api.predict`: one row per input (label, top-k, every probability, warning), and the CSV."""
+    from ..data import build_pipeline
+    from ..engine.device import autocast, select_device
+    from ..engine.inference import build_tta
+    from ..evaluation import prediction
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if overrides:
+        cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    meta = rundir.read_json(run_dir / DATA_META)
+    class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    top_k = prediction.check_top_k(top_k, len(class_names))
+    header = prediction.columns(class_names, top_k)
+    device = select_device(cfg.train.device)
+    model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
+    pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
+    posthoc = read_posthoc(run_dir)
+    tta = build_tta(cfg)
+    load, files = _prediction_inputs(images, cfg, meta)
+    clips = bool(meta.get("frames_per_clip"))
+    if submission is not None:
+        from ..evaluation.submission import check_challenge
+
+        if out is None:
+            raise LongtailError("a submission needs an output file; pass out= (--out on the command line)")
+        check_challenge(submission, class_names, cfg.eval.unk_class)  # refuse a run of other classes before any work
+    rows: list[dict[str, Any]] = []
+    all_logits: list[np.ndarray] = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
+        x = pipeline.batch(x)
+        with autocast(device, cfg.train.precision):
+            if tta is not None:
+                logits, feats = tta.predict(lambda v: model(v), x), None
+            else:
+                logits, feats = model(x, return_features=True)
+        logits_np = logits.float().cpu().numpy()
+        if posthoc:
+            from ..evaluation.posthoc import apply_posthoc
+
+            w, b = head_params(model)
+            logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
+        all_logits.append(logits_np)
+        probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
+        for f, p in zip(chunk, probs):
+            warning = "" if clips else prediction.input_warning(f, meta)
+            rows.append(prediction.row(str(f), p, class_names, top_k, warning))
+    flagged = [r for r in rows if r[prediction.WARNING]]
+    if flagged:
+        log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
+                    len(flagged), len(rows), flagged[0]["image"], flagged[0][prediction.WARNING])
+    if submission is not None:
+        from ..evaluation.submission import write_challenge_csv
+
+        ids = [Path(f).stem for f in files]
+        write_challenge_csv(out, submission, ids, np.concatenate(all_logits), class_names, cfg.eval.unk_class, rule_051)  # type: ignore[arg-type]
+    elif out is not None:
+        prediction.write_csv(rows, out, header)
+    return rows

@@ -1,0 +1,33 @@
+"""The run directory: everything needed to reproduce, resume and evaluate a run lives in it.
+
+The package's face gathers the names callers use (``rundir.CONFIG``, ``rundir.write_json``,
+``rundir.RunLock``, ...); each lives in the module of its job. ``checkpoint`` (torch) and ``clock``
+are imported by name where needed.
+"""
+
+from .files import (
+    append_jsonl,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    load_predictions,
+    read_json,
+    read_jsonl,
+    save_predictions,
+    truncate_metrics,
+    write_error,
+    write_json,
+    write_jsonl,
+)
+from .layout import BEST, CONFIG, ENVIRONMENT, LAST, MARKER, METRICS, PACES, POSTHOC, PREDICTIONS, RESULTS, SPLITS
+from .lock import RunLock
+from .provenance import environment, git_revision
+from .staging import check_new, clean_temp_files, commit, create, discard, is_run, next_free, recover, resumable, staging_dir, taken
+
+__all__ = [
+    "BEST", "CONFIG", "ENVIRONMENT", "LAST", "MARKER", "METRICS", "PACES", "POSTHOC", "PREDICTIONS", "RESULTS", "SPLITS",
+    "RunLock", "append_jsonl", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "check_new", "clean_temp_files",
+    "commit", "create", "discard", "environment", "git_revision", "is_run", "load_predictions", "next_free", "read_json",
+    "read_jsonl", "recover", "resumable", "save_predictions", "staging_dir", "taken", "truncate_metrics", "write_error",
+    "write_json", "write_jsonl",
+]

@@ -1,0 +1,1 @@
+"""Training a run: claiming or resuming its folder, planning data-parallel processes, SPBL or the Trainer, the final evaluation."""

@@ -1,0 +1,143 @@
+"""The end of a run: the best checkpoint on validation and (once) on test, post-hoc strengths, results.json.
+
+Every training path (the Trainer, SPBL's paces) ends here, so results.json means the same for all.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import rundir
+from ..core.errors import LongtailError
+from ..core.schema import Config
+from ..engine import distributed
+from .loading import load_model
+
+log = logging.getLogger("longtail")
+
+
+def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval_pipeline: Any, record: dict[str, Any], train_seconds: float) -> dict[str, Any]:
+    """Evaluate the best checkpoint on validation and (once) on test; choose post-hoc strengths on validation.
+
+    ``record`` holds what training knows (best_epoch, best_val_score, epochs, method extras) and
+    goes into results.json as is.
+    """
+    from ..engine.inference import build_tta, predict_dataset
+    from ..evaluation.gallery import save_errors
+    from ..evaluation.scoring import split_metrics
+
+    distributed.barrier()  # rank 0 has written best.pt before any rank reads it
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device)
+    tta = build_tta(cfg)
+    counts = np.asarray(bundle.train_counts)
+    outputs = {}
+    for split in ("val", "test"):
+        dataset = getattr(bundle, split)
+        if dataset is None:
+            continue
+        out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
+        if distributed.is_main():
+            rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
+        outputs[split] = out
+    posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
+    if distributed.is_main():
+        rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
+    results: dict[str, Any] = {
+        "name": cfg.name,
+        "class_names": list(bundle.class_names),
+        **({"class_map": bundle.class_map} if bundle.class_map is not None else {}),
+        "train_counts": [int(c) for c in counts],
+        "select_metric": cfg.train.select_metric,
+        **record,
+        "train_seconds": round(train_seconds, 1),
+        "test_evaluated_once": True,
+        "val": split_metrics(outputs["val"].logits, outputs["val"].targets, counts, bundle.class_names, cfg.eval),
+        "posthoc": posthoc,
+    }
+    if "test" in outputs and (outputs["test"].targets < 0).all():
+        # a withheld test set (ISIC): its predictions are saved for a submission, no metrics
+        results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
+    elif "test" in outputs:
+        test = outputs["test"]
+        results["test"] = split_metrics(test.logits, test.targets, counts, bundle.class_names, cfg.eval)
+        if posthoc:
+            adjusted = apply_posthoc_to(model, test, posthoc, counts)
+            results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
+    if not distributed.is_main():  # the same results on every rank; rank 0 writes them
+        return results
+    if "test" in results:
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
+    try:
+        results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
+    except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
+        log.warning("the decision tables (operating points, target prior) were skipped: %s", e)
+        results["decision"] = {"note": str(e)}
+    rundir.write_json(run_dir / rundir.RESULTS, results)
+    try:
+        from ..evaluation.report import write_report
+
+        write_report(run_dir)
+    except Exception as e:  # a report failure must never lose a finished run
+        log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
+    return results
+
+
+def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """results.json's ``decision`` block: AUC/AP per class, operating points, metrics under eval.target_prior."""
+    from ..evaluation.decision import summarise
+
+    val, test = outputs["val"], outputs.get("test")
+    adjusted, label = None, None
+    if posthoc and cfg.eval.target_prior is not None and test is not None:
+        adjusted = apply_posthoc_to(model, test, posthoc, counts)
+        toward = posthoc.get("logit_adjust", {}).get("target_prior") is not None
+        label = "target prior, logit-adjusted toward it" if toward else "target prior, after the post-hoc correction"
+    return summarise(val.logits, val.targets, test.logits if test is not None else None, test.targets if test is not None else None,
+                     bundle.class_names, cfg.eval.positive, cfg.eval.target_prior, adjusted, label)
+
+
+def check_eval_classes(cfg: Config, class_names: list[str]) -> None:
+    """eval.positive names classes and eval.target_prior has one frequency per class: checked before training."""
+    from ..evaluation.decision import check_target_prior, positive_indices
+
+    positive_indices(cfg.eval.positive, class_names)
+    check_target_prior(cfg.eval.target_prior, class_names)
+
+
+def head_params(model: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The linear head's weight and bias as arrays (None where the model has none): what tau-norm rescales."""
+    head = getattr(model, "head", None)
+    weight = getattr(head, "weight", None)
+    bias = getattr(head, "bias", None)
+    w = weight.detach().float().cpu().numpy() if isinstance(weight, torch.Tensor) else None
+    b = bias.detach().float().cpu().numpy() if isinstance(bias, torch.Tensor) else None
+    return w, b
+
+
+def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dict[str, Any]:
+    """Pick logit-adjustment / tau-norm strengths on the validation split only."""
+    from ..evaluation.posthoc import fit_posthoc
+
+    if not (cfg.posthoc.tau_norm or cfg.posthoc.logit_adjust):
+        return {}
+    w, b = head_params(model)
+    return fit_posthoc(
+        val.logits, val.targets, counts,
+        logit_adjustment=cfg.posthoc.logit_adjust, tau_norm=cfg.posthoc.tau_norm,
+        grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
+        val_features=val.features, head_weight=w, head_bias=b,
+        target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
+    )
+
+
+def apply_posthoc_to(model: Any, out: Any, posthoc: dict[str, Any], counts: np.ndarray) -> np.ndarray:
+    """``out``'s logits with the stored post-hoc correction applied."""
+    from ..evaluation.posthoc import apply_posthoc
+
+    w, b = head_params(model)
+    return apply_posthoc(out.logits, out.features, posthoc, w, b, counts)

@@ -1,0 +1,134 @@
+"""Reading a run back: its config, data, splits and checkpoints, checked against each other.
+
+Training, evaluation, prediction and export all rebuild the same things from a run directory;
+they do it here so each use refuses a mismatched checkpoint or class list with the same one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import rundir
+from ..catalog.check import load_config
+from ..core.errors import LongtailError
+from ..core.schema import Config
+
+#: what the data looked like to the model (classes, channels, size, normalisation), beside config.yaml
+DATA_META = "data.json"
+
+#: ``evaluate(checkpoint=...)`` names -> checkpoint files of a run directory
+CHECKPOINTS = {"best": rundir.BEST, "last": rundir.LAST}
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise LongtailError(f"'{run_dir}' is not a longtail run directory (no {rundir.CONFIG}); pass the folder `longtail train` created")
+    return load_config(run_dir / rundir.CONFIG)
+
+
+def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, counts: Any, device: torch.device, checkpoint: str = rundir.BEST) -> Any:
+    """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights."""
+    from ..models import build_model, load_checkpoint_weights
+    from ..rundir.checkpoint import load_checkpoint
+
+    path = Path(run_dir) / checkpoint
+    if not path.is_file():
+        raise LongtailError(f"no checkpoint '{path}'; the run has not validated yet (train it, or resume it)")
+    state = load_checkpoint(path, map_location=device)
+    meta = Path(run_dir) / DATA_META
+    names = rundir.read_json(meta)["class_names"] if meta.is_file() else None
+    check_checkpoint(state, cfg, num_classes, path, names)
+    # the checkpoint holds every weight: never fetch or read pretrained weights again here
+    model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
+    model = build_model(model_cfg, num_classes, channels, np.asarray(counts)).to(device)
+    for head in state.get("heads", []):
+        if head is not None:
+            model.set_head(head, class_counts=np.asarray(counts))
+    load_checkpoint_weights(model, state["model"], str(path))
+    if cfg.spbl is not None:  # an SPBL model's head is its feature classifier
+        from ..spbl.pipeline import attach_classifier
+
+        attach_classifier(model, Path(run_dir))
+    model.to(device).eval()
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def checkpoint_file(name: str) -> str:
+    """The run-relative file of checkpoint ``name`` ('best' or 'last'); a one-line error otherwise."""
+    if name not in CHECKPOINTS:
+        raise LongtailError(f"checkpoint '{name}' is not one of {', '.join(CHECKPOINTS)}; use best (chosen on validation) or last (the final epoch)")
+    return CHECKPOINTS[name]
+
+
+def check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int | None, path: Path, class_names: list[str] | None = None) -> None:
+    """Refuse a checkpoint of another architecture, model setting or class list (one line)."""
+    from ..rundir.checkpoint import check_for_model
+
+    check_for_model(state, path, cfg.model, num_classes, class_names)
+
+
+def check_item_kind(model: Any, bundle: Any, name: str) -> None:
+    """Clips need a 3D backbone and images a 2D one: say so in one line instead of a conv shape error."""
+    clips = bool(getattr(bundle.train, "frames_per_clip", None))
+    takes_clips = bool(getattr(getattr(model, "backbone", None), "takes_clips", False))
+    if clips and not takes_clips:
+        raise LongtailError(f"model '{name}' takes images but data.source gives clips (C x T x H x W); "
+                            "use a 3D backbone: r3d_18, mc3_18, r2plus1d_18, resnext3d_101 or resnext3d")
+    if takes_clips and not clips:
+        raise LongtailError(f"model '{name}' is a 3D backbone for clips but data.source gives images; use an image backbone or a clip source (egtea)")
+
+
+def read_posthoc(run_dir: Path) -> dict[str, Any]:
+    """The post-hoc strengths chosen on validation ({} when the run uses none)."""
+    path = run_dir / rundir.POSTHOC
+    return rundir.read_json(path) if path.is_file() else {}
+
+
+def saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
+    """The split indices to reuse: the run's own, or data.split.file's (None: split afresh)."""
+    if (run_dir / rundir.SPLITS).is_file():
+        return rundir.read_json(run_dir / rundir.SPLITS)
+    if cfg.data.split.file:
+        path = Path(cfg.data.split.file)
+        if not path.is_file():
+            raise LongtailError(f"data.split.file '{path}' not found; point it at the splits.json of an earlier run")
+        return rundir.read_json(path)
+    return None
+
+
+def build_run_data(cfg: Config, splits: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The run's data, with ``data.image_size: model`` / ``data.normalize: model`` taken from the backbone."""
+    from ..data import build_data
+    from ..models import data_for_model
+
+    data_cfg, spec = data_for_model(cfg.data, cfg.model)
+    stats = (spec.mean, spec.std) if spec is not None and cfg.data.normalize == "model" else None
+    return build_data(data_cfg, cfg.seed, splits=splits, model_stats=stats), spec
+
+
+def data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
+    """What the data looked like to the model; predict decodes and normalises new inputs from it."""
+    norm = cfg.data.normalize
+    return {
+        "class_names": list(bundle.class_names),
+        "train_counts": [int(c) for c in bundle.train_counts],
+        "channels": int(bundle.channels),
+        "image_size": list(bundle.image_size) if bundle.image_size is not None else None,
+        "image_size_from": spec.source if spec is not None and cfg.data.image_size == "model" else "config",
+        "norm_mean": [float(m) for m in bundle.norm_mean],
+        "norm_std": [float(s) for s in bundle.norm_std],
+        "norm_from": spec.source if spec is not None and norm == "model" else norm if isinstance(norm, str) else "config",
+        # a clip run: predict reads clip folders, this many frames each (segment middles)
+        "frames_per_clip": getattr(bundle.train, "frames_per_clip", None),
+        # data.classes: each class of the run -> the source classes it was made of (None: the source's own)
+        "class_map": bundle.class_map,
+        # which data path each split used: memory, mmap (memory-mapped cache) or stream (decode per image)
+        "storage": bundle.storage(),
+    }
