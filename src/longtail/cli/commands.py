@@ -198,10 +198,27 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``, taking ``KEY=VALUE`` words after a flag as overrides too.
+
+    argparse ends a positional list at the first flag, so ``-c C a=1 --overwrite b=2`` would leave
+    ``b=2`` unrecognised; it belongs with ``a=1`` (or with predict's inputs, which hold the overrides)."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if "=" in a and not a.startswith("-")]
+    target = next((name for name in ("overrides", "images") if hasattr(args, name)), None)
+    if stray and target is not None:
+        setattr(args, target, [*(getattr(args, target) or []), *stray])
+        extra = [a for a in extra if a not in stray]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_command(argv)).parse_args(argv)
+    parser = build_parser(_command(argv))
+    args = _parse(parser, argv)
     if args.verbose:
         logging.getLogger("longtail").setLevel(logging.DEBUG)
     func: Callable[[argparse.Namespace], int] = args.func
