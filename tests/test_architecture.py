@@ -127,3 +127,15 @@ def test_the_public_names_resolve(name):
     import longtail
 
     assert callable(getattr(longtail, name))
+
+
+def test_component_packages_are_reachable_from_a_bare_import():
+    """``import longtail; longtail.losses.create(...)`` as docs/methods.md shows it, in a fresh process."""
+    code = (
+        "import longtail\n"
+        "loss = longtail.losses.create('focal', class_counts=[500, 50, 5], gamma=2.0)\n"
+        "print(type(loss).__name__, round(longtail.metrics.compute([[2.0, 0.0], [0.0, 1.0]], [0, 1])['accuracy'], 3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["FocalLoss", "1.0"]
