@@ -19,8 +19,9 @@ class ClassBalancedLoss(LongTailLoss):
 
     As in the paper the weighted loss is summed over classes and averaged over the batch
     (``sum_i s_i cb_{y_i} w_{y_i} l_i / N``); ``focal`` is the sigmoid focal loss of the paper.
-    (CDB's EGTEA ``CB_Focal`` used a softmax focal loss: use ``loss: focal`` with
-    ``class_weights: effective_number`` for that.) ``beta = 0`` gives plain CE / BCE.
+    (CDB's EGTEA ``CB_Focal`` used a softmax focal loss with a detached modulator and the batch
+    mean: use ``loss: {name: focal, weighting: cdb}`` with ``class_weights: {name: effective_number,
+    beta: 0.9}`` for that.) ``beta = 0`` gives plain CE / BCE.
     """
 
     def __init__(

@@ -10,22 +10,42 @@ import torch
 from ..core.errors import ConfigError
 from ..core.registry import LOSSES
 from .base import ElementReduction, LongTailLoss, check_choice, check_non_negative
-from .functional import ldam_margins, sigmoid_focal_elements, softmax_focal_terms, subtract_target_margin
+from .functional import cross_entropy_terms, focal_modulator, ldam_margins, sigmoid_focal_elements, softmax_focal_terms, subtract_target_margin
+
+FocalWeighting = Literal["mbit", "ldam_drw", "cdb"]
 
 
 @LOSSES.register("focal")
 class FocalLoss(LongTailLoss):
     """Focal loss (Lin et al., ICCV 2017) (1 - p_t)^gamma * CE: softmax, one-vs-all sigmoid, or LDAM-margined.
 
-    - ``softmax`` (MBIT ``cross_entropy``, CDB ``FL``, HMLoss ``Focal``): ``sum_i s_i w_{y_i} (1-p_i)^gamma CE_i / sum_i w_{y_i}``.
-      ``p_i`` is the true (unweighted) probability: HMLoss computed it from the class-weighted CE,
-      which is not a probability; we do not reproduce that.
+    - ``softmax`` (MBIT ``cross_entropy``, CDB ``FL``, HMLoss ``Focal``): per-sample
+      ``(1 - p_i)^gamma CE_i``, class weights and reduction as ``weighting`` says (below).
     - ``sigmoid`` (MBIT default, CDB ImageNet-LT): element-wise BCE against one-hot times
       ``(1 - p_t)^gamma`` per element, rows weighted by ``w_{y_i}``; ``reduction`` ``normal`` =
       sum / sum of the broadcast weights, ``enlarge`` = mean over N x C times 30.
     - ``ldam``: the softmax form on ``scale * (z - m_y)`` with LDAM margins (``max_margin``, ``scale``).
 
-    ``gamma = 0`` gives (weighted) CE / BCE / LDAM.
+    ``weighting`` (softmax variant; the other variants take ``mbit`` only) names the official code
+    whose treatment of the class weights ``w`` it reproduces:
+
+    - ``mbit`` (default; yaopengUSTC/mbit-skin-cancer ``lib/loss/loss.py`` ``FocalLoss``
+      ``cross_entropy``, the PyTorch ``weight=`` convention): ``sum_i s_i w_{y_i} (1 - p_i)^gamma
+      CE_i / sum_i w_{y_i}`` with ``p_i`` the true-class probability (the weight sum over the global
+      batch under DDP).
+    - ``ldam_drw`` (kaidic/LDAM-DRW ``losses.py`` ``FocalLoss``, copied by cartelgouabou/HMLoss and
+      pseulki/IB-Loss): ``p`` comes from the class-weighted CE, ``p_i = exp(-w_{y_i} CE_i) = p_true **
+      w_{y_i}``, and the batch mean ``mean_i s_i (1 - p_i)^gamma w_{y_i} CE_i``. (pseulki/IB-Loss's
+      copy also multiplies by 10.)
+    - ``cdb`` (hitachi-rd-cv/CDB-loss ``EGTEA/losses/focal_loss.py`` ``FocalLoss(alpha=w)``, behind
+      ``CB_Focal`` and ``FL``, averaged over the batch by the training loop): ``mean_i s_i w_{y_i}
+      (1 - p_i)^gamma CE_i`` with the true ``p_i`` and the modulator detached (no gradient through it).
+
+    Without class weights ``mbit`` and ``ldam_drw`` are the same loss. ``mbit`` is the default because
+    it is the focal loss as defined (alpha-balanced, true probability) and MBIT's exact code;
+    ``ldam_drw``'s ``p`` is not the model's probability once weights are set, and ``cdb``'s detached
+    modulator changes the gradient. Recipes that reproduce LDAM-DRW's, HMLoss's, IB's or CDB's focal
+    baseline set their ``weighting``. ``gamma = 0`` gives (weighted) CE / BCE / LDAM.
     """
 
     def __init__(
@@ -36,6 +56,7 @@ class FocalLoss(LongTailLoss):
         reduction: ElementReduction = "normal",
         max_margin: float = 0.5,
         scale: float = 30.0,
+        weighting: FocalWeighting = "mbit",
     ) -> None:
         super().__init__(class_counts)
         check_non_negative("gamma", gamma)
@@ -43,7 +64,10 @@ class FocalLoss(LongTailLoss):
         check_choice("reduction", reduction, ("normal", "enlarge"))
         if reduction == "enlarge" and variant != "sigmoid":
             raise ConfigError("reduction: 'enlarge' applies to the sigmoid variant only (MBIT FOCAL.SIGMOID); use reduction: normal")
-        self.gamma, self.variant, self.reduction = float(gamma), variant, reduction
+        check_choice("weighting", weighting, ("mbit", "ldam_drw", "cdb"))
+        if weighting != "mbit" and variant != "softmax":
+            raise ConfigError(f"weighting: {weighting!r} is the official form of a softmax focal loss; use variant: softmax, or weighting: mbit")
+        self.gamma, self.variant, self.reduction, self.weighting = float(gamma), variant, reduction, weighting
         self.scale = float(scale)
         self.register_buffer("margins", ldam_margins(self.class_counts, float(max_margin)), persistent=False)
 
@@ -51,6 +75,12 @@ class FocalLoss(LongTailLoss):
         if self.variant == "sigmoid":
             elements = sigmoid_focal_elements(logits, targets, self.gamma)
             return self.element_reduce(elements, targets, sample_weight, self.reduction)
+        if self.weighting == "ldam_drw":  # p from the class-weighted CE; batch_mean applies w_y to the CE
+            ce = cross_entropy_terms(logits, targets)
+            return self.batch_mean(focal_modulator(self.sample_class_weights(targets) * ce, self.gamma) * ce, targets, sample_weight)
+        if self.weighting == "cdb":  # true p, modulator detached
+            ce = cross_entropy_terms(logits, targets)
+            return self.batch_mean(focal_modulator(ce.detach(), self.gamma) * ce, targets, sample_weight)
         if self.variant == "ldam":
             logits = self.scale * subtract_target_margin(logits, targets, self.margins)
         return self.weighted_mean(softmax_focal_terms(logits, targets, self.gamma), targets, sample_weight)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from ..core.registry import LOSSES
-from .base import LongTailLoss, check_non_negative
+from .base import LongTailLoss, check_choice, check_non_negative
 from .functional import cross_entropy_terms
+
+HMLWeighting = Literal["longtail", "hmloss"]
 
 
 def hard_mining_weight(p: torch.Tensor, delta: float) -> torch.Tensor:
@@ -24,20 +27,37 @@ def hard_mining_weight(p: torch.Tensor, delta: float) -> torch.Tensor:
 class HardMiningLoss(LongTailLoss):
     """Hard mining loss (HMLoss, DICTA 2022): CE times a sinc weight that fades outliers (p~0) and easy samples (p~1).
 
-    ``sum_i s_i w_{y_i} scale f(p_i) CE_i / N`` with ``p_i`` the true-class probability (clipped to
-    [1e-10, 1 - 1e-10]). Deviation: HMLoss computed ``p = exp(-w_y CE)`` from the class-weighted
-    CE, which is not a probability once weights are used; here ``p`` is always the softmax
-    probability and the class weight multiplies the loss only. The paper's HML1 schedule (plain
-    CE, then HML with CS weights) is a two-stage config.
+    ``sum_i s_i scale f(p_i) w_{y_i} CE_i / N`` (``f``: :func:`hard_mining_weight`, ``p`` clipped to
+    [1e-10, 1 - 1e-10]). ``weighting`` says which probability ``p_i`` the modulator sees once class
+    weights ``w`` are set (without class weights the two forms are the same):
+
+    - ``longtail`` (default): ``p_i = softmax(z_i)_{y_i}``, the true-class probability; the class
+      weight multiplies the loss only.
+    - ``hmloss`` (the official code, cartelgouabou/HMLoss ``*/losses.py`` ``SoftmaxHardMiningLoss``):
+      ``p_i = exp(-w_{y_i} CE_i) = softmax(z_i)_{y_i} ** w_{y_i}``, taken from the class-weighted CE
+      (``F.cross_entropy(weight=w, reduction='none')``), then ``mean_i scale f(p_i) w_{y_i} CE_i``.
+
+    The default stays ``longtail`` because the official ``p`` is not the model's probability, so the
+    modulator no longer finds the outliers (p~0) and easy samples (p~1) it is meant to: on
+    CIFAR-10-LT (IR 100) with CS weights (``w`` from 0.04 on the head class to 4.0 on the tail) a
+    sample's term changes by a factor from below 0.01 to about 4 for ``p`` in [0.01, 0.99]. Recipes
+    that reproduce HMLoss set ``weighting: hmloss``. The paper's HML1 schedule (plain CE, then HML
+    with CS weights) is a two-stage config.
     """
 
-    def __init__(self, class_counts: Sequence[int], delta: float = 10000.0, scale: float = 10.0) -> None:
+    def __init__(
+        self, class_counts: Sequence[int], delta: float = 10000.0, scale: float = 10.0, weighting: HMLWeighting = "longtail"
+    ) -> None:
         super().__init__(class_counts)
         check_non_negative("delta", delta)
         check_non_negative("scale", scale)
-        self.delta, self.scale = float(delta), float(scale)
+        check_choice("weighting", weighting, ("longtail", "hmloss"))
+        self.delta, self.scale, self.weighting = float(delta), float(scale), weighting
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:
         ce = cross_entropy_terms(logits, targets)
-        p = torch.exp(-ce).clamp(1e-10, 1.0 - 1e-10)
+        if self.weighting == "hmloss":  # p from the class-weighted CE; batch_mean applies w_y to the CE below
+            p = torch.exp(-self.sample_class_weights(targets) * ce).clamp(1e-10, 1.0 - 1e-10)
+        else:
+            p = torch.exp(-ce).clamp(1e-10, 1.0 - 1e-10)
         return self.batch_mean(self.scale * hard_mining_weight(p, self.delta) * ce, targets, sample_weight)
