@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 from ..core.registry import LOSSES
-from .base import LongTailLoss, check_non_negative
-from .functional import cross_entropy_terms, focal_modulator
+from .base import LongTailLoss, check_choice, check_non_negative
+from .functional import cross_entropy_terms, focal_modulator, sigmoid_signs
 from .weighting import DynamicForm, cdb_weights, check_tau
+
+CDBReduction = Literal["batch_mean", "weighted_mean"]
+CDBFocalForm = Literal["softmax", "sigmoid"]
 
 
 class DifficultyWeights:
@@ -41,11 +46,19 @@ class DifficultyWeights:
 class CDBCrossEntropy(LongTailLoss):
     """CDB-CE (Sinha et al., ACCV 2020): CE weighted by class difficulty (1 - val_acc)^tau, updated after every validation.
 
-    ``sum_i s_i cdb_{y_i} w_{y_i} CE_i / N`` (the batch mean, not divided by the weight sum, as in
-    the original). All weights are 1 before the first validation. ``tau``: a number or
-    ``'dynamic'`` (``dynamic_form`` ``imagenet`` = ``2 sigmoid(A_max/(A_min+0.01) - 1)``, canonical;
-    ``cifar`` = ``sigmoid(A_max/(A_min+0.01))``). Deviation: difficulty is floored at ``eps`` so a
-    perfectly classified class keeps a small weight instead of exactly 0.
+    ``reduction`` names the two forms of the official code (hitachi-rd-cv/CDB-loss):
+
+    - ``batch_mean`` (default; CIFAR-LT and EGTEA ``losses/cdb_loss.py``: ``reduction='none'``, then
+      the batch mean): ``sum_i s_i cdb_{y_i} w_{y_i} CE_i / N``;
+    - ``weighted_mean`` (ImageNet-LT ``loss/CDBSoftmaxLoss.py``: ``nn.CrossEntropyLoss(weight=cdb)``):
+      ``sum_i s_i cdb_{y_i} w_{y_i} CE_i / sum_i cdb_{y_i} w_{y_i}``, the denominator over the global
+      batch under DDP. The two differ by the factor ``mean_i cdb_{y_i} w_{y_i}`` of the batch (below
+      1 on long-tailed data, where the frequent, easier classes get the small weights).
+
+    All weights are 1 before the first validation. ``tau``: a number or ``'dynamic'``
+    (``dynamic_form`` ``imagenet`` = ``2 sigmoid(A_max/(A_min+0.01) - 1)``, canonical; ``cifar`` =
+    ``sigmoid(A_max/(A_min+0.01))``). Deviation: difficulty is floored at ``eps`` so a perfectly
+    classified class keeps a small weight instead of exactly 0.
     """
 
     def __init__(
@@ -54,8 +67,11 @@ class CDBCrossEntropy(LongTailLoss):
         tau: float | str = "dynamic",
         dynamic_form: DynamicForm = "imagenet",
         eps: float = 0.01,
+        reduction: CDBReduction = "batch_mean",
     ) -> None:
         super().__init__(class_counts)
+        check_choice("reduction", reduction, ("batch_mean", "weighted_mean"))
+        self.reduction = reduction
         self.difficulty = DifficultyWeights(self.num_classes, tau, dynamic_form, eps)
         self.register_buffer("cdb_weights", torch.ones(self.num_classes))
 
@@ -63,19 +79,30 @@ class CDBCrossEntropy(LongTailLoss):
         w = self.difficulty.update(per_class_accuracy)
         self.cdb_weights.copy_(torch.as_tensor(w, dtype=torch.float32))
 
-    def per_sample(self, ce: torch.Tensor) -> torch.Tensor:
-        return ce
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return cross_entropy_terms(logits, targets)
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:
-        ce = cross_entropy_terms(logits, targets)
-        return self.batch_mean(self.per_sample(ce), targets, sample_weight, extra=self.cdb_weights)
+        reduce = self.weighted_mean if self.reduction == "weighted_mean" else self.batch_mean
+        return reduce(self.per_sample(logits, targets), targets, sample_weight, extra=self.cdb_weights)
 
 
 @LOSSES.register("cdb_focal")
 class CDBFocal(CDBCrossEntropy):
-    """CDB-Focal (Sinha et al., ACCV 2020): softmax focal loss with the CDB difficulty weights as alpha.
+    """CDB-Focal (Sinha et al., ACCV 2020): focal loss (softmax, or the official one-vs-all sigmoid) with the CDB weights as alpha.
 
-    Same weights, updates and ``eps`` floor as ``cdb_ce``; ``p_t`` is the unweighted probability.
+    Same weights, updates and ``eps`` floor as ``cdb_ce``; always the batch mean
+    ``sum_i s_i cdb_{y_i} w_{y_i} l_i / N``. ``form``:
+
+    - ``sigmoid`` (the only official CDB-Focal: hitachi-rd-cv/CDB-loss ImageNet-LT
+      ``loss/FocalLoss.py``, averaged over the batch in ``run_networks.py``):
+      ``l_i = sum_c -(1 - q_ic)^gamma log q_ic`` with ``q_ic = sigmoid(+z_ic)`` at the target and
+      ``sigmoid(-z_ic)`` elsewhere; the modulator ``(1 - q_ic)^gamma`` is detached (no gradient), as
+      in the original;
+    - ``softmax`` (default, kept for existing runs; not in the CDB code): ``l_i = (1 - p_i)^gamma CE_i``
+      with the unweighted true-class probability ``p_i``, gradient through the modulator too.
+
+    A recipe that reproduces the paper sets ``form: sigmoid``.
     """
 
     def __init__(
@@ -85,10 +112,20 @@ class CDBFocal(CDBCrossEntropy):
         dynamic_form: DynamicForm = "imagenet",
         gamma: float = 1.0,
         eps: float = 0.01,
+        form: CDBFocalForm = "softmax",
     ) -> None:
         super().__init__(class_counts, tau=tau, dynamic_form=dynamic_form, eps=eps)
         check_non_negative("gamma", gamma)
-        self.gamma = float(gamma)
+        check_choice("form", form, ("softmax", "sigmoid"))
+        self.gamma, self.form = float(gamma), form
 
-    def per_sample(self, ce: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.form == "sigmoid":
+            sz = sigmoid_signs(logits, targets)
+            nll = F.softplus(-sz)  # -log q, q = sigmoid(s z)
+            if self.gamma == 0:
+                return nll.sum(1)
+            modulator = torch.exp(self.gamma * F.logsigmoid(-sz.detach()))  # (1 - q)^gamma, no gradient
+            return (modulator * nll).sum(1)
+        ce = cross_entropy_terms(logits, targets)
         return focal_modulator(ce, self.gamma) * ce
