@@ -220,6 +220,9 @@ class PosthocConfig(Strict):
         False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
                            "accuracy re-weighted to that prior (needs logit_adjust: true)")
     tau_norm: bool = False
+    tau_norm_bias: Literal["drop", "keep"] = Field(
+        "keep", description="what tau-norm does with the linear head's bias: drop = classifier-balancing's tau_norm.py "
+                            "(features @ (W_c / ||W_c||^tau).T, the bias left out); keep = add it unchanged (tau 0 is then the plain head)")
     grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
 

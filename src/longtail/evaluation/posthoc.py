@@ -6,7 +6,10 @@ Two corrections for the label-prior bias a long-tailed training set leaves in th
   training class prior (implemented as ``log(C pi_c)``, the same up to a per-row constant). ``tau = 1`` is the Bayes-optimal correction when the test prior is
   uniform; ``tau = 0`` leaves the logits unchanged.
 * **tau-normalisation** (Kang et al., ICLR 2020): rescale each class weight vector of the
-  linear head to ``W_c / ||W_c||^tau``, undoing the larger norms that head classes acquire.
+  linear head to ``W_c / ||W_c||^tau``, undoing the larger norms that head classes acquire. The
+  head's bias is either left out (``bias: drop``, what classifier-balancing's ``tau_norm.py``
+  computes: ``features @ pnorm(W, tau).T``) or added unchanged (``bias: keep``, longtail's default,
+  under which tau 0 is the plain head); ``posthoc.json`` stores which (absent: keep).
 
 Neither has a trained parameter: only ``tau``, picked by :func:`select_tau` on the validation
 split (never on test; ties go to the smallest tau, i.e. the least correction). The engine stores
@@ -81,13 +84,30 @@ def logit_adjust(logits: ArrayLike, train_counts: Sequence[int] | np.ndarray, ta
     return np.asarray(logits) - tau * prior
 
 
-def tau_norm_logits(features: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, tau: float) -> ArrayLike:
+#: what tau-norm does with the head's bias: drop = classifier-balancing's tau_norm.py, keep = add it unchanged
+TAU_NORM_BIAS = ("drop", "keep")
+#: the bias mode of a posthoc.json tau_norm entry written without one (before the option existed)
+TAU_NORM_BIAS_UNSET = "keep"
+
+
+def tau_norm_bias_mode(entry: dict[str, Any] | None) -> str:
+    """The bias mode a stored ``tau_norm`` entry asks for (``keep`` when it names none); a one-line error otherwise."""
+    mode = (entry or {}).get("bias", TAU_NORM_BIAS_UNSET)
+    if mode not in TAU_NORM_BIAS:
+        raise LongtailError(f"posthoc.json: tau_norm bias '{mode}' is not one of {', '.join(TAU_NORM_BIAS)}; rerun `longtail eval` or fix the file")
+    return str(mode)
+
+
+def tau_norm_logits(features: ArrayLike, weight: ArrayLike, bias: ArrayLike | None, tau: float, bias_mode: str = "keep") -> ArrayLike:
     """Logits of a linear head whose class weights are tau-normalised (Kang et al. 2020).
 
-    ``features`` N x D, ``weight`` C x D (the head's ``weight``), ``bias`` C or None. The bias
-    is added unchanged: tau-norm only rescales the weight norms, and the paper's heads are
-    usually trained without one (a zero bias then makes no difference).
+    ``features`` N x D, ``weight`` C x D (the head's ``weight``), ``bias`` C or None. With
+    ``bias_mode="keep"`` the bias is added unchanged (tau 0 then gives the plain head's logits);
+    with ``"drop"`` it is left out: ``features @ (W_c / ||W_c||^tau).T``, what classifier-balancing's
+    ``tau_norm.py`` computes although its head (``nn.Linear``) has a trained bias.
     """
+    if bias_mode not in TAU_NORM_BIAS:
+        raise ConfigError(f"posthoc.tau_norm_bias '{bias_mode}' is not one of {', '.join(TAU_NORM_BIAS)}")
     if weight.shape[1] != features.shape[1]:
         raise LongtailError(f"features have {features.shape[1]} dimensions but the head weight expects {weight.shape[1]}; pass the features of the same model")
     from ..models.heads import tau_normalize_weight  # imported here: the models package is heavy
@@ -97,7 +117,7 @@ def tau_norm_logits(features: ArrayLike, weight: ArrayLike, bias: ArrayLike | No
         out = features @ w.to(features.dtype).T
     else:
         out = np.asarray(features, dtype=np.float64) @ np.asarray(w).T
-    if bias is not None:
+    if bias is not None and bias_mode == "keep":
         out = out + (bias.to(out.dtype) if _is_torch(out) else np.asarray(bias, dtype=np.float64))
     return out
 
@@ -174,6 +194,7 @@ def fit_posthoc(
     head_weight: ArrayLike | None = None,
     head_bias: ArrayLike | None = None,
     target_prior: Sequence[float] | None = None,
+    tau_norm_bias: str = "keep",
 ) -> dict[str, Any]:
     """Choose the enabled corrections on validation; the dict is what ``posthoc.json`` stores.
 
@@ -182,15 +203,18 @@ def fit_posthoc(
     product). ``{}`` when nothing is enabled. With ``target_prior``, logit adjustment moves toward
     that prior and its tau is chosen by the validation accuracy re-weighted to it
     (``target_prior_accuracy``, see :mod:`longtail.evaluation.decision`), which is stored with the choice.
+    ``tau_norm_bias`` (``drop`` or ``keep``, see :func:`tau_norm_logits`) is stored in the tau-norm
+    entry as ``bias``, so :func:`apply_posthoc` and the export apply the same form.
     """
     out: dict[str, Any] = {}
     current = val_logits
     if tau_norm:
         if val_features is None or head_weight is None:
             raise LongtailError("tau-norm needs the validation features and the linear head's weight; use a linear/cosine head model")
-        tau, scores = select_tau(grid, lambda t: tau_norm_logits(val_features, head_weight, head_bias, t), val_targets, metric)
-        out["tau_norm"] = _choice(tau, scores, metric)
-        current = tau_norm_logits(val_features, head_weight, head_bias, tau)
+        bias = tau_norm_bias
+        tau, scores = select_tau(grid, lambda t: tau_norm_logits(val_features, head_weight, head_bias, t, bias), val_targets, metric)
+        out["tau_norm"] = {**_choice(tau, scores, metric), "bias": bias}
+        current = tau_norm_logits(val_features, head_weight, head_bias, tau, bias)
     if logit_adjustment:
         base = current
         if target_prior is None:
@@ -215,7 +239,11 @@ def apply_posthoc(
     head_bias: ArrayLike | None = None,
     train_counts: Sequence[int] | np.ndarray | None = None,
 ) -> ArrayLike:
-    """Apply the corrections stored in ``posthoc.json`` (tau-norm first, then logit adjustment)."""
+    """Apply the corrections stored in ``posthoc.json`` (tau-norm first, then logit adjustment).
+
+    The tau-norm entry's ``bias`` (``drop`` / ``keep``) says whether ``head_bias`` is added; an
+    entry without one (written before the option) keeps it, as such runs were scored.
+    """
     if not posthoc:
         return logits
     unknown = set(posthoc) - {"tau_norm", "logit_adjust"}
@@ -225,7 +253,8 @@ def apply_posthoc(
     if "tau_norm" in posthoc:
         if features is None or head_weight is None:
             raise LongtailError("this run uses tau-norm: pass the features and the head weight (predict with the run's model)")
-        out = tau_norm_logits(features, head_weight, head_bias, float(posthoc["tau_norm"]["tau"]))
+        entry = posthoc["tau_norm"]
+        out = tau_norm_logits(features, head_weight, head_bias, float(entry["tau"]), tau_norm_bias_mode(entry))
     if "logit_adjust" in posthoc:
         if train_counts is None:
             raise LongtailError("this run uses logit adjustment: pass the training class counts stored in results.json")

@@ -2,10 +2,10 @@
 
 The exported graph is what ``longtail predict`` computes after decoding: the run's evaluation
 transforms, normalisation, the best checkpoint's model and the post-hoc correction chosen on
-validation (tau-norm rewrites the head weights, logit adjustment becomes a constant logit offset),
-then softmax. Its input is a float32 batch in [0, 1] at the size the run decodes images to, so a
-deployment only has to decode, resize and divide by 255; the sidecar says how. The batch size is
-dynamic.
+validation (tau-norm rewrites the head weights, and leaves the bias out where posthoc.json's
+tau_norm entry says ``bias: drop``; logit adjustment becomes a constant logit offset), then softmax.
+Its input is a float32 batch in [0, 1] at the size the run decodes images to, so a deployment only
+has to decode, resize and divide by 255; the sidecar says how. The batch size is dynamic.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Deployed(nn.Module):
 def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     """The run's best model with its post-hoc correction folded in, and its sidecar description."""
     from ..data import build_pipeline
-    from ..evaluation.posthoc import prior_shift
+    from ..evaluation.posthoc import prior_shift, tau_norm_bias_mode
     from ..models.heads import tau_normalize_weight
     from ..training.finalize import head_params
     from ..training.loading import DATA_META, load_model, load_run_config, read_posthoc
@@ -93,10 +93,12 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
         if w is None:
             raise LongtailError(f"'{run_dir}' uses tau-norm but its model has no linear head weight to fold it into")
         tau = float(posthoc["tau_norm"]["tau"])
-        head = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        # bias drop (classifier-balancing's tau_norm.py): the head is folded in without its bias, as apply_posthoc scores it
+        keep_bias = b is not None and tau_norm_bias_mode(posthoc["tau_norm"]) == "keep"
+        head = nn.Linear(w.shape[1], w.shape[0], bias=keep_bias)
         with torch.no_grad():
             head.weight.copy_(torch.as_tensor(tau_normalize_weight(w, tau), dtype=torch.float32))
-            if b is not None:
+            if keep_bias:
                 head.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
     offset = None
     if "logit_adjust" in posthoc:
@@ -127,7 +129,9 @@ def sidecar(cfg: Any, meta: dict[str, Any], posthoc: dict[str, Any]) -> dict[str
             "eval_transforms": [{"name": c.name, **c.kwargs} for c in cfg.data.eval_transforms],
             "mean": meta["norm_mean"],
             "std": meta["norm_std"],
-            "posthoc": {k: {"tau": v["tau"], **({"target_prior": v["target_prior"]} if "target_prior" in v else {})} for k, v in posthoc.items()},
+            # tau_norm "bias": "drop" when the head's bias is left out (classifier-balancing's form); absent: kept
+            "posthoc": {k: {"tau": v["tau"], **({"target_prior": v["target_prior"]} if "target_prior" in v else {}),
+                            **({"bias": "drop"} if k == "tau_norm" and v.get("bias") == "drop" else {})} for k, v in posthoc.items()},
             "softmax": True,
         },
         "class_names": meta["class_names"],

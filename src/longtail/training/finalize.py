@@ -132,6 +132,7 @@ def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dic
         grid=cfg.posthoc.grid, metric=cfg.posthoc.metric,
         val_features=val.features, head_weight=w, head_bias=b,
         target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
+        tau_norm_bias=cfg.posthoc.tau_norm_bias,
     )
 
 
