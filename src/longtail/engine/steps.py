@@ -3,12 +3,13 @@ needs a second, re-balanced batch and a mixed forward pass, so it is its own ste
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..core.registry import METHODS
 from . import distributed
 from .batches import iterate_batches
@@ -38,19 +39,35 @@ class StandardStep:
 class BBNStep:
     """BBN (Zhou et al., CVPR 2020): a second batch from a re-balancing sampler feeds the second branch.
 
-    The mixing weight follows the cumulative schedule alpha = 1 - ((epoch - 1) / max_epoch)^2 with
-    1-based epochs (seeds.md 2.5); the loss is alpha * L(z, y_a) + (1 - alpha) * L(z, y_b).
-    Inference concatenates both branches without mixing (``BBNClassifier.forward``).
+    The mixing weight follows the cumulative schedule alpha = 1 - ((epoch - 1) / D)^2 with 1-based
+    epochs e of E (seeds.md 2.5; :func:`longtail.models.bbn.bbn_alpha`); the loss is
+    alpha * L(z, y_a) + (1 - alpha) * L(z, y_b). Inference concatenates both branches without mixing
+    (``BBNClassifier.forward``).
+
+    ``alpha_divisor``: ``bbn`` (default) = Megvii-Nanjing/BBN lib/core/combiner.py, D = 100 * (E // 100 + 1)
+    when E is 90 or 180 (its iNaturalist configs: 180 -> 200), else E; ``epochs`` = D is E.
+    ``alpha_last_epoch``: ``parabola`` (default, BBN) = the formula in every epoch; ``zero`` =
+    yaopengUSTC/mbit-skin-cancer lib/core/combiner.py, alpha 0 in the last epoch.
     """
 
-    def __init__(self, sampler: str = "reverse") -> None:
+    def __init__(self, sampler: str = "reverse", alpha_divisor: Literal["bbn", "epochs"] = "bbn",
+                 alpha_last_epoch: Literal["parabola", "zero"] = "parabola") -> None:
+        from ..models.bbn import ALPHA_DIVISORS, ALPHA_LAST_EPOCH
+
+        for key, value, valid in (("alpha_divisor", alpha_divisor, ALPHA_DIVISORS), ("alpha_last_epoch", alpha_last_epoch, ALPHA_LAST_EPOCH)):
+            if value not in valid:
+                raise ConfigError(f"method bbn: {key} '{value}' is not one of {', '.join(valid)}")
         self.sampler_name = sampler
+        self.alpha_divisor = alpha_divisor
+        self.alpha_last_epoch = alpha_last_epoch
         self.alpha = 1.0
         self._batches: Any = None
         self._epoch = 0
 
     def on_epoch_start(self, epoch: int, max_epoch: int) -> None:
-        self.alpha = 1.0 - ((epoch - 1) / max_epoch) ** 2
+        from ..models.bbn import bbn_alpha
+
+        self.alpha = bbn_alpha(epoch, max_epoch, self.alpha_divisor, self.alpha_last_epoch)
         self._epoch = epoch
         self._batches = None
 
@@ -72,8 +89,6 @@ class BBNStep:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
         if not hasattr(getattr(model, "module", model), "forward_mixed"):  # .module: under DDP
-            from ..core.errors import ConfigError
-
             raise ConfigError("method 'bbn' needs a BBN model; set model.name=bbn_resnet32, bbn_resnet10, bbn_torchvision or bbn_timm")
         xb, yb = self._second_batch(trainer, len(y))
         xb = trainer.train_pipeline.batch(xb.to(x.device))

@@ -3,9 +3,12 @@
 The backbone is a shared trunk (stem + every stage but the last) feeding two copies of the last
 stage: the *conventional* branch sees instance-sampled images, the *re-balancing* branch
 reverse-sampled ones. During training the pooled branch features are mixed as
-``concat(2*alpha*f_a, 2*(1-alpha)*f_b)`` with ``alpha = 1 - ((epoch - 1) / max_epoch)^2`` (1-based
-epochs, as the engine's ``on_epoch_start`` hooks and MBIT count them) and fed to one linear head
-on 2D features.
+``concat(2*alpha*f_a, 2*(1-alpha)*f_b)`` with ``alpha = 1 - ((epoch - 1) / D)^2`` (1-based
+epochs, as the engine's ``on_epoch_start`` hooks, BBN and MBIT count them) and fed to one linear
+head on 2D features. ``D`` is the number of epochs ``E``, except that the official BBN combiner
+(``lib/core/combiner.py``) divides by ``100 * (E // 100 + 1)`` when ``E`` is 90 or 180 (``divisor="bbn"``,
+the default; ``"epochs"``: always ``E``); MBIT's combiner sets alpha to 0 in the last epoch
+(``last_epoch="zero"``; default ``"parabola"``, BBN's). See :func:`bbn_alpha`.
 Inference concatenates both branches' features of the same image without weighting.
 
 The two branches are initialised independently, as in BBN, not as copies of one another (with
@@ -33,11 +36,38 @@ from .staged import StagedBackbone, global_pool
 Branch = Literal["conventional", "rebalancing"]
 
 
-def bbn_alpha(epoch: int, max_epoch: int) -> float:
-    """Cumulative-learning weight of the conventional branch at 1-based ``epoch``: 1 at the first epoch, falling parabolically."""
+#: how the parabola's divisor follows the epoch count E: bbn = BBN's combiner (100 * (E // 100 + 1) for E in 90, 180), epochs = E
+ALPHA_DIVISORS = ("bbn", "epochs")
+#: alpha in the last epoch: parabola = the formula (BBN), zero = 0 (MBIT's combiner)
+ALPHA_LAST_EPOCH = ("parabola", "zero")
+
+
+def bbn_alpha_divisor(max_epoch: int, divisor: str = "bbn") -> int:
+    """The ``D`` of ``alpha = 1 - ((epoch - 1) / D)^2`` for ``max_epoch`` epochs.
+
+    ``"bbn"``: Megvii-Nanjing/BBN ``lib/core/combiner.py`` (``div_epoch = 100 * (E // 100 + 1)`` when
+    ``E`` is 90 or 180, e.g. its iNaturalist configs' 180 epochs -> 200; else ``E``); ``"epochs"``: ``E``
+    (the paper's ``T_max``, MBIT's combiner).
+    """
+    if divisor not in ALPHA_DIVISORS:
+        raise ConfigError(f"BBN alpha divisor '{divisor}' is not one of {', '.join(ALPHA_DIVISORS)}")
+    if divisor == "bbn" and max_epoch in (90, 180):
+        return 100 * (max_epoch // 100 + 1)
+    return max_epoch
+
+
+def bbn_alpha(epoch: int, max_epoch: int, divisor: str = "bbn", last_epoch: str = "parabola") -> float:
+    """Cumulative-learning weight of the conventional branch at 1-based ``epoch`` of ``max_epoch``:
+    1 at the first epoch, falling parabolically as ``1 - ((epoch - 1) / D)^2`` with ``D`` from
+    :func:`bbn_alpha_divisor`. ``last_epoch="zero"``: 0 from the last epoch on (MBIT's combiner:
+    ``l = 0`` unless ``epoch < max_epoch``)."""
+    if last_epoch not in ALPHA_LAST_EPOCH:
+        raise ConfigError(f"BBN alpha last_epoch '{last_epoch}' is not one of {', '.join(ALPHA_LAST_EPOCH)}")
     if max_epoch <= 0:
         return 1.0
-    return 1.0 - (min(max(epoch - 1, 0), max_epoch) / max_epoch) ** 2
+    if last_epoch == "zero" and epoch >= max_epoch:
+        return 0.0
+    return 1.0 - (min(max(epoch - 1, 0), max_epoch) / bbn_alpha_divisor(max_epoch, divisor)) ** 2
 
 
 class BilateralBackbone(nn.Module):
@@ -108,7 +138,8 @@ class BBNClassifier(Classifier):
         return self.head(self.dropout(mixed))
 
     def on_epoch_start(self, epoch: int, max_epoch: int) -> None:
-        """Set ``alpha`` for this 1-based epoch (informative: the BBN training step passes alpha itself)."""
+        """Set ``alpha`` for this 1-based epoch by the default rules (informative: the BBN training step
+        passes its own alpha, with its ``alpha_divisor`` / ``alpha_last_epoch``)."""
         self.alpha = bbn_alpha(epoch, max_epoch)
 
 
