@@ -14,12 +14,15 @@ import numpy as np
 from .. import rundir
 from ..core.errors import LongtailError
 from ..training.finalize import apply_posthoc_to
-from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc
+from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, run_checkpoint
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
-    """:func:`longtail.api.evaluate`: metrics of ``checkpoint`` on ``split``, saving its predictions."""
-    checkpoint_path = checkpoint_file(checkpoint)
+    """:func:`longtail.api.evaluate`: metrics of ``checkpoint`` on ``split``, saving its predictions.
+
+    ``last`` of an SPBL run is its last pace's final-epoch CNN with the run's final classifier
+    (:func:`longtail.training.loading.run_checkpoint`)."""
+    checkpoint_file(checkpoint)  # an unknown name fails before any data is read
     from ..data import build_pipeline
     from ..engine.device import select_device
     from ..engine.inference import build_tta, predict_dataset
@@ -27,6 +30,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
     splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
     bundle, _ = build_run_data(cfg, splits)
     dataset = getattr(bundle, split, None)

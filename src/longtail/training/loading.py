@@ -67,6 +67,29 @@ def checkpoint_file(name: str) -> str:
     return CHECKPOINTS[name]
 
 
+def run_checkpoint(run_dir: Path, cfg: Config, name: str) -> str:
+    """The run-relative file of checkpoint ``name`` for this run; a one-line error where it has none.
+
+    An SPBL run keeps its CNN checkpoints per pace (``paces/<k>/checkpoints/``) and publishes only
+    the last pace's best CNN as ``checkpoints/best.pt``, so its ``last`` is the last pace's
+    ``last.pt``: the CNN after the final epoch of training, with the run's final classifier as the
+    head (:func:`load_model` attaches it, as for ``best``). That classifier was fitted on the
+    features of the pace's best CNN (and earlier paces' CNNs); on the final epoch's features it
+    scores the model training ended with, the same as ``best`` when the best epoch is the last.
+    """
+    file = checkpoint_file(name)
+    if cfg.spbl is None or name != "last":
+        return file
+    from ..spbl.pipeline import FINAL_CLASSIFIER, PACE_RECORD, pace_dir, pace_ratios
+
+    last = len(pace_ratios(cfg)) - 1
+    folder = pace_dir(Path(run_dir), last)
+    if not (folder / PACE_RECORD).is_file() or not (Path(run_dir) / FINAL_CLASSIFIER).is_file():
+        raise LongtailError(f"'{run_dir}' is an SPBL run whose last pace ({last}) has not finished, so there is no final classifier "
+                            "to score its last checkpoint with; finish the run with --resume")
+    return f"{rundir.PACES}/{last}/{rundir.LAST}"
+
+
 def check_checkpoint(state: dict[str, Any], cfg: Config, num_classes: int | None, path: Path, class_names: list[str] | None = None) -> None:
     """Refuse a checkpoint of another architecture, model setting or class list (one line)."""
     from ..rundir.checkpoint import check_for_model
