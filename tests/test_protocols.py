@@ -684,18 +684,19 @@ PROTOCOLS: dict[str, Row] = {
     "imagenet_lt/ce_resnet10.yaml": IMAGENET_LT_RESNET10,
     "imagenet_lt/crt_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, CRT_STAGE),
     "imagenet_lt/lws_resnet10.yaml": decoupled(IMAGENET_LT_RESNET10, LWS_STAGE),
-    "imagenet_lt/tau_norm_resnet10.yaml": {**IMAGENET_LT_RESNET10, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    "imagenet_lt/tau_norm_resnet10.yaml": {**IMAGENET_LT_RESNET10, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier"), "posthoc.tau_norm_bias": Orig("drop", "facebookresearch/classifier-balancing tau_norm.py: torch.mm(feat, ws.t()), the fc bias never added")},
     "imagenet_lt/cdb_ce_resnet10.yaml": {
         **IMAGENET_LT_RESNET10,
         "optimizer.weight_decay": Orig(2e-4, f"{CDB_IN}: weight_decay 0.0002"),
         "loss.name": Orig("cdb_ce", f"{CDB_IN}: CDBSoftmaxLoss"),
         "loss.tau": Orig(1.0, f"{CDB_IN}: tau 1"),
+        "loss.reduction": Orig("weighted_mean", "hitachi-rd-cv/CDB-loss ImageNet-LT/loss/CDBSoftmaxLoss.py: nn.CrossEntropyLoss(weight=cdb_weights), default reduction"),
         "train.val_every": Orig(1, f"{CDB_IN}: the criterion is rebuilt after every epoch's validation"),
     },
     "imagenet_lt/ce_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50},
     "imagenet_lt/crt_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, CRT_STAGE), **RESNEXT50},
     "imagenet_lt/lws_resnext50.yaml": {**decoupled(IMAGENET_LT_RESNET10, LWS_STAGE), **RESNEXT50},
-    "imagenet_lt/tau_norm_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier")},
+    "imagenet_lt/tau_norm_resnext50.yaml": {**IMAGENET_LT_RESNET10, **RESNEXT50, "posthoc.tau_norm": Orig(True, f"{CLS_README}: tau-normalised classifier"), "posthoc.tau_norm_bias": Orig("drop", "facebookresearch/classifier-balancing tau_norm.py: torch.mm(feat, ws.t()), the fc bias never added")},
     # ---- iNaturalist 2018: the classifier-balancing protocol (ResNet-50)
     "inat2018/ce_resnet50.yaml": INAT2018_RESNET50,
     "inat2018/crt_resnet50.yaml": decoupled(INAT2018_RESNET50, {

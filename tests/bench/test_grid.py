@@ -169,15 +169,15 @@ def test_one_seed_has_no_spread_and_several_seeds_use_the_sample_std():
 
 
 def test_cifar_cpu_grid_is_the_recipes_protocol_compressed_to_10_epochs():
-    """benchmarks/cifar10_lt_cpu.yaml: 5 methods x 3 seeds, the recipes' batch and decay rules, the 200-epoch lr schedule / 20."""
+    """benchmarks/cifar10_lt_cpu.yaml: 5 methods (HML1 in two forms) x 3 seeds, the recipes' batch and decay rules, the 200-epoch lr schedule / 20."""
     from longtail.bench.grid import cells, load_bench
     from longtail.catalog.check import load_config
     from longtail.engine.optim import lr_factor
 
     root = Path(__file__).resolve().parents[2]
     spec = load_bench(root / "benchmarks" / "cifar10_lt_cpu.yaml")
-    assert sorted(spec.methods) == ["balanced_softmax", "cdb_ce", "ce", "hml1", "ldam_drw"] and spec.seeds == [0, 1, 2]
-    assert len(cells(spec)) == 15
+    assert sorted(spec.methods) == ["balanced_softmax", "cdb_ce", "ce", "hml1", "hml1_official", "ldam_drw"] and spec.seeds == [0, 1, 2]
+    assert len(cells(spec)) == 18
     compressed = [0.1] * 8 + [1e-3, 1e-5]  # 200 epochs: 0.1 (warm-up 5), x0.01 after 160, again after 180
     for name, method in spec.methods.items():
         cfg = load_config(root / method.config, [*spec.overrides, *method.overrides])
@@ -186,7 +186,9 @@ def test_cifar_cpu_grid_is_the_recipes_protocol_compressed_to_10_epochs():
         for stage in cfg.resolved_stages():
             assert stage.optimizer.no_decay == [] and stage.optimizer.weight_decay == pytest.approx(2e-4), name
             lrs += [stage.optimizer.lr * lr_factor(e, stage.epochs, stage.schedule, stage.optimizer.lr) for e in range(stage.epochs)]
-        if name == "hml1":  # HML from epoch 6 (101 of 200) at lr x0.01, x0.01 again after 8 and 9 (160, 180)
+        if name.startswith("hml1"):  # the rows before and in HMLoss's official form differ in the loss only
+            assert cfg.resolved_stages()[1].loss.kwargs["weighting"] == ("hmloss" if name == "hml1_official" else "longtail")
+        if name.startswith("hml1"):  # HML from epoch 6 (101 of 200) at lr x0.01, x0.01 again after 8 and 9 (160, 180)
             assert lrs == pytest.approx([0.1] * 5 + [1e-3] * 3 + [1e-5, 1e-7])
         else:
             assert lrs == pytest.approx(compressed), name
