@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from longtail.cli.commands import _parse, build_parser
+from longtail.core.config import model_of
 from longtail.core.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,16 +41,6 @@ def _texts() -> list[tuple[str, str]]:
     return [(p.relative_to(ROOT).as_posix(), p.read_text()) for p in DOCS]
 
 
-def _model_of(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def option_exists(key: str) -> bool:
     """Whether ``key`` (``train.select_metric``, ``stages.1.loss``) is a config key; a component's own
     kwargs (``loss.gamma``) are the registry's business, checked when a config loads."""
@@ -62,7 +53,7 @@ def option_exists(key: str) -> bool:
         field = model.model_fields.get(part)
         if field is None:
             return False
-        model = _model_of(field.annotation)
+        model = model_of(field.annotation)
     return True
 
 

@@ -12,7 +12,6 @@ f162adef63fdf592d0b8a0f6e52bc481fc08785f, ``tau_norm.py``: it loads ``module.fc.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from longtail.metrics import softmax
 from longtail.training import loading
 
 from ..helpers import tiny_config
+from ..test_protocols import header, header_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -114,24 +114,9 @@ def test_schema_option_and_its_default():
         PosthocConfig(tau_norm_bias="off")
 
 
-def header(path: Path) -> str:
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def names_classifier_balancing(path: Path) -> bool:
     """The recipe's header, or that of a ``base:`` file it extends, names classifier-balancing."""
-    while True:
-        if "classifier-balancing" in header(path):
-            return True
-        base = re.search(r"^base:\s*(\S+)", path.read_text(), re.MULTILINE)
-        if base is None:
-            return False
-        path = path.parent / base.group(1)
+    return "classifier-balancing" in header_chain(path)
 
 
 def test_recipes_naming_classifier_balancing_run_the_official_form():

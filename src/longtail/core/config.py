@@ -157,17 +157,18 @@ def _valid_keys_at(loc: list[str]) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             return []
-        model = _model_of(field.annotation)
+        model = model_of(field.annotation)
         if model is None:
             return []
     return sorted(model.model_fields)
 
 
-def _model_of(annotation: Any) -> Any:
+def model_of(annotation: Any) -> Any:
+    """The pydantic section a field holds (through Optional / unions), or None for a plain value."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_of(arg)
+        found = model_of(arg)
         if found is not None:
             return found
     return None
