@@ -50,3 +50,13 @@ def weights_after_each_stop(cfg: dict[str, Any], stops: list[int | None]) -> tup
         longtail.train(resume=run_dir, stop_after=stop)
         states.append(load_checkpoint(run_dir / rundir.LAST)["model"])
     return run_dir, states
+
+
+def value_and_grad(fn: Any, logits: Any) -> tuple[float, Any]:
+    """A loss's value and its gradient w.r.t. a fresh leaf copy of ``logits`` (float64 gradient)."""
+    import torch
+
+    z = logits.clone().requires_grad_(True)
+    out = fn(z)
+    (grad,) = torch.autograd.grad(out, z)
+    return float(out.detach()), grad.double()

@@ -41,6 +41,8 @@ from longtail.core import ranks
 from longtail.core.errors import ConfigError
 from longtail.losses import build_loss, create
 
+from ..helpers import value_and_grad
+
 ROOT = Path(__file__).resolve().parents[2]
 IMAGENET_LT_RECIPE = ROOT / "configs/imagenet_lt/cdb_ce_resnet10.yaml"
 BATCH_MEAN_RECIPES = ["cifar100_lt/cdb_ce.yaml", "cifar10_lt/cdb_ce.yaml", "egtea/cdb_ce.yaml", "ham10000/cdb_ce.yaml"]
@@ -72,17 +74,6 @@ def official_cdb_weights(acc: np.ndarray, tau: float) -> torch.Tensor:
     d = 1.0 - acc
     w = d**tau
     return torch.as_tensor(w / w.sum() * len(w), dtype=torch.float64)
-
-
-def leaf(logits: torch.Tensor) -> torch.Tensor:
-    return logits.clone().requires_grad_(True)
-
-
-def value_and_grad(fn, logits: torch.Tensor) -> tuple[float, torch.Tensor]:
-    z = leaf(logits)
-    out = fn(z)
-    (grad,) = torch.autograd.grad(out, z)
-    return float(out.detach()), grad.double()
 
 
 # ------------------------------------------------------------------ official references

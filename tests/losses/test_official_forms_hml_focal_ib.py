@@ -56,6 +56,8 @@ from longtail.core.errors import ConfigError
 from longtail.losses import build_loss, create
 from longtail.losses.hml import hard_mining_weight
 
+from ..helpers import value_and_grad
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 HML_RECIPES = ["cifar10_lt/hml1.yaml", "ham10000/hml1.yaml", "ham10000/hml_mel_nv.yaml", "isic2019/hml_mel_nv.yaml"]
@@ -99,17 +101,6 @@ def official_cs_weights(counts: np.ndarray) -> torch.Tensor:
 
 def class_weights(num_classes: int, weighted: bool) -> torch.Tensor:
     return official_cs_weights(lt_counts(num_classes)) if weighted else torch.ones(num_classes, dtype=torch.float64)
-
-
-def leaf(logits: torch.Tensor) -> torch.Tensor:
-    return logits.clone().requires_grad_(True)
-
-
-def value_and_grad(fn, logits: torch.Tensor) -> tuple[float, torch.Tensor]:
-    z = leaf(logits)
-    out = fn(z)
-    (grad,) = torch.autograd.grad(out, z)
-    return float(out.detach()), grad.double()
 
 
 def assert_matches(loss, ref, logits: torch.Tensor, rtol: float = 5e-5) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class CDBCrossEntropy(LongTailLoss):
         reduction: CDBReduction = "batch_mean",
     ) -> None:
         super().__init__(class_counts)
-        check_choice("reduction", reduction, ("batch_mean", "weighted_mean"))
+        check_choice("reduction", reduction, get_args(CDBReduction))
         self.reduction = reduction
         self.difficulty = DifficultyWeights(self.num_classes, tau, dynamic_form, eps)
         self.register_buffer("cdb_weights", torch.ones(self.num_classes))
@@ -116,7 +116,7 @@ class CDBFocal(CDBCrossEntropy):
     ) -> None:
         super().__init__(class_counts, tau=tau, dynamic_form=dynamic_form, eps=eps)
         check_non_negative("gamma", gamma)
-        check_choice("form", form, ("softmax", "sigmoid"))
+        check_choice("form", form, get_args(CDBFocalForm))
         self.gamma, self.form = float(gamma), form
 
     def per_sample(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -64,7 +64,7 @@ class FocalLoss(LongTailLoss):
         check_choice("reduction", reduction, ("normal", "enlarge"))
         if reduction == "enlarge" and variant != "sigmoid":
             raise ConfigError("reduction: 'enlarge' applies to the sigmoid variant only (MBIT FOCAL.SIGMOID); use reduction: normal")
-        check_choice("weighting", weighting, ("mbit", "ldam_drw", "cdb"))
+        check_choice("weighting", weighting, get_args(FocalWeighting))
         if weighting != "mbit" and variant != "softmax":
             raise ConfigError(f"weighting: {weighting!r} is the official form of a softmax focal loss; use variant: softmax, or weighting: mbit")
         self.gamma, self.variant, self.reduction, self.weighting = float(gamma), variant, reduction, weighting

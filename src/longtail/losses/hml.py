@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -38,9 +38,8 @@ class HardMiningLoss(LongTailLoss):
       (``F.cross_entropy(weight=w, reduction='none')``), then ``mean_i scale f(p_i) w_{y_i} CE_i``.
 
     The default stays ``longtail`` because the official ``p`` is not the model's probability, so the
-    modulator no longer finds the outliers (p~0) and easy samples (p~1) it is meant to: on
-    CIFAR-10-LT (IR 100) with CS weights (``w`` from 0.04 on the head class to 4.0 on the tail) a
-    sample's term changes by a factor from below 0.01 to about 4 for ``p`` in [0.01, 0.99]. Recipes
+    modulator no longer finds the outliers (p~0) and easy samples (p~1) it is meant to: a class
+    weight below 1 pushes ``p ** w`` toward 1, where ``f`` vanishes, and one above 1 toward 0. Recipes
     that reproduce HMLoss set ``weighting: hmloss``. The paper's HML1 schedule (plain CE, then HML
     with CS weights) is a two-stage config.
     """
@@ -51,7 +50,7 @@ class HardMiningLoss(LongTailLoss):
         super().__init__(class_counts)
         check_non_negative("delta", delta)
         check_non_negative("scale", scale)
-        check_choice("weighting", weighting, ("longtail", "hmloss"))
+        check_choice("weighting", weighting, get_args(HMLWeighting))
         self.delta, self.scale, self.weighting = float(delta), float(scale), weighting
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ class IBLoss(LongTailLoss):
             raise ConfigError(f"alpha: must be > 0, got {alpha}")
         if int(start_epoch) < 1:
             raise ConfigError(f"start_epoch: epochs are 1-based, so it must be >= 1, got {start_epoch}")
-        check_choice("weighting", weighting, ("longtail", "ib"))
+        check_choice("weighting", weighting, get_args(IBWeighting))
         self.alpha, self.start_epoch, self.weighting = float(alpha), int(start_epoch), weighting
         self.epoch = 1
 
