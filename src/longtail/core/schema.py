@@ -99,6 +99,11 @@ class DataConfig(Strict):
                           "(sets larger than RAM); false: stream, decoding each image on access in DataLoader workers (data.num_workers)")
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
+    max_image_pixels: int | None = Field(
+        89_478_485, ge=1, description="an image with more pixels is a bad image (data.on_bad_image), checked from its header before it is "
+                                      "decoded: a decompression bomb never fills memory (default: Pillow's limit); null: no limit")
+    require_all_classes: bool = Field(
+        False, description="a class that ends up with no validation or test image is an error (default: a warning naming it)")
     max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
     batch_size: int = Field(64, ge=1)
     drop_last: bool = Field(
@@ -202,6 +207,13 @@ class TrainConfig(Strict):
                              "running statistics, dropout and DropBlock are off); eval_batchnorm = only BatchNorm layers in eval mode")
     deterministic: bool = True
     grad_clip: float | None = Field(None, gt=0)
+    on_divergence: Literal["stop", "skip"] = Field(
+        "stop", description="a batch whose loss is not finite or exploded (above divergence_factor times the stage's reference loss): "
+                            "stop = end the run with an error naming the epoch and batch, the last good checkpoint kept; "
+                            "skip = leave the batch out of the update and count it in skipped_steps")
+    divergence_factor: float = Field(
+        100.0, gt=1, description="a batch loss above this times the stage's reference loss (the larger of its first batch's loss and "
+                                 "ln(number of classes), a uniform guess's cross-entropy) counts as exploded")
     mixing: Component | None = None
     progress: bool | Literal["auto"] = Field(
         "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
