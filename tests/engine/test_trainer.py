@@ -162,7 +162,15 @@ def test_messages_name_cli_flags_only_under_the_cli():
 
 def test_resume_with_another_architecture_is_a_clear_error(tmp_path):
     first = longtail.train(tiny_config(tmp_path, train={"epochs": 2}), stop_after=1)
-    with pytest.raises(LongtailError, match="is from model 'small_cnn'"):
+    with pytest.raises(LongtailError, match=r'model.name \("small_cnn" -> "resnet32"\)'):
+        longtail.train(resume=first.run_dir, overrides=["model.name=resnet32"])
+    # a checkpoint without its config (written before it was stored) is checked by its model identity
+    from longtail.rundir.checkpoint import load_checkpoint
+
+    state = load_checkpoint(first.run_dir / "checkpoints/last.pt")
+    del state["run_config"]
+    torch.save(state, first.run_dir / "checkpoints/last.pt")
+    with pytest.raises(LongtailError, match=r'model.name \("small_cnn" -> "resnet32"\)'):
         longtail.train(resume=first.run_dir, overrides=["model.name=resnet32"])
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import rundir
+from ..core.config import to_plain
 from ..core.errors import LongtailError
 from ..core.schema import Config, ResolvedStage
 from ..rundir.checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
@@ -29,6 +30,7 @@ from ..rundir.clock import RunClock
 from . import distributed, interrupt
 from .batches import drops_last_batch, iterate_batches
 from .device import as_memory_format, autocast, grad_scaler, optimizer_step
+from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
 from .hooks import EpochReport, announce, listening
 from .inference import build_tta, cross_entropy, per_class_accuracy, predict_dataset
@@ -53,6 +55,7 @@ class StageParts:
     mixing: Any
     step: Any
     train_model: nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
+    guard: DivergenceGuard  # stops (or skips) on an exploding loss: the stage's reference is its first batch
 
 
 @dataclass
@@ -134,7 +137,8 @@ class Trainer:
             mixing = METHODS.create(stage.mixing.name, class_counts=self.counts, **stage.mixing.kwargs)
         step = METHODS.create(self.cfg.method.name, **self.cfg.method.kwargs)
         _warn_stacked_priors(stage, self.model)
-        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device))
+        guard = DivergenceGuard(stage.name, self.bundle.num_classes, self.cfg.train.divergence_factor, self.cfg.train.on_divergence)
+        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device), guard)
 
     # ------------------------------------------------------------------------- the loop
     def fit(self, resume_state: dict[str, Any] | None = None, stop_after: int | None = None) -> Progress:
@@ -222,7 +226,8 @@ class Trainer:
             "lr": stage.optimizer.lr * factor,
             "train_loss": train_loss,
             "train_images": seen,
-            "skipped_steps": skipped,  # optimizer steps GradScaler skipped (inf/NaN fp16 gradients; 16-mixed only)
+            # optimizer steps left out: GradScaler's (inf/NaN fp16 gradients; 16-mixed only) and exploded batches (train.on_divergence=skip)
+            "skipped_steps": skipped,
             "seconds": round(seconds, 3),
             "images_per_second": round(seen / max(seconds, 1e-9), 1),
         }
@@ -253,6 +258,7 @@ class Trainer:
         skip = int(partial["batches"]) if partial else 0
         loss_sum, seen = (float(partial["loss_sum"]), int(partial["images"])) if partial else (0.0, 0)
         skipped = int(partial.get("skipped_steps", 0)) if partial else 0
+        exploded = 0
         batch_size = self.batch_size
         drop_last = drops_last_batch(len(parts.sampler), batch_size, cfg.data.drop_last)
         batches = iterate_batches(
@@ -275,15 +281,19 @@ class Trainer:
             y = y.to(device, non_blocking=True)
             with autocast(device, cfg.train.precision):
                 loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
-            if not torch.isfinite(loss):
-                raise LongtailError(
-                    f"training loss became {loss.item()} in stage '{parts.stage.name}'; lower optimizer.lr or set train.grad_clip"
-                )
+            value = float(loss.detach())
+            if parts.guard.skip(value, self.progress.global_epoch + 1, index + 1, self._kept()):
+                skipped += 1  # train.on_divergence=skip: this batch is left out of the update and of the epoch's loss
+                exploded += 1
+                continue
             parts.optimizer.zero_grad(set_to_none=True)
             if not optimizer_step(loss, parts.optimizer, self.scaler, model.parameters(), cfg.train.grad_clip):
                 skipped += 1
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += value * len(y)
             seen += len(y)
+        if seen == 0 and exploded:
+            raise Diverged(f"every batch of epoch {self.progress.global_epoch + 1} in stage '{parts.stage.name}' exploded "
+                           f"(train.on_divergence=skip left all {exploded} out); {self._kept()}. Lower the learning rate and train again")
         if seen == 0:
             raise LongtailError("the training split produced no batch; lower data.batch_size or add data")
         loss_sum, seen_all = distributed.sum_over_ranks(loss_sum, seen)  # the epoch over every rank's images
@@ -334,6 +344,14 @@ class Trainer:
                 hook(per_class_acc)
 
     # ---------------------------------------------------------------------- checkpoints
+    def _kept(self) -> str:
+        """What the checkpoints hold when training stops now (for the divergence message)."""
+        done = self.progress.global_epoch
+        if done == 0:
+            return "no epoch had finished, so no checkpoint was written"
+        best = f", {rundir.BEST} epoch {self.progress.best_epoch}" if self.progress.best_epoch else ""
+        return f"{rundir.LAST} keeps epoch {done}, the last finished one{best}"
+
     def _save_last(self, parts: StageParts) -> None:
         self._save(rundir.LAST, parts, include_optimizer=True)
 
@@ -353,6 +371,7 @@ class Trainer:
             if hasattr(parts.weights, "state_dict"):
                 state["weights"] = parts.weights.state_dict()
             state["rng"] = rng_state()
+            state["run_config"] = to_plain(self.cfg)  # what a resume is checked against (training.resume_check)
             if self.scaler.is_enabled():
                 state["scaler"] = self.scaler.state_dict()
         save_checkpoint(

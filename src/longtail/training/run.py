@@ -25,6 +25,7 @@ from ..core.wording import option
 from ..engine import distributed
 from ..engine.interrupt import Interrupted
 from ..rundir.clock import RunClock
+from . import resume_check
 from .claim import claim_run_dir
 from .finalize import check_eval_classes, finalize
 from .loading import DATA_META, build_run_data, check_checkpoint, check_item_kind, data_meta, saved_splits
@@ -87,7 +88,7 @@ def _requested_config(config: Any, overrides: list[str] | None, resume: str | Pa
     """The config a call will run, read early for ``train.devices`` / ``train.device`` (None when it cannot
     be read yet: the normal path then raises its own one-line error)."""
     try:
-        if resume is not None:
+        if resume is not None and config is None:
             path = Path(resume) / rundir.CONFIG
             return load_config(path, overrides) if path.is_file() else None
         return None if config is None else _as_config(config, overrides)
@@ -124,7 +125,7 @@ def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resum
         if not run_dir.parent.is_dir():
             raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
         with rundir.RunLock(run_dir):
-            return _resume(run_dir, overrides, stop_after, started)
+            return _resume(run_dir, config, overrides, stop_after, started)
     if config is None:
         raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
     cfg = _as_config(config, overrides)
@@ -162,7 +163,18 @@ def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None
     return TrainResult(run_dir, result.results, result.finished)
 
 
-def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+def _resume_config(run_dir: Path, config: Any, overrides: list[str] | None, saved: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """The config a resume continues with (the run's own, or ``config`` when one is given, plus the
+    overrides), checked against the one it trained with: (config, the allowed changes)."""
+    cfg = load_config(run_dir / rundir.CONFIG, overrides) if config is None else _as_config(config, overrides)
+    changes = resume_check.resume_changes(saved, cfg, run_dir)
+    cfg = cfg.model_copy(update={"name": saved.get("name", cfg.name), "output_dir": saved.get("output_dir", cfg.output_dir)})
+    if changes:
+        log.info("resuming '%s' with changed settings: %s", run_dir, resume_check.describe(changes))
+    return cfg, changes
+
+
+def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
     """Continue ``run_dir`` from its last checkpoint, validated before anything in the run is written."""
     from ..rundir.checkpoint import load_checkpoint
 
@@ -170,12 +182,13 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     if not run_dir.is_dir():
         raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
     if (run_dir / rundir.PACES).is_dir():
-        return _resume_spbl(run_dir, overrides, stop_after, started)
+        return _resume_spbl(run_dir, config, overrides, stop_after, started)
     if not (run_dir / rundir.LAST).is_file():
         raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without {option('resume')}")
-    cfg = load_config(run_dir / rundir.CONFIG, overrides)
     state = load_checkpoint(run_dir / rundir.LAST)
+    cfg, changes = _resume_config(run_dir, config, overrides, resume_check.saved_config(state, run_dir))
     check_checkpoint(state, cfg, None, run_dir / rundir.LAST)
+    state["resume_changes"] = changes  # recorded in resumes.jsonl once the data and the checkpoint are checked
     total = sum(s.epochs for s in cfg.resolved_stages())
     done = int(state["progress"]["global_epoch"])
     finished = (run_dir / rundir.RESULTS).is_file()
@@ -202,9 +215,11 @@ def _resume(run_dir: Path, overrides: list[str] | None, stop_after: int | None, 
     return TrainResult(run_dir, result.results, result.finished)
 
 
-def _resume_spbl(run_dir: Path, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+def _resume_spbl(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
     """Continue an SPBL run after its last finished pace (a pace cut short resumes from its own last.pt)."""
-    cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    from ..core.config import to_plain
+
+    cfg, _ = _resume_config(run_dir, config, overrides, to_plain(load_config(run_dir / rundir.CONFIG)))
     if cfg.spbl is None:
         raise LongtailError(f"cannot resume: '{run_dir}' holds SPBL paces but its config has no spbl block; resume with the run's own config")
     if (run_dir / rundir.RESULTS).is_file():
@@ -253,7 +268,9 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
         check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
     # provenance is written only once the data is built and a resume checkpoint has been checked
     if distributed.is_main():
-        (work / rundir.CONFIG).write_text(dump(cfg))
+        if resume_state is not None:
+            resume_check.record_resume(work, int(resume_state["progress"]["global_epoch"]), resume_state.get("resume_changes", {}))
+        rundir.atomic_write_bytes(work / rundir.CONFIG, dump(cfg).encode())
         environment = rundir.environment(cfg.seed, weights=weights)
         environment["processes"] = distributed.describe()
         rundir.write_json(work / rundir.ENVIRONMENT, environment)
