@@ -38,7 +38,6 @@ RESUME_KEYS = {
     "eval.positive=[c0]": True,
     "posthoc.logit_adjust=true": True,
     "train.on_divergence=skip": True,
-    "output_dir=elsewhere": True,
     "data.batch_size=16": False,
     "data.image_size=10": False,
     "data.max_per_class=5": False,
@@ -69,6 +68,17 @@ def test_resume_key_table(override, allowed, tmp_path):
     else:
         with pytest.raises(LongtailError, match=rf"cannot resume .*{key.replace('.', '[.]')} \(.* -> .*\).*--overwrite|overwrite=True"):
             resume_check.resume_changes(saved, resolved, tmp_path)
+
+
+def test_the_folder_keys_are_not_compared_the_run_continues_in_place(tmp_path):
+    saved = _saved(tmp_path)
+    resolved = load_config(raw=saved, overrides=["name=other", "output_dir=elsewhere"])
+    assert resume_check.resume_changes(saved, resolved, tmp_path) == {}
+    run = tmp_path / "runs" / "t"
+    run.mkdir(parents=True)
+    moved = resume_check.in_place(resolved, run)
+    assert (moved.name, moved.output_dir) == ("t", str(run.parent))
+    assert resume_check.in_place(load_config(raw=saved), run).output_dir == saved["output_dir"]
 
 
 def test_staged_runs_may_lengthen_only_their_last_stage(tmp_path):

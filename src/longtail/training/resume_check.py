@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from ..core.wording import option
 #: the run's record of its resumes: one line per resume with the epoch and the allowed changes
 RESUMES = "resumes.jsonl"
 
+#: where the run is: a resume continues the folder it is given, whatever these say (not compared)
+PLACE_KEYS = ("name", "output_dir")
+
 #: keys (and sections, by prefix) a resume may change: they leave the training trajectory as it was
 SAFE_KEYS = (
-    "name", "output_dir",                                   # where the run is: resume continues it in place
     "eval", "posthoc",                                      # applied after training, to the best checkpoint
     "train.progress", "train.tensorboard",                  # what is shown and logged
     "train.threads", "train.devices", "train.device",       # where it runs (resume with another process count is tested)
@@ -53,6 +56,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
+def _without_place(flat: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flat.items() if k not in PLACE_KEYS}
+
+
+def in_place(cfg: Config, run_dir: Path) -> Config:
+    """``cfg`` naming ``run_dir`` as its folder (a bench cell resumed from another cell's checkpoint copy, or
+    a config given with the resume, must not rename the run it continues)."""
+    here = Path(cfg.output_dir) / run_dir.name
+    same = here.exists() and os.path.samefile(here, run_dir)
+    return cfg.model_copy(update={"name": run_dir.name, "output_dir": cfg.output_dir if same else str(run_dir.parent)})
+
+
 def _is_safe(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in SAFE_KEYS)
 
@@ -78,7 +93,7 @@ def resume_changes(saved: dict[str, Any], resolved: Config, run_dir: Path) -> di
 
     ``saved`` is the config the run trained with (the checkpoint's copy, or ``config.yaml`` for
     checkpoints written before it was stored)."""
-    old, new = flatten(saved), flatten(to_plain(resolved))
+    old, new = (_without_place(flatten(c)) for c in (saved, to_plain(resolved)))
     differ = {k: (old.get(k, _MISSING), new.get(k, _MISSING)) for k in sorted(old.keys() | new.keys()) if old.get(k, _MISSING) != new.get(k, _MISSING)}
     longer = _longer_keys(old)
     refused = {}

@@ -168,7 +168,7 @@ def _resume_config(run_dir: Path, config: Any, overrides: list[str] | None, save
     overrides), checked against the one it trained with: (config, the allowed changes)."""
     cfg = load_config(run_dir / rundir.CONFIG, overrides) if config is None else _as_config(config, overrides)
     changes = resume_check.resume_changes(saved, cfg, run_dir)
-    cfg = cfg.model_copy(update={"name": saved.get("name", cfg.name), "output_dir": saved.get("output_dir", cfg.output_dir)})
+    cfg = resume_check.in_place(cfg, run_dir)
     if changes:
         log.info("resuming '%s' with changed settings: %s", run_dir, resume_check.describe(changes))
     return cfg, changes
