@@ -110,8 +110,10 @@ def test_eval_positive_and_target_prior_errors_are_one_line(tmp_path, repo_root)
     quick = f"{repo_root}/configs/quickstart.yaml"
     with pytest.raises(ConfigError, match=r"eval.target_prior.*sum to 0.9; they must sum to 1"):
         load_config(quick, ["eval.target_prior=[0.5,0.4]"])
-    with pytest.raises(ConfigError, match=r"eval.target_prior.*must be 0 or more"):
+    with pytest.raises(ConfigError, match=r"eval.target_prior.0' \(1.5\): Input should be less than or equal to 1"):
         load_config(quick, ["eval.target_prior=[1.5,-0.5]"])
+    with pytest.raises(ConfigError, match=r"eval.target_prior.1' \(-0.5\): Input should be greater than or equal to 0"):
+        load_config(quick, ["eval.target_prior=[0.5,-0.5]"])
     with pytest.raises(ConfigError, match="posthoc.target_prior needs eval.target_prior"):
         load_config(quick, ["posthoc.logit_adjust=true", "posthoc.target_prior=true"])
     with pytest.raises(ConfigError, match="set posthoc.logit_adjust: true as well"):

@@ -7,7 +7,7 @@ component. :mod:`longtail.catalog.check` checks that, one layer up.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,11 +18,49 @@ from pydantic import (
     model_validator,
 )
 
+#: Ranges of the numeric options: wide enough for any real run, narrow enough that a typo or a hostile value is a one-line
+#: config error rather than an overflow deep in numpy or torch, a hang or a huge allocation. Every int and float field has a
+#: bound (tests/robustness/test_config_inputs.py walks the schema), and inf / nan are refused everywhere (allow_inf_nan).
+MAX_SEED = 2**32 - 1  # numpy's seed range: np.random.seed(seed) takes 0 .. 2**32 - 1
+MAX_IMAGE_SIDE = 4096  # pixels a side of data.image_size
+MAX_IMAGE_PIXELS = 2**40  # data.max_image_pixels: a 1M x 1M image, beyond any real scan
+MAX_EPOCHS = 100_000  # epochs, milestones, warm-up, patience, offsets
+MAX_BATCH = 2**20  # images in one batch
+MAX_COUNT = 2**31 - 1  # images per class and other counts: int32, what torch indexes with
+MAX_PARALLEL = 1024  # threads, DataLoader workers, data-parallel processes on one machine
+MAX_TAU = 10.0  # posthoc.grid: tau 1 is the Bayes-optimal logit adjustment, 2 the end of tau-norm's usual sweep
+#: the run name in UTF-8: the staging folder '.<name>.staging-<pid>' and a '-N' suffix must still fit a file name (255 bytes)
+MAX_NAME_BYTES = 200
+
+Side = Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]
+Epoch = Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveUnit = Annotated[float, Field(gt=0.0, le=1.0)]  # a share of a set, a standard deviation in [0, 1] units
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # a class frequency, a mean in [0, 1] units
+
+
+def folder_name_problem(name: str) -> str | None:
+    """What keeps ``name`` from being one plain folder name (the run directory), or None when it is one."""
+    if not name:
+        return "is empty"
+    if "/" in name:
+        return "contains '/'"
+    if name.startswith("."):
+        return "starts with '.' (a hidden or parent folder)"
+    hidden = next((ch for ch in name if not ch.isprintable()), None)
+    if hidden is not None:
+        return f"contains the control or invisible character {hidden!r}"
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long"
+    return None
+
 
 class Strict(BaseModel):
-    """Base for config sections: unknown keys are errors, assignments are validated."""
+    """Base for config sections: unknown keys are errors, assignments are validated, inf and nan are refused."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Component(BaseModel):
@@ -43,9 +81,9 @@ class LongTailConfig(Strict):
     recipe: Literal["ldam", "cdb", "pareto"] = "ldam"
     profile: Literal["exp", "step"] = "exp"
     imbalance_ratio: float = Field(100.0, ge=1.0)
-    val_per_class: int = Field(25, ge=1, description="cdb recipe: balanced validation images held out per class")
+    val_per_class: int = Field(25, ge=1, le=MAX_COUNT, description="cdb recipe: balanced validation images held out per class")
     pareto_alpha: float = Field(6.0, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class SplitConfig(Strict):
@@ -54,13 +92,15 @@ class SplitConfig(Strict):
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.2, ge=0.0, lt=1.0)
     group_by_source_groups: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     file: str | None = Field(None, description="reuse the splits.json of an earlier run")
 
 
 class NormalizeConfig(Strict):
-    mean: list[float]
-    std: list[float]
+    """Per-channel statistics in [0, 1] units (pixels scaled to [0, 1]): a 0..255 mean such as 123.7 is refused."""
+
+    mean: list[Unit]
+    std: list[PositiveUnit]
 
 
 class ClassesConfig(Strict):
@@ -84,7 +124,7 @@ class ClassesConfig(Strict):
 class DataConfig(Strict):
     source: Component
     classes: ClassesConfig | None = Field(None, description="keep or merge source classes before splitting (recorded in data.json)")
-    image_size: int | tuple[int, int] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
+    image_size: Side | tuple[Side, Side] | Literal["model"] | None = Field(None, description="model: the pretrained backbone's input size")
     channels: Literal[1, 3] | None = None
     long_tail: LongTailConfig | None = None
     split: SplitConfig = SplitConfig()
@@ -100,19 +140,19 @@ class DataConfig(Strict):
     cache_dir: str | None = None
     on_bad_image: Literal["error", "skip"] = "error"
     max_image_pixels: int | None = Field(
-        89_478_485, ge=1, description="an image with more pixels is a bad image (data.on_bad_image), checked from its header before it is "
+        89_478_485, ge=1, le=MAX_IMAGE_PIXELS, description="an image with more pixels is a bad image (data.on_bad_image), checked from its header before it is "
                                       "decoded: a decompression bomb never fills memory (default: Pillow's limit); null: no limit")
     require_all_classes: bool = Field(
         False, description="a class that ends up with no validation or test image is an error (default: a warning naming it)")
-    max_per_class: int | None = Field(None, ge=1, description="cap every split at this many images per class (tiny runs)")
-    batch_size: int = Field(64, ge=1)
+    max_per_class: int | None = Field(None, ge=1, le=MAX_COUNT, description="cap every split at this many images per class (tiny runs)")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     drop_last: bool = Field(
         True,
         description="drop the last partial training batch of an epoch (kept anyway when the epoch is shorter than one batch); "
         "the LDAM-DRW, HMLoss and CDB CIFAR loaders keep it (false)",
     )
-    eval_batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(0, ge=0)
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    num_workers: int = Field(0, ge=0, le=MAX_PARALLEL)
     #: the YAML file this section came from (set by load_config): data-source errors name it
     _config_file: str | None = PrivateAttr(None)
 
@@ -121,7 +161,7 @@ class DataConfig(Strict):
 class ModelConfig(BaseModel):
     """Backbone name + head; extra keys go to the backbone constructor."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "resnet32"
     head: Literal["linear", "cosine", "lws"] = "linear"
     head_bias: Literal["zero", "log_prior", "none"] = "zero"
@@ -138,24 +178,25 @@ class ModelConfig(BaseModel):
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "sgd"
     lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"], description="parameter-name keys excluded from weight decay ('norm' = all normalisation layers)")
-    lr_mult: dict[str, float] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
+    lr_mult: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
 
 
 class ScheduleConfig(Strict):
     name: Literal["constant", "multistep", "cosine", "cyclic"] = "cosine"
-    milestones: list[int] = []
+    milestones: list[Epoch] = []
     gamma: float = Field(0.1, gt=0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
     warmup_start: float | None = Field(None, gt=0, le=1, description="lr factor at the first warm-up epoch; None = LDAM-style (e+1)/warmup_epochs")
     min_lr: float = Field(0.0, ge=0)
-    cycle_epochs: int = Field(10, ge=1, description="cyclic: epochs per half cycle (triangular2)")
+    cycle_epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="cyclic: epochs per half cycle (triangular2)")
     base_lr: float = Field(1e-5, gt=0, description="cyclic: lower bound")
-    epoch_offset: int = Field(0, ge=0, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
+    epoch_offset: int = Field(0, ge=0, le=MAX_EPOCHS, description="the stage's first epoch is epoch epoch_offset of this schedule: a later stage "
+                                                                 "continues an earlier stage's schedule (HMLoss's one CyclicLR over its CE and HML epochs)")
 
 
 # ------------------------------------------------------------------------------------- stages
@@ -163,7 +204,7 @@ class StageConfig(Strict):
     """One training stage. Unset fields inherit the run's top-level sections."""
 
     name: str | None = None
-    epochs: int = Field(..., ge=0)
+    epochs: int = Field(..., ge=0, le=MAX_EPOCHS)
     loss: Component | None = None
     class_weights: Component | None = None
     sampler: Component | None = None
@@ -187,14 +228,14 @@ class StageConfig(Strict):
 class EarlyStoppingConfig(Strict):
     """Stop training once ``train.select_metric`` has not improved for ``patience`` epochs."""
 
-    patience: int = Field(..., ge=1, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
+    patience: int = Field(..., ge=1, le=MAX_EPOCHS, description="epochs without a better validation score before the run stops (HMLoss ISIC: 15)")
     min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=0)
+    epochs: int = Field(10, ge=0, le=MAX_EPOCHS)
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
-    val_every: int = Field(1, ge=1)
+    val_every: int = Field(1, ge=1, le=MAX_EPOCHS)
     select_metric: str = "balanced_accuracy"
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
@@ -212,14 +253,14 @@ class TrainConfig(Strict):
                             "stop = end the run with an error naming the epoch and batch, the last good checkpoint kept; "
                             "skip = leave the batch out of the update and count it in skipped_steps")
     divergence_factor: float = Field(
-        100.0, gt=1, description="a batch loss above this times the stage's reference loss (the larger of its first batch's loss and "
+        10_000.0, gt=1, description="a batch loss above this times the stage's reference loss (the larger of its first batch's loss and "
                                  "ln(number of classes), a uniform guess's cross-entropy) counts as exploded")
     mixing: Component | None = None
     progress: bool | Literal["auto"] = Field(
         "auto", description="tqdm bar per epoch; auto: only when the bar's stream (stderr) is a terminal, so CI logs stay clean")
     tensorboard: bool = True
-    threads: int | None = Field(None, ge=1)
-    devices: int = Field(1, ge=1, description="processes of data-parallel training started on this machine (torch's elastic agent; "
+    threads: int | None = Field(None, ge=1, le=MAX_PARALLEL)
+    devices: int = Field(1, ge=1, le=MAX_PARALLEL, description="processes of data-parallel training started on this machine (torch's elastic agent; "
                                               "one per GPU, or CPU processes on gloo); ignored under torchrun, which sets the number itself")
     sync_bn: bool = Field(False, description="under DDP on GPUs: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm)")
 
@@ -235,15 +276,15 @@ class PosthocConfig(Strict):
     tau_norm_bias: Literal["drop", "keep"] = Field(
         "keep", description="what tau-norm does with the linear head's bias: drop = classifier-balancing's tau_norm.py "
                             "(features @ (W_c / ||W_c||^tau).T, the bias left out); keep = add it unchanged (tau 0 is then the plain head)")
-    grid: list[float] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
+    grid: list[Annotated[float, Field(ge=0.0, le=MAX_TAU)]] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
 
 
 class EvalConfig(Strict):
-    shot_thresholds: tuple[int, int] | Literal["auto"] | None = Field(
+    shot_thresholds: tuple[Count, Count] | Literal["auto"] | None = Field(
         None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
                           "unset: (100, 20), or the terciles when (100, 20) leaves a group empty")
-    majority_threshold: int | None = Field(None, ge=0, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
+    majority_threshold: int | None = Field(None, ge=0, le=MAX_COUNT, description="CDB EGTEA table: classes with more training items than this are 'majority' (EGTEA: 600)")
     protocol: Literal["standard", "isic2017"] = Field(
         "standard", description="isic2017: add MBIT valid.py's ISIC 2017 table (AUC, accuracy, balanced accuracy, precision over MEL and SK only)")
     unk_class: Literal["none", "sigmoid"] = Field(
@@ -252,7 +293,7 @@ class EvalConfig(Strict):
     tta: Component | None = None
     positive: list[str] | None = Field(
         None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
-    target_prior: list[float] | None = Field(
+    target_prior: list[Unit] | None = Field(
         None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
 
     @field_validator("positive")
@@ -266,9 +307,7 @@ class EvalConfig(Strict):
     @classmethod
     def _prior_is_a_distribution(cls, v: list[float] | None) -> list[float] | None:
         if v is None:
-            return v
-        if any(not p >= 0 for p in v):
-            raise ValueError("frequencies must be 0 or more; give one frequency per class in class order")
+            return v  # each frequency's range [0, 1] is checked by its type (Unit)
         if abs(sum(v) - 1.0) > 1e-3:
             raise ValueError(f"the frequencies sum to {sum(v):.4g}; they must sum to 1 (one frequency per class, in class order)")
         return v
@@ -287,30 +326,23 @@ class SPBLConfig(Strict):
     """
 
     train_ratio: float = Field(0.2, gt=0, le=1, description="share of each class in the initial set (the rest is the pool)")
-    add_ratios: list[float] = Field(default_factory=lambda: [0.5, 0.75, 0.9, 1.0, 1.0], description="pool share selected per class in each later pace")
+    add_ratios: list[PositiveUnit] = Field(default_factory=lambda: [0.5, 0.75, 0.9, 1.0, 1.0], description="pool share selected per class in each later pace")
     max_cost: float = Field(10.0, ge=1, description="largest class cost of the consistent cost vector")
-    delta_cap: int = Field(100, ge=0, description="most feature rows added to one class per pace")
+    delta_cap: int = Field(100, ge=0, le=MAX_COUNT, description="most feature rows added to one class per pace")
     shrink_factor: float = Field(3.0, ge=0, description="classes with fewer than shrink_factor * ceil(mean k) selected rows are never cut")
     classifier: Literal["svm", "softmax"] = Field("svm", description="svm: rbf SVC (the original); softmax: multinomial logistic regression")
     svm_c: float = Field(1.0, gt=0, description="C of the SVC (inverse regularisation of the softmax classifier)")
-    svm_gamma: Literal["scale", "auto"] | float = Field("scale", description="rbf gamma; the original ran scikit-learn < 0.22, whose default was 'auto'")
+    svm_gamma: Literal["scale", "auto"] | Annotated[float, Field(gt=0)] = Field("scale", description="rbf gamma; the original ran scikit-learn < 0.22, whose default was 'auto'")
     feature_norm: Literal["none", "l2"] = Field("none", description="l2: normalise each feature row before the classifier (blocks from different CNN states then share a scale)")
     resample: Literal["duplicate", "smote"] = Field("duplicate", description="how a class's feature rows are added (the original: duplicate)")
-    smote_k: int = Field(2, ge=1)
+    smote_k: int = Field(2, ge=1, le=MAX_COUNT)
     calibration: Literal["none", "sigmoid", "isotonic"] = Field("none", description="calibrate the final classifier's scores on validation")
     cnn_class_weights: bool = Field(False, description="train the CNN with the pace's cost vector as class weights (the original: plain CE)")
     finetune_lr_mult: float | None = Field(0.1, gt=0, description="backbone lr multiplier in the paces after the first (None: as the optimizer says)")
 
-    @field_validator("add_ratios")
-    @classmethod
-    def _ratios_in_unit_interval(cls, v: list[float]) -> list[float]:
-        if any(not 0.0 < r <= 1.0 for r in v):
-            raise ValueError(f"every ratio must lie in (0, 1], got {v}")
-        return v
-
 
 class Config(Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     name: str = "run"
     output_dir: str = "runs"
     data: DataConfig
@@ -330,8 +362,10 @@ class Config(Strict):
     @field_validator("name")
     @classmethod
     def _name_is_a_folder_name(cls, v: str) -> str:
-        if not v or "/" in v or v.startswith("."):
-            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        problem = folder_name_problem(v)
+        if problem:
+            raise ValueError(f"{problem}; the name must be a plain folder name (no '/', no control characters, not starting with '.', "
+                             f"at most {MAX_NAME_BYTES} bytes)")
         return v
 
     @model_validator(mode="after")
