@@ -27,7 +27,7 @@ from .cache import cached_decode
 from .classes import apply_classes
 from .clips import ClipDataset
 from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
-from .decode import Decoder
+from .decode import Decoder, header_ok
 from .longtail import make_long_tailed
 from .sources.base import Source
 from .splits import grouped_stratified_split, stratified_split
@@ -125,16 +125,6 @@ def _convert_tensor(ds: TensorImageDataset, decoder: Decoder) -> TensorImageData
     return TensorImageDataset(images, ds.targets, ds.class_names, ids=ds.ids, groups=ds.groups)
 
 
-def _header_ok(path: str) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path):
-            return True
-    except Exception:  # noqa: BLE001  (missing, truncated, not an image)
-        return False
-
-
 def materialize(ds: ImageDataset, cfg: "DataConfig", channels: int, name: str) -> tuple[ImageDataset, list[str]]:
     """A native split decoded with the config's settings: cached tensors, lazy files, or arrays."""
     decoder = Decoder.from_config(cfg, channels)
@@ -154,7 +144,7 @@ def materialize(ds: ImageDataset, cfg: "DataConfig", channels: int, name: str) -
         return out, skipped
     lazy = ds.with_decoder(decoder)
     if cfg.on_bad_image == "skip":
-        ok = np.array([_header_ok(p) for p in lazy.paths], dtype=bool)
+        ok = np.array([header_ok(p, cfg.max_image_pixels) for p in lazy.paths], dtype=bool)
         skipped = [p for p, good in zip(lazy.paths, ok) if not good]
         return lazy.subset(np.flatnonzero(ok)), skipped
     return lazy, []
@@ -328,6 +318,27 @@ def check_train(train: ImageDataset, class_names: list[str]) -> None:
         )
 
 
+def check_evaluation_classes(parts: dict[str, ImageDataset | None], class_names: list[str], require: bool) -> None:
+    """Name the classes absent from validation or test (a class of one image lands in train): that split's
+    metrics leave them out without a word (balanced accuracy averages the classes present). A WARNING per
+    split, or with ``data.require_all_classes`` a DataError."""
+    for part, split in (("val", "validation"), ("test", "test")):
+        ds = parts.get(part)
+        if ds is None or not (ds.targets >= 0).any():  # an unlabelled test split has no class to miss
+            continue
+        absent = np.flatnonzero(ds.class_counts(len(class_names)) == 0)
+        if not len(absent):
+            continue
+        one = len(absent) == 1
+        named = ", ".join(f"'{class_names[c]}'" for c in absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        what = f"class{'' if one else 'es'} {named} (of {len(class_names)}) {'has' if one else 'have'} no image in the {split} split"
+        if require:
+            raise DataError(f"{what} and data.require_all_classes is true; add images of {'that class' if one else 'those classes'} "
+                            f"or raise data.split.{part}, or set data.require_all_classes: false")
+        log.warning("%s, so its %s metrics leave %s out (balanced accuracy averages the other classes); add images of %s "
+                    "(data.require_all_classes: true makes this an error)", what, split, "it" if one else "them", "it" if one else "them")
+
+
 def build_data(
     cfg: "DataConfig",
     seed: int,
@@ -377,6 +388,7 @@ def build_data(
     if (train.targets < 0).any() or (val.targets < 0).any():
         raise DataError("the train/val splits contain unlabelled images (label -1); only the test split may be unlabelled")
     check_train(train, names)
+    check_evaluation_classes(parts, names, cfg.require_all_classes)
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,

@@ -2,8 +2,10 @@
 
 Small datasets (CIFAR, MedMNIST-size, HAM10000 at low resolution) fit in memory as uint8. Decoding
 their JPEGs is the slow part of an epoch, so it happens once: the result is stored as ``.npy``
-under ``<cache dir>/tensors/<key>.npy``. The key hashes the file list with sizes and mtimes and the
-decode settings (channels, image size, pre-processing), so editing an image or a setting rebuilds it.
+under ``<cache dir>/tensors/<key>.npy``. The key hashes the file list with each file's content (a
+blake2b of its bytes: reading them costs little next to decoding them, and an image rewritten with
+the same size and mtime, ``cp -p`` or ``rsync -t``, is not served stale) and the decode settings
+(channels, image size, pre-processing, pixel limit), so editing an image or a setting rebuilds it.
 
 ``data.cache: mmap`` serves sets that do not fit in RAM: the ``.npy`` is written chunk by chunk
 (never the whole decoded set in memory) and opened memory-mapped, so a batch reads only its rows
@@ -24,10 +26,10 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
-from .decode import Decoder
+from .decode import Decoder, open_regular
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed by file content, not size and mtime
 MMAP_CHUNK = 1024  # images decoded (and held) at a time while writing a memory-mapped cache
 
 
@@ -39,16 +41,28 @@ def cache_root(cache_dir: str | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "longtail"
 
 
-def fingerprint(paths: Sequence[str], decoder: Decoder, on_bad_image: str) -> str:
-    """Hash of (path, size, mtime) for every file and the decode settings."""
+def workers(threads: int | None = None) -> int:
+    """Threads that decode or hash files (PIL and hashlib release the GIL on large buffers)."""
+    return threads or min(8, os.cpu_count() or 1)
+
+
+def file_digest(path: str) -> str:
+    """blake2b of a file's bytes; '-' for a file that is missing, unreadable or not a regular file
+    (never opened then: decoding reports it), so that it appearing later changes the key too."""
+    try:
+        with open_regular(path) as f:
+            return hashlib.blake2b(f.read(), digest_size=16).hexdigest()  # one read: images are small, and most are tiny
+    except (DataError, OSError):
+        return "-"
+
+
+def fingerprint(paths: Sequence[str], decoder: Decoder, on_bad_image: str, threads: int | None = None) -> str:
+    """Hash of every file's path and content, and of the decode settings (see the module docstring)."""
     h = hashlib.sha256()
     h.update(f"v{CACHE_VERSION}|{decoder.key}|{on_bad_image}\n".encode())
-    for p in paths:
-        try:
-            st = os.stat(p)
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}|missing\n".encode())
+    with ThreadPoolExecutor(max_workers=workers(threads)) as pool:
+        for p, digest in zip(paths, pool.map(file_digest, paths, chunksize=256)):
+            h.update(os.fsencode(p) + f"|{digest}\n".encode())  # fsencode: a file name need not be UTF-8
     return h.hexdigest()[:32]
 
 
@@ -67,8 +81,7 @@ def decode_all(
                 return None
             raise
 
-    workers = threads or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers(threads)) as pool:
         decoded = list(pool.map(one, paths, chunksize=256))
     kept = np.array([i for i, img in enumerate(decoded) if img is not None], dtype=np.int64)
     skipped = [paths[i] for i, img in enumerate(decoded) if img is None]

@@ -22,7 +22,7 @@ import torch
 
 from ..core.errors import ConfigError, DataError
 from .dataset import ImageDataset
-from .decode import GRAY_MODES
+from .decode import DEFAULT_MAX_PIXELS, header_ok
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -74,17 +74,9 @@ def scan_clip(folder: str) -> tuple[list[str] | None, str | None]:
     return [os.path.join(folder, name) for _, name in numbered], None
 
 
-def frames_readable(paths: Sequence[str]) -> bool:
+def frames_readable(paths: Sequence[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bool:
     """Whether every frame's image header opens (the ``on_bad_image=skip`` pre-check, as for images)."""
-    from PIL import Image
-
-    for p in paths:
-        try:
-            with Image.open(p):
-                pass
-        except Exception:  # noqa: BLE001  (truncated, not an image, vanished)
-            return False
-    return True
+    return all(header_ok(p, max_pixels) for p in paths)
 
 
 class ClipDataset(ImageDataset):
@@ -167,7 +159,8 @@ class ClipDataset(ImageDataset):
             if bad:
                 raise DataError(f"{self.problems[bad[0]]}; re-extract the clip (longtail data extract-frames) or set data.on_bad_image=skip")
             return self, []
-        ok = np.array([p is None and frames_readable(f) for p, f in zip(self.problems, self.frames)], dtype=bool)
+        limit = getattr(self.decoder, "max_image_pixels", DEFAULT_MAX_PIXELS)
+        ok = np.array([p is None and frames_readable(f, limit) for p, f in zip(self.problems, self.frames)], dtype=bool)
         return self.subset(np.flatnonzero(ok)), [self.ids[i] for i in np.flatnonzero(~ok)]
 
     @property
@@ -184,17 +177,6 @@ class ClipDataset(ImageDataset):
 
     def __repr__(self) -> str:
         return f"ClipDataset(n={len(self)}, classes={len(self.class_names)}, frames={self.frames_per_clip})"
-
-
-def probe_frame_channels(path: str) -> int:
-    """1 for grey-scale frames, 3 otherwise (header only)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return 1 if img.mode in GRAY_MODES else 3
-    except Exception:  # noqa: BLE001
-        return 3
 
 
 def scan_clips(folders: Sequence[str]) -> tuple[list[list[str]], list[str | None]]:

@@ -9,14 +9,15 @@ here it is always 5; the ISIC 2017 ``nv`` column the authors added by hand is de
 from __future__ import annotations
 
 import csv as csvlib
+import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from ..core.errors import DataError
+from .decode import open_image
 from .sources.files import read_csv_rows
 
 ISIC2017_CLASSES = ["MEL", "SK", "NV"]
@@ -158,18 +159,21 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _size(path: Path) -> tuple[int, int]:
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"image '{path}' not found; pass --root (the image folder) or --no-check to skip image checks")
     try:
-        with Image.open(path) as img:
+        with open_image(path, None) as img:
             return img.height, img.width
-    except Exception:  # noqa: BLE001
-        raise DataError(f"image '{path}' cannot be read; replace it or pass --no-check") from None
+    except DataError as e:
+        raise DataError(f"{e} (or pass --no-check)") from None
 
 
 def write_outputs(conv: Converted, root: str | Path, json_out: str | Path, csv_out: str | Path | None = None,
-                  check_images: bool = True) -> dict[str, Any]:
-    """Write the MBIT JSON (paths relative to ``root``) and optionally the plain CSV; returns the JSON."""
+                  check_images: bool = True, write: Callable[[Path, bytes], None] | None = None) -> dict[str, Any]:
+    """Write the MBIT JSON (paths relative to ``root``) and optionally the plain CSV; returns the JSON.
+
+    ``write(path, data)`` stores each file: the CLI passes rundir's atomic writer, which this layer
+    cannot import; without it the files are written plainly."""
     root = Path(root)
     anns = []
     for r in conv.records:
@@ -187,20 +191,28 @@ def write_outputs(conv: Converted, root: str | Path, json_out: str | Path, csv_o
             ann["lesion_id"] = r.extra["lesion_id"]
         anns.append(ann)
     data = {"annotations": anns, "num_classes": conv.num_classes, "class_names": conv.class_names}
-    out = Path(json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1))
+    store = write or _write_plain
+    store(Path(json_out), json.dumps(data, indent=1).encode())
     if csv_out is not None:
-        c = Path(csv_out)
-        c.parent.mkdir(parents=True, exist_ok=True)
-        with c.open("w", newline="") as f:
-            w = csvlib.writer(f)
-            w.writerow(["image_id", "path", "label", "class_name", "group"])
-            for r in conv.records:
-                label = "" if r.label is None else r.label
-                name = "" if r.label is None else conv.class_names[r.label]
-                w.writerow([r.image_id, r.derm_path, label, name, r.extra.get("lesion_id", "")])
+        store(Path(csv_out), _plain_csv(conv).encode())
     return data
+
+
+def _plain_csv(conv: Converted) -> str:
+    """The plain CSV: image_id, path, label, class_name, group (the lesion id)."""
+    text = io.StringIO(newline="")
+    w = csvlib.writer(text)
+    w.writerow(["image_id", "path", "label", "class_name", "group"])
+    for r in conv.records:
+        label = "" if r.label is None else r.label
+        name = "" if r.label is None else conv.class_names[r.label]
+        w.writerow([r.image_id, r.derm_path, label, name, r.extra.get("lesion_id", "")])
+    return text.getvalue()
+
+
+def _write_plain(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 CONVERTERS = {

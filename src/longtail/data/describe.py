@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +48,11 @@ def describe(bundle: DataBundle, thresholds: tuple[int, int] = (100, 20)) -> str
     return "\n".join(lines)
 
 
-def plot_class_histogram(bundle: DataBundle, path: str | Path) -> Path:
-    """Bar chart of per-class counts (train, val, test), classes sorted by train count; a PNG."""
+def plot_class_histogram(bundle: DataBundle, path: str | Path, write: Callable[[Path, bytes], None] | None = None) -> Path:
+    """Bar chart of per-class counts (train, val, test), classes sorted by train count; a PNG (or the format ``path``'s suffix names).
+
+    ``write(path, data)`` stores the image: the CLI passes rundir's atomic writer, which this layer
+    cannot import; without it the file is written plainly."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -72,8 +77,13 @@ def plot_class_histogram(bundle: DataBundle, path: str | Path) -> Path:
     ax.legend()
     fig.tight_layout()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix[1:] or "png", dpi=100)
+    if write is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(buf.getvalue())
+    else:
+        write(out, buf.getvalue())
     return out
 
 

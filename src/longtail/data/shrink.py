@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..core.errors import DataError
 from .converters import Converted
+from .decode import open_image
 
 DARK = 40
 CORNER = 10
@@ -124,13 +125,13 @@ def shrink_images(conv: Converted, root: str | Path, out_dir: str | Path, size: 
     records = []
     for r in conv.records:
         src = root / r.derm_path
-        if not src.is_file():
+        if not src.exists():
             raise DataError(f"image '{src}' not found; pass --root (the image folder) of the original images")
         try:
-            with Image.open(src) as img:
+            with open_image(src, None) as img:
                 small = isic2019_small(img, size) if remove_borders else resize_short_side(img.convert("RGB"), size)
-        except OSError:
-            raise DataError(f"image '{src}' cannot be read; replace it or leave it out of the ground truth") from None
+        except DataError as e:
+            raise DataError(f"{e} (or leave it out of the ground truth)") from None
         rel = str(Path(r.derm_path).with_suffix(".jpg"))
         dst = out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 from ...core.errors import DataError
 from ...core.registry import DATASETS
 from ..dataset import TensorImageDataset
-from .base import Source, check_labels, require_file
+from .base import Source, class_count, require_file
 
 # Class names of the 2D MedMNIST sets (medmnist 3.x INFO 'label'), looked up by file-name prefix.
 MEDMNIST_CLASSES: dict[str, list[str]] = {
@@ -59,33 +61,63 @@ def digits() -> Source:
 def medmnist(root: str, classes: Sequence[str] | None = None) -> Source:
     """An official MedMNIST .npz (any 2D set and resolution) with its train/val/test splits; ``root`` is the .npz file."""
     path = require_file(root, "MedMNIST file", "root")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"'{path}' is not a readable .npz ({e}); download the official MedMNIST file again") from None
-    with npz:
-        keys = set(npz.files)
-        names_of = ["train", "val", "test"]
-        missing = [f"{s}_{k}" for s in names_of for k in ("images", "labels") if f"{s}_{k}" not in keys]
-        if missing:
-            raise DataError(f"'{path}' lacks {', '.join(missing)}; expected the official MedMNIST keys {{train,val,test}}_{{images,labels}}")
-        raw = {s: (npz[f"{s}_images"], npz[f"{s}_labels"]) for s in names_of}
-    n_labels = {s: raw[s][1].reshape(len(raw[s][1]), -1).shape[1] for s in names_of}
-    if any(v != 1 for v in n_labels.values()):
-        raise DataError(f"'{path}' is multi-label ({n_labels['train']} labels per image); longtail handles single-label sets only")
+    names_of = ["train", "val", "test"]
+    arrays = read_npz(path, [f"{s}_{k}" for s in names_of for k in ("images", "labels")])
+    raw = {s: (arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in names_of}
+    labels = {s: _labels(path, s, *raw[s]) for s in names_of}
     if classes is None:
         stem = path.stem.split("_")[0].lower()
-        max_label = int(max(raw[s][1].max() for s in names_of))
-        classes = MEDMNIST_CLASSES.get(stem) or [str(i) for i in range(max_label + 1)]
+        everything = [(s, i, v) for s in names_of for i, v in enumerate(labels[s])]
+        classes = MEDMNIST_CLASSES.get(stem) or [str(i) for i in range(class_count(
+            [v for _, _, v in everything], None, lambda k: f"{path.name} {everything[k][0]}_labels (item {everything[k][1]})", allow_unlabelled=False))]
     names = [str(c) for c in classes]
     splits = {}
     for s in names_of:
-        imgs, labels = raw[s]
-        targets = labels.reshape(-1).astype(np.int64)
-        check_labels(targets, len(names), f"{path.name} {s}_labels", allow_unlabelled=False)
-        tensor = to_nchw(imgs, f"{path.name} {s}_images")
+        class_count(labels[s], len(names), lambda i, s=s: f"{path.name} {s}_labels (item {i})", allow_unlabelled=False)
+        targets = np.asarray(labels[s], dtype=np.int64)
+        tensor = to_nchw(raw[s][0], f"{path.name} {s}_images")
         splits[s] = TensorImageDataset(tensor, targets, names, ids=[f"{s}_{i}" for i in range(len(targets))])
     return Source(names, splits, channels=splits["train"].channels)
+
+
+def read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz file, never unpickled: an array of Python objects (a pickle, which could
+    run code when loaded) is refused with a one-line error, as is a damaged or foreign file."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(_npz_problem(path, e)) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"'{path}' is a single .npy array, not an .npz of named arrays; download the official MedMNIST file again")
+    with npz:
+        missing = [k for k in keys if k not in npz.files]
+        if missing:
+            raise DataError(f"'{path}' lacks {', '.join(missing)}; expected the official MedMNIST keys {{train,val,test}}_{{images,labels}}")
+        try:
+            return {k: npz[k] for k in keys}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise DataError(_npz_problem(path, e)) from None
+
+
+def _npz_problem(path: Path, e: BaseException) -> str:
+    """The one-line message for an .npz numpy could not read without unpickling."""
+    if "pickle" in str(e) or "Object arrays" in str(e):
+        return (f"'{path}' holds a pickled object array, which longtail never loads (unpickling can run code); "
+                "use the official MedMNIST file (plain uint8 images, integer labels)")
+    return f"'{path}' is not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'damaged'}); download the official MedMNIST file again"
+
+
+def _labels(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> list[int]:
+    """One integer label per image of a MedMNIST split, as Python ints (checked against the classes later)."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"'{path}': {split}_labels are {labels.dtype}, not integers; use the official MedMNIST file")
+    n_images = images.shape[0] if images.ndim else 0
+    if labels.ndim == 0 or len(labels) != n_images:
+        raise DataError(f"'{path}': {split}_labels has {labels.size} labels for {n_images} images; use the official MedMNIST file")
+    per_image = labels.reshape(len(labels), -1).shape[1]
+    if per_image != 1:
+        raise DataError(f"'{path}' is multi-label ({per_image} labels per image); longtail handles single-label sets only")
+    return labels.reshape(-1).tolist()
 
 
 TORCHVISION_SETS = {

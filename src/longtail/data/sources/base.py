@@ -18,9 +18,12 @@ import numpy as np
 
 from ...core.errors import DataError
 from ..dataset import FileImageDataset, ImageDataset
-from ..decode import Decoder, probe_channels
+from ..decode import Decoder, irregular, open_regular, probe_channels, shown
 
 SPLIT_NAMES = ("train", "val", "test", "all")
+# class indices read from a file make at most this many classes unless there are more labelled items: above any
+# real class list (ImageNet-21k has 21,841), below a size whose class names would fill memory (a label 1e9)
+MAX_INFERRED_CLASSES = 1_000_000
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test", "all": "all"}
 
@@ -45,7 +48,12 @@ class Source:
 
 
 def require_file(path: str | Path | None, what: str, key: str) -> Path:
-    return _require(path, what, key, Path.is_file, "not found", "an existing file")
+    """``path`` as a Path when it is a regular file; a FIFO or a device is named as such, never "not found"."""
+    p = _require(path, what, key, Path.exists, "not found", "an existing file")
+    kind = irregular(p)
+    if kind is not None:
+        raise DataError(f"{what} '{shown(p)}' is {kind}, not a regular file; set data.source.{key} to the file itself")
+    return p
 
 
 def require_dir(path: str | Path | None, what: str, key: str) -> Path:
@@ -61,15 +69,21 @@ def _require(path: str | Path | None, what: str, key: str, exists: Callable[[Pat
     return p
 
 
-def check_labels(targets: np.ndarray, num_classes: int, where: str, allow_unlabelled: bool = True) -> None:
-    """Every label is in 0..C-1 (or -1 where unlabelled items are allowed)."""
-    lo = -1 if allow_unlabelled else 0
-    bad = np.flatnonzero((targets < lo) | (targets >= num_classes))
-    if len(bad):
-        raise DataError(
-            f"{where}: label {int(targets[bad[0]])} (item {int(bad[0])}) is outside the {num_classes} classes 0..{num_classes - 1}; "
-            "fix the label or the class list (data.source.classes / num_classes)"
-        )
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """An annotation file's text. Bytes that are not UTF-8 and NUL bytes (a binary file) are one-line
+    errors naming the line; only a regular file is read."""
+    with open_regular(path, "annotation file", "fix data.source") as f:
+        data = f.read()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line, column = data.count(b"\n", 0, e.start) + 1, e.start - data.rfind(b"\n", 0, e.start)
+        raise DataError(f"'{path}' line {line}, column {column}: byte 0x{data[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(f"'{path}' line {line} holds a NUL byte; the file is binary or damaged, not a text annotation file")
+    return text
 
 
 def file_split(
@@ -87,19 +101,44 @@ def file_split(
     return FileImageDataset(paths, targets, class_names, Decoder(channels=channels), ids=ids, groups=groups)
 
 
+def integer_label(value: str) -> int | None:
+    """``value`` as an exact int when it is an integer literal ('7', ' 7 ', '7.0', '1e9'), else None."""
+    s = str(value).strip()
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        f = float(s)
+    except ValueError:
+        return None
+    return int(f) if f.is_integer() else None
+
+
 def numeric_labels(values: Sequence[str]) -> list[int] | None:
     """The values as ints when every one is an integer literal, else None."""
-    out = []
-    for v in values:
-        s = str(v).strip()
-        try:
-            f = float(s)
-        except ValueError:
-            return None
-        if not f.is_integer():
-            return None
-        out.append(int(f))
-    return out
+    out = [integer_label(v) for v in values]
+    return None if any(v is None for v in out) else out  # type: ignore[return-value]
+
+
+def class_count(labels: Sequence[int], num_classes: int | None, where: Callable[[int], str], allow_unlabelled: bool = True) -> int:
+    """The number of classes of integer class indices (``num_classes``, else the largest + 1), every label
+    checked as a Python int first: a label such as 1e9 or a 20-digit number is an error naming it, not a
+    billion class names or an int64 overflow. -1 is unlabelled where allowed."""
+    if num_classes is None:
+        top = max(range(len(labels)), key=labels.__getitem__, default=None)
+        if top is None:
+            return 0
+        if labels[top] >= max(len(labels), MAX_INFERRED_CLASSES):
+            raise DataError(f"{where(top)}: label {labels[top]} would make {labels[top] + 1:,} classes (integer labels are class indices 0..C-1) "
+                            f"but there are {len(labels):,} labelled items; renumber the labels 0..C-1 or list the classes in data.source.classes")
+        num_classes = labels[top] + 1
+    lo = -1 if allow_unlabelled else 0
+    bad = next((i for i, v in enumerate(labels) if not lo <= v < num_classes), None)
+    if bad is not None:
+        raise DataError(f"{where(bad)}: label {labels[bad]} is outside the {num_classes} classes 0..{num_classes - 1}; "
+                        "fix the label or the class list (data.source.classes / num_classes)")
+    return num_classes
 
 
 def index_labels(
@@ -111,24 +150,19 @@ def index_labels(
     names, in the order of ``classes`` when given, else sorted.
     """
     present = [str(v).strip() for v in labels]
-    given = [s for s in present if s != ""]
-    as_int = numeric_labels(given)
-    if as_int is not None and given:
-        names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(max(as_int) + 1)]
-        out = np.full(len(present), -1, dtype=np.int64)
-        it = iter(as_int)
-        for i, s in enumerate(present):
-            if s != "":
-                out[i] = next(it)
-        check_labels(out, len(names), where)
-        return out, names
-    names = [str(c) for c in classes] if classes is not None else sorted(set(given))
-    lookup = {n: i for i, n in enumerate(names)}
+    given = [i for i, s in enumerate(present) if s != ""]
+    as_int = numeric_labels([present[i] for i in given])
     out = np.full(len(present), -1, dtype=np.int64)
-    for i, s in enumerate(present):
-        if s == "":
-            continue
-        if s not in lookup:
-            raise DataError(f"{where}: label '{s}' (item {i}) is not in the class list {names[:8]}{'...' if len(names) > 8 else ''}; add it to data.source.classes or fix the label")
-        out[i] = lookup[s]
+    if as_int is not None and given:
+        n = class_count(as_int, len(classes) if classes is not None else None, lambda k: f"{where} (item {given[k]})")
+        names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
+        out[given] = as_int
+        return out, names
+    names = [str(c) for c in classes] if classes is not None else sorted({present[i] for i in given})
+    lookup = {n: i for i, n in enumerate(names)}
+    for i in given:
+        if present[i] not in lookup:
+            raise DataError(f"{where}: label '{present[i]}' (item {i}) is not in the class list {names[:8]}{'...' if len(names) > 8 else ''}; "
+                            "add it to data.source.classes or fix the label")
+        out[i] = lookup[present[i]]
     return out, names

@@ -17,9 +17,9 @@ import numpy as np
 
 from ...core.errors import ConfigError, DataError
 from ...core.registry import DATASETS
-from ..clips import ClipDataset, probe_frame_channels, scan_clips
-from ..decode import Decoder
-from .base import Source, require_dir, require_file
+from ..clips import ClipDataset, scan_clips
+from ..decode import Decoder, probe_channels
+from .base import MAX_INFERRED_CLASSES, Source, read_text, require_dir, require_file
 
 LABEL_FIELDS = {"action": 1, "verb": 2, "noun": 3}
 VIDEO_TOKENS = 3
@@ -34,7 +34,7 @@ def video_of(clip: str, tokens: int = VIDEO_TOKENS) -> str:
 def read_split_file(path: Path, field: int) -> tuple[list[str], list[int]]:
     """``<clip> <action> <verb> <noun>`` lines -> (clip names, 1-based ids of ``field``)."""
     clips, ids = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
@@ -71,6 +71,9 @@ def egtea(
     files = {"train": train, "val": val, "test": test}
     raw = {s: read_split_file(require_file(f, f"{s} split file", s), LABEL_FIELDS[label]) for s, f in files.items() if f is not None}
     largest = max(max(ids) for _, ids in raw.values())
+    total = sum(len(ids) for _, ids in raw.values())
+    if classes is None and num_classes is None and largest > max(total, MAX_INFERRED_CLASSES):  # a hostile id must not build a billion class names
+        raise DataError(f"{label} id {largest} in the split files would make {largest:,} classes but they list {total:,} clips; fix the id or set data.source.num_classes")
     n = len(classes) if classes is not None else num_classes if num_classes is not None else largest
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise ConfigError(f"data.source.classes has {len(classes)} names but num_classes is {num_classes}; make them agree")
@@ -82,7 +85,7 @@ def egtea(
     for s, (clips, ids) in raw.items():
         frames, problems = scan_clips([str(base / video_of(c) / c) for c in clips])
         if channels is None:
-            channels = next((probe_frame_channels(f[0]) for f in frames if f), None)
+            channels = next((probe_channels(f[0]) for f in frames if f), None)
         splits[s] = ClipDataset(frames, np.asarray(ids, dtype=np.int64) - 1, names, Decoder(channels=channels or 3),
                                 frames_per_clip, ids=clips, groups=np.asarray([video_of(c) for c in clips]), problems=problems)
     return Source(names, splits, channels=channels)

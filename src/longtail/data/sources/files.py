@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv as csvlib
+import io
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -14,25 +16,45 @@ import numpy as np
 
 from ...core.errors import DataError
 from ...core.registry import DATASETS
-from .base import SPLIT_ALIASES, Source, check_labels, file_split, index_labels, require_dir, require_file
+from ..decode import irregular, shown
+from .base import MAX_INFERRED_CLASSES, SPLIT_ALIASES, Source, class_count, file_split, index_labels, integer_label, read_text, require_dir, require_file
 
+log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 def _images_in(folder: Path, extensions: Sequence[str]) -> list[str]:
-    """Image files under ``folder`` (recursive), sorted; plain strings because pathlib is slow at 50k files."""
+    """Image files under ``folder`` (recursive), sorted; plain strings because pathlib is slow at 50k files.
+
+    Entries that are not regular files (a FIFO, a socket, a device: reading one would hang or never
+    end) are left out, said in one warning."""
     exts = tuple({e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions})
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         out += [os.path.join(dirpath, f) for f in filenames if not f.startswith(".") and f.lower().endswith(exts)]
-    return sorted(out)
+    return sorted(regular_only(out, folder))
+
+
+def regular_only(paths: list[str], where: str | Path) -> list[str]:
+    """``paths`` less those that exist but are not regular files, named in one WARNING line."""
+    odd = [(p, kind) for p in paths if (kind := irregular(p)) is not None]
+    if odd:
+        named = ", ".join(f"'{shown(p)}' ({kind})" for p, kind in odd[:3]) + (f" and {len(odd) - 3} more" if len(odd) > 3 else "")
+        log.warning("skipped %d entr%s under '%s' that %s not a regular file: %s; only regular files are read as images",
+                    len(odd), "y" if len(odd) == 1 else "ies", shown(where), "is" if len(odd) == 1 else "are", named)
+        skip = {p for p, _ in odd}
+        paths = [p for p in paths if p not in skip]
+    return paths
 
 
 def scan_class_folders(root: Path, classes: Sequence[str] | None, extensions: Sequence[str]) -> tuple[list[str], np.ndarray, list[str]]:
     """Files of ``root/<class>/**`` -> (paths, targets, class names)."""
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     names = [str(c) for c in classes] if classes is not None else found
+    for c in names:
+        if not utf8(c):
+            raise DataError(f"class folder '{shown(root / c)}' has a name that is not UTF-8; rename the folder (class names appear in every result)")
     missing = [c for c in names if c not in found]
     if missing:
         raise DataError(f"class folder '{root / missing[0]}' not found; create it or remove '{missing[0]}' from data.source.classes")
@@ -68,9 +90,19 @@ def image_folder(root: str, classes: Sequence[str] | None = None, extensions: Se
 
 
 def relative_ids(paths: Sequence[str], base: Path) -> list[str]:
-    """Paths relative to ``base`` (string slicing: every path starts with it)."""
+    """Paths relative to ``base`` (string slicing: every path starts with it), as printable UTF-8: the
+    bytes of a file name that are not UTF-8 are written ``\\xff`` (the path itself still opens the file)."""
     prefix = len(str(base).rstrip(os.sep)) + 1
-    return [p[prefix:] for p in paths]
+    return [p[prefix:] if utf8(p) else shown(p[prefix:]) for p in paths]
+
+
+def utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (other bytes arrive as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def contained_paths(root: Path, rel: Sequence[str], where: Callable[[int], str], allow_outside: bool) -> list[Path]:
@@ -128,11 +160,14 @@ def check_disjoint(train_file: str, train_ids: Sequence[str], others: dict[str, 
 
 
 def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csvlib.DictReader(f)
+    """(columns, rows) of a CSV file with a header row; malformed input is a one-line error naming the line."""
+    reader = csvlib.DictReader(io.StringIO(read_text(path, "utf-8-sig"), newline=""))
+    try:
         if not reader.fieldnames:
             raise DataError(f"'{path}' is empty; expected a header row")
         return [c.strip() for c in reader.fieldnames], [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    except csvlib.Error as e:  # e.g. 'field larger than field limit (131072)': often an unclosed quote (the DictReader's own line_num lags a row)
+        raise DataError(f"'{path}' line {reader.reader.line_num}: {e}; fix that line (an unclosed quote runs one field on through the file)") from None
 
 
 def require_columns(path: Path, columns: list[str], wanted: dict[str, str | None]) -> None:
@@ -163,6 +198,9 @@ def csv_source(
     if not rows:
         raise DataError(f"'{path}' has a header but no rows")
     row = lambda i: f"'{path}' row {i + 2}"  # noqa: E731  (row 1 is the header)
+    empty = next((i for i, r in enumerate(rows) if not r[path_column]), None)
+    if empty is not None:
+        raise DataError(f"{row(empty)}: column '{path_column}' is empty; give every row an image path")
     keys = [f"{r[label_column]}" + (f" in split {r[split_column]}" if split_column else "") for r in rows]
     rows = [rows[i] for i in check_duplicates([r[path_column] for r in rows], keys, row, dedupe)]
     targets, names = index_labels([r[label_column] for r in rows], classes, f"{path} column '{label_column}'")
@@ -199,14 +237,17 @@ def _require_labelled(targets: np.ndarray, where: Path | str) -> None:
 def read_list_file(path: Path, dedupe: bool = False) -> tuple[list[str], list[str], list[int]]:
     """``relative/path label`` lines (label optional) -> (paths, raw labels, line numbers)."""
     rel, labels, lines = [], [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.rsplit(maxsplit=1)
-        if len(parts) == 2 and _is_int(parts[1]):
+        label = integer_label(parts[1]) if len(parts) == 2 else None
+        if label is not None:
             rel.append(parts[0])
-            labels.append(parts[1])
+            labels.append(str(label))
+        elif len(parts) == 2 and _number(parts[1]):
+            raise DataError(f"'{path}' line {n}: label '{parts[1]}' is not an integer class index; write 'relative/path.jpg <class index>'")
         else:
             rel.append(line)
             labels.append("")
@@ -217,9 +258,10 @@ def read_list_file(path: Path, dedupe: bool = False) -> tuple[list[str], list[st
     return [rel[i] for i in keep], [labels[i] for i in keep], [lines[i] for i in keep]
 
 
-def _is_int(s: str) -> bool:
+def _number(s: str) -> bool:
+    """Whether ``s`` reads as a number ('2.5', 'nan'): a label, not the end of a path."""
     try:
-        int(s)
+        float(s)
         return True
     except ValueError:
         return False
@@ -252,18 +294,21 @@ def list_file(
         if f is not None:
             raw[s] = read_list_file(require_file(f, f"{s} list file", s), dedupe)
     check_disjoint(str(train), raw["train"][0], {str(files[s]): raw[s][0] for s in raw if s != "train" and files[s] != train})
-    labelled = [int(v) for s in raw for v in raw[s][1] if v != ""]
-    n = len(classes) if classes is not None else num_classes if num_classes is not None else max(labelled) + 1
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise DataError(f"data.source.classes has {len(classes)} names but num_classes is {num_classes}; make them agree")
+    labelled = [(files[s], line, int(v)) for s in raw for v, line in zip(raw[s][1], raw[s][2]) if v != ""]
+    n = class_count([v for _, _, v in labelled], len(classes) if classes is not None else num_classes,
+                    lambda k: f"'{labelled[k][0]}' line {labelled[k][1]}")
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(n)]
     splits = {}
     for s, (rel, labels, lines) in raw.items():
+        where = lambda i, f=files[s], lines=lines: f"'{f}' line {lines[i]}"  # noqa: E731
+        unlabelled = next((i for i, v in enumerate(labels) if v == ""), None)
+        if s != "test" and unlabelled is not None:
+            raise DataError(f"{where(unlabelled)}: '{rel[unlabelled]}' has no label; write 'relative/path.jpg <class index>' (only a test list may lack labels)")
         targets = np.asarray([int(v) if v != "" else -1 for v in labels], dtype=np.int64)
-        check_labels(targets, n, f"{files[s]}")
         if s != "test":
             _require_labelled(targets, files[s])
-        where = lambda i, f=files[s], lines=lines: f"'{f}' line {lines[i]}"  # noqa: E731
         located = [apply_rewrites(rules, r) for r in rel] if rules else rel
         splits[s] = file_split(contained_paths(base, located, where, allow_outside_root), targets, names, ids=rel)
     return Source(names, splits)
@@ -292,36 +337,69 @@ def apply_rewrites(rules: list[tuple[re.Pattern[str], str]], path: str) -> str:
 def read_json_file(path: Path) -> Any:
     """A JSON file's content; invalid JSON is a one-line error naming the file and line."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
-        raise DataError(f"'{path}' is not valid JSON (line {e.lineno}); fix the file") from None
+        raise DataError(f"'{path}' is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file") from None
+    except RecursionError:
+        raise DataError(f"'{path}' is not an annotation file: its JSON is nested too deeply to read; fix the file") from None
+
+
+def json_items(data: Any, key: str, path: Path, schema: str, required: bool = True) -> list[dict[str, Any]]:
+    """``data[key]``: a list of JSON objects (absent: empty unless ``required``); a one-line error naming the first item that is not."""
+    items = data.get(key) if isinstance(data, dict) else None
+    if items is None and not required and isinstance(data, dict):
+        return []
+    if not isinstance(items, list):
+        raise DataError(f"'{path}' has no '{key}' list; expected the {schema} schema")
+    bad = next((i for i, item in enumerate(items) if not isinstance(item, dict)), None)
+    if bad is not None:
+        raise DataError(f"'{path}' {key} item {bad} is {json.dumps(items[bad])[:40]}, not an object; expected the {schema} schema")
+    return items
+
+
+def json_int(value: Any, where: str) -> int:
+    """An integer of an annotation file (a JSON number, or a string holding one); a one-line error otherwise."""
+    number = integer_label(str(value)) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    if number is None:
+        raise DataError(f"{where} is {json.dumps(value)[:40]}, not an integer; fix the JSON")
+    return number
+
+
+def json_id(value: Any, where: str) -> int | str:
+    """An image id of an annotation file: a JSON number or string (a list or object cannot be matched)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(f"{where} is {json.dumps(value)[:40]}, not a number or a string; fix the JSON")
+    return value
+
+
+COCO_SCHEMA = "iNaturalist schema {images, annotations, categories}"
 
 
 def read_coco_json(path: Path) -> tuple[list[str], list[int], list[str], dict[int, str]]:
     """iNaturalist / COCO-style classification JSON -> (file names, category ids (-1: none), image ids, categories)."""
     data = read_json_file(path)
-    images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, list):
-        raise DataError(f"'{path}' has no 'images' list; expected the iNaturalist schema {{images, annotations, categories}}")
+    images = json_items(data, "images", path, COCO_SCHEMA)
     categories = {}
-    for i, c in enumerate(data.get("categories") or []):
+    for i, c in enumerate(json_items(data, "categories", path, COCO_SCHEMA, required=False)):
         if "id" not in c:
             raise DataError(f"'{path}' category {i} has no 'id'; expected {{id, name}}")
-        categories[int(c["id"])] = str(c.get("name", c["id"]))
+        categories[json_int(c["id"], f"'{path}' category {i}: id")] = str(c.get("name", c["id"]))
     label: dict[Any, int] = {}
-    for i, a in enumerate(data.get("annotations") or []):
+    for i, a in enumerate(json_items(data, "annotations", path, COCO_SCHEMA, required=False)):
         if "image_id" not in a or "category_id" not in a:
             raise DataError(f"'{path}' annotation {i} lacks image_id or category_id; expected {{image_id, category_id}}")
-        if a["image_id"] in label and label[a["image_id"]] != int(a["category_id"]):
-            raise DataError(f"'{path}': image {a['image_id']} has two categories ({label[a['image_id']]}, {a['category_id']}); keep one annotation")
-        label[a["image_id"]] = int(a["category_id"])
+        image, category = json_id(a["image_id"], f"'{path}' annotation {i}: image_id"), json_int(a["category_id"], f"'{path}' annotation {i}: category_id")
+        if image in label and label[image] != category:
+            raise DataError(f"'{path}': image {image} has two categories ({label[image]}, {category}); keep one annotation")
+        label[image] = category
     files, cats, ids = [], [], []
     for i, im in enumerate(images):
         if "file_name" not in im or "id" not in im:
             raise DataError(f"'{path}' image {i} lacks file_name or id; expected {{id, file_name}}")
+        image = json_id(im["id"], f"'{path}' image {i}: id")
         files.append(str(im["file_name"]))
-        cats.append(label.get(im["id"], -1))
-        ids.append(str(im["id"]))
+        cats.append(label.get(image, -1))
+        ids.append(str(image))
     return files, cats, ids, categories
 
 
@@ -365,19 +443,18 @@ def inat_json(
 
 def read_mbit_json(path: Path, image_key: str) -> tuple[list[str], list[int], list[str], int | None, list[str] | None]:
     data = read_json_file(path)
-    anns = data.get("annotations") if isinstance(data, dict) else None
-    if not isinstance(anns, list):
-        raise DataError(f"'{path}' has no 'annotations' list; expected the MBIT schema {{annotations: [...], num_classes: K}}")
     rel, labels, ids = [], [], []
-    for i, a in enumerate(anns):
+    for i, a in enumerate(json_items(data, "annotations", path, "MBIT schema {annotations: [...], num_classes: K}")):
         if image_key not in a:
             raise DataError(f"'{path}' annotation {i} has no '{image_key}'; set data.source.image_key")
         rel.append(str(a[image_key]))
-        labels.append(int(a["category_id"]) if a.get("category_id") is not None else -1)
-        ids.append(str(a.get("image_id", a[image_key])))
+        labels.append(json_int(a["category_id"], f"'{path}' annotation {i}: category_id") if a.get("category_id") is not None else -1)
+        ids.append(str(json_id(a.get("image_id", a[image_key]), f"'{path}' annotation {i}: image_id")))
     num = data.get("num_classes")
     names = data.get("class_names")
-    return rel, labels, ids, (int(num) if num is not None else None), names
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, (str, int)) for n in names)):
+        raise DataError(f"'{path}': class_names is {json.dumps(names)[:40]}, not a list of names; fix the JSON")
+    return rel, labels, ids, (json_int(num, f"'{path}': num_classes") if num is not None else None), names
 
 
 @DATASETS.register("mbit_json")
@@ -410,18 +487,22 @@ def mbit_json(
     elif file_names:
         names = [str(c) for c in file_names]
     else:
+        flat = [(files[s], raw[s][5][i], v) for s in raw for i, v in enumerate(raw[s][1])]
+        where_flat = lambda k: f"'{flat[k][0]}' annotation {flat[k][1]}"  # noqa: E731
         num = next(iter(labelled_nums.values()), None)
-        num = num if num is not None else max(v for s in raw for v in raw[s][1]) + 1
+        if num is not None and num > max(len(flat), MAX_INFERRED_CLASSES):  # a hostile num_classes must not build a billion names
+            raise DataError(f"'{next(iter(labelled_nums))}' says num_classes={num:,} but the files hold {len(flat):,} annotations; fix num_classes in the JSON")
+        num = num if num is not None else class_count([v for _, _, v in flat], None, where_flat)
         names = [str(i) for i in range(num)]
     for f, num in labelled_nums.items():
         if num != len(names):
             raise DataError(f"'{f}' says num_classes={num} but the class list has {len(names)} names; fix data.source.classes or the JSON")
     splits = {}
     for s, (rel, labels, ids, _, _, kept) in raw.items():
+        where = lambda i, f=files[s], kept=kept: f"'{f}' annotation {kept[i]}"  # noqa: E731
+        class_count(labels, len(names), where)
         targets = np.asarray(labels, dtype=np.int64)
-        check_labels(targets, len(names), files[s])
         if s != "test" or (targets >= 0).any():  # a test split is labelled throughout or not at all
             _require_labelled(targets, files[s])
-        where = lambda i, f=files[s], kept=kept: f"'{f}' annotation {kept[i]}"  # noqa: E731
         splits[s] = file_split(contained_paths(base, rel, where, allow_outside_root), targets, names, ids=ids)
     return Source(names, splits)

@@ -10,7 +10,7 @@ from ...core.errors import DataError
 from ...core.registry import DATASETS
 from .archive import ensure_extracted, is_tarball
 from .base import Source, file_split, require_dir
-from .files import read_csv_rows, relative_ids, scan_class_folders
+from .files import contained_paths, read_csv_rows, relative_ids, scan_class_folders
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -60,7 +60,7 @@ def ham10000(root: str, metadata: str = "HAM10000_metadata.csv", image_dir: str 
     """HAM10000 (ISIC 2018 task 3 train): images + metadata CSV, lesion_id kept as group, MBIT class order."""
     root = _folder(root, cache_dir, "root")
     meta = root / metadata
-    if not meta.is_file():
+    if not meta.exists():  # a FIFO or a folder there is named as such by read_csv_rows
         raise DataError(f"'{meta}' not found; data.source.root must hold {metadata} (set data.source.metadata)")
     images = require_dir(root / image_dir, "HAM10000 image folder", "image_dir")
     columns, rows = read_csv_rows(meta)
@@ -74,7 +74,7 @@ def ham10000(root: str, metadata: str = "HAM10000_metadata.csv", image_dir: str 
             raise DataError(f"{meta} row {n + 2}: dx '{r['dx']}' is not one of {HAM10000_CLASSES}; fix the metadata")
         targets.append(lookup[r["dx"]])
     ids = [r["image_id"] for r in rows]
-    paths = [images / f"{i}.jpg" for i in ids]
+    paths = contained_paths(images, [f"{i}.jpg" for i in ids], lambda n: f"'{meta}' row {n + 2}", allow_outside=False)
     groups = np.asarray([r["lesion_id"] for r in rows])
     ds = file_split(paths, np.asarray(targets, dtype=np.int64), HAM10000_CLASSES, ids=ids, groups=groups, channels=3)
     return Source(list(HAM10000_CLASSES), {"all": ds}, channels=3, info={"root": str(root)})
