@@ -72,30 +72,39 @@ def _data_config(path: str, overrides: list[str]) -> tuple[Any, int, Any]:
 
 
 def run_describe(args: argparse.Namespace) -> int:
+    from .. import rundir
     from ..data import build_data, describe, plot_class_histogram
     from ..models import data_for_model
 
+    stem = Path(args.config).stem
+    plot = Path(args.plot) if args.plot else (Path(args.out) / f"{stem}_classes.png" if args.out else None)
+    summary = Path(args.out) / f"{stem}_describe.txt" if args.out else None
+    for path, example in ((summary, f"{stem}_describe.txt"), (plot, f"{stem}_classes.png")):  # before any work: no folder, no file a run owns
+        if path is not None:
+            rundir.check_output(path, "data", example)
     data, seed, model = _data_config(args.config, list(args.overrides or []))
     data, spec = data_for_model(data, model)  # `image_size: model` / `normalize: model` come from the backbone
     stats = (spec.mean, spec.std) if spec is not None else None
     bundle = build_data(data, seed=args.seed if args.seed is not None else seed, model_stats=stats)
     text = describe(bundle)
     print(text)
-    stem = Path(args.config).stem
-    plot = Path(args.plot) if args.plot else (Path(args.out) / f"{stem}_classes.png" if args.out else None)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        summary = Path(args.out) / f"{stem}_describe.txt"
-        summary.write_text(text + "\n")
+    if summary is not None:
+        rundir.atomic_write_bytes(summary, (text + "\n").encode())
         print(f"summary: {summary}")
     if plot is not None:
-        print(f"class histogram: {plot_class_histogram(bundle, plot)}")
+        print(f"class histogram: {plot_class_histogram(bundle, plot, write=rundir.atomic_write_bytes)}")
     return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from .. import rundir
     from ..data.converters import CONVERTERS, write_outputs
 
+    for path, example in ((args.out, f"{args.format}.json"), (args.csv, f"{args.format}.csv")):  # before any work: no folder, no file a run owns
+        if path is not None:
+            rundir.check_output(path, "data", example)
+    if args.small:
+        rundir.check_output_folder(args.small, "data", "small")
     fn = CONVERTERS[args.format]
     conv = fn(args.input) if args.format == "derm7pt" else fn(args.input, extension=args.extension)
     root = args.root
@@ -107,7 +116,7 @@ def run_convert(args: argparse.Namespace) -> int:
         conv = shrink_images(conv, args.root, args.small, args.short_side, args.remove_borders)
         root = args.small
         print(f"wrote {len(conv.records)} small images to {args.small}")
-    write_outputs(conv, root, args.out, args.csv, check_images=not args.no_check)
+    write_outputs(conv, root, args.out, args.csv, check_images=not args.no_check, write=rundir.atomic_write_bytes)
     labelled = sum(r.label is not None for r in conv.records)
     print(f"wrote {args.out}: {len(conv.records)} images ({labelled} labelled), {conv.num_classes} classes "
           f"[{', '.join(conv.class_names)}]" + (f"; {args.csv}" if args.csv else ""))
@@ -115,8 +124,10 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_extract_frames(args: argparse.Namespace) -> int:
+    from .. import rundir
     from ..data.extract import extract_frames
 
+    rundir.check_output_folder(args.out_dir, "data", "frames")  # before any work: not a folder a run owns
     summary = extract_frames(args.video_dir, args.out_dir, every=args.every, short_side=args.short_side,
                              quality=args.quality, overwrite=args.overwrite)
     print(f"wrote {summary.clips} clips ({summary.frames} frames) under {args.out_dir}"

@@ -7,7 +7,6 @@ probability; the report draws them with their labels. Clips keep their middle fr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,8 @@ def thumbnail(image: Any, size: int = THUMBNAIL) -> np.ndarray:
 
 def save_errors(folder: Path, dataset: Any, logits: np.ndarray, targets: np.ndarray, ids: list[str], count: int = 16) -> Path | None:
     """Write the ``count`` most confident errors of ``dataset`` to ``folder/errors.npz``; None when there is none."""
+    from ..rundir import atomic_write  # loads torch: only when writing
+
     idx = confident_errors(logits, targets, count)
     if len(idx) == 0:
         return None
@@ -55,11 +56,8 @@ def save_errors(folder: Path, dataset: Any, logits: np.ndarray, targets: np.ndar
     for k, t in enumerate(thumbs):  # pad to one shape (top-left), sizes kept for drawing
         images[k, : t.shape[0], : t.shape[1]] = t
     probs = softmax(np.asarray(logits, dtype=np.float64)[idx])
-    path = folder / ERRORS_FILE
-    tmp = path.with_name(f".{path.stem}.tmp.npz")  # a killed write never leaves a half file under the real name
-    np.savez_compressed(
-        tmp, images=images, sizes=np.asarray([t.shape[:2] for t in thumbs]), ids=np.asarray([str(ids[i]) for i in idx]),
-        targets=np.asarray(targets)[idx], predictions=probs.argmax(axis=1), confidence=probs.max(axis=1),
-    )
-    os.replace(tmp, path)
+    arrays = {"images": images, "sizes": np.asarray([t.shape[:2] for t in thumbs]), "ids": np.asarray([str(ids[i]) for i in idx]),
+              "targets": np.asarray(targets)[idx], "predictions": probs.argmax(axis=1), "confidence": probs.max(axis=1)}
+    path = Path(folder) / ERRORS_FILE
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))  # a killed write never leaves a half file under the real name
     return path

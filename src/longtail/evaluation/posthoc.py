@@ -288,9 +288,11 @@ def balanced_prior_metrics(
 
 # -------------------------------------------------------------------------------------- io
 def save_posthoc(run_dir: str | Path, posthoc: dict[str, Any]) -> Path:
-    """Write ``run_dir/posthoc.json``."""
+    """Write ``run_dir/posthoc.json`` atomically (a kill leaves the old file or the new one)."""
+    from ..rundir import atomic_write_bytes  # loads torch: only when writing
+
     path = Path(run_dir) / POSTHOC_FILE
-    path.write_text(json.dumps(posthoc, indent=2) + "\n")
+    atomic_write_bytes(path, (json.dumps(posthoc, indent=2) + "\n").encode())
     return path
 
 

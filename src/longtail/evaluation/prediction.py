@@ -3,7 +3,6 @@ the input looks unlike the training data (a colour photo scored by a grey-digit 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +48,13 @@ def check_top_k(top_k: int, num_classes: int) -> int:
 def input_warning(path: str | Path, meta: dict[str, Any]) -> str:
     """Why ``path`` is far from the training data ('' when it is not): its channels, or a side more
     than :data:`SIZE_FACTOR` times off the size the run's images were decoded to."""
-    from PIL import Image, UnidentifiedImageError
+    from ..core.errors import DataError
+    from ..data.decode import GRAY_MODES, open_image
 
-    from ..data.decode import GRAY_MODES
-
-    try:
-        with Image.open(path) as img:
+    try:  # the one image opener: a regular raster file only, so no other format's parser ever runs here
+        with open_image(path, None) as img:
             grey, (w, h) = img.mode in GRAY_MODES, img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except DataError:
         return ""  # decoding reports bad files itself
     problems = []
     trained_grey = int(meta["channels"]) == 1
@@ -71,10 +69,7 @@ def input_warning(path: str | Path, meta: dict[str, Any]) -> str:
 
 
 def write_csv(rows: list[dict[str, Any]], out: str | Path, header: list[str]) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    """``predict``'s CSV, written atomically: a kill mid-write leaves the earlier CSV, never half of one."""
+    from ..rundir import write_csv as write_rows  # rundir loads torch: only when writing
+
+    return write_rows(Path(out), header, ([row.get(h, "") for h in header] for row in rows))

@@ -9,7 +9,6 @@ to 0.51 so that the argmax becomes a positive prediction.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -106,14 +105,9 @@ def write_isic_submission(
         names = [*names, "UNK"]
     if rule_051:
         probs = apply_rule_051(probs)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", *names])
-        for image_id, row in zip(image_ids, probs):
-            writer.writerow([str(image_id), *(f"{v:.6f}" for v in row)])
-    return out
+    from ..rundir import write_csv  # atomic: a kill mid-write leaves the earlier file (rundir loads torch: only when writing)
+
+    return write_csv(Path(path), ["image", *names], ([str(image_id), *(f"{v:.6f}" for v in row)] for image_id, row in zip(image_ids, probs)))
 
 
 def challenge_order(challenge: str, class_names: Sequence[str]) -> list[int]:

@@ -14,7 +14,7 @@ import numpy as np
 from .. import rundir
 from ..core.errors import LongtailError
 from ..training.finalize import apply_posthoc_to
-from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, run_checkpoint
+from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, run_checkpoint, saved_splits
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
@@ -31,7 +31,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
-    splits = rundir.read_json(run_dir / rundir.SPLITS) if (run_dir / rundir.SPLITS).is_file() else None
+    splits = saved_splits(run_dir, cfg)
     bundle, _ = build_run_data(cfg, splits)
     dataset = getattr(bundle, split, None)
     if dataset is None:

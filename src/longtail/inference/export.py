@@ -10,9 +10,11 @@ has to decode, resize and divide by 255; the sidecar says how. The batch size is
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     from ..evaluation.posthoc import prior_shift, tau_norm_bias_mode
     from ..models.heads import tau_normalize_weight
     from ..training.finalize import head_params
-    from ..training.loading import DATA_META, load_model, load_run_config, read_posthoc
+    from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc
 
     cfg = load_run_config(run_dir)
     if cfg.spbl is not None:
@@ -74,7 +76,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     if cfg.eval.tta is not None:
         raise LongtailError(f"'{run_dir}' predicts with test-time augmentation (eval.tta), which the exported graph does not "
                             "include, so the exported model would disagree with `longtail predict`")
-    meta = rundir.read_json(run_dir / DATA_META)
+    meta = read_data_meta(run_dir)
     names, counts = meta["class_names"], np.asarray(meta["train_counts"])
     device = torch.device("cpu")
     model = load_model(run_dir, cfg, len(names), meta["channels"], counts, device)
@@ -145,15 +147,16 @@ def default_out(run_dir: Path, fmt: str) -> Path:
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Write the run's deployable model (``format``: onnx or torchscript) and ``<out>.json`` beside it.
 
-    The ONNX file is checked with ``onnx.checker`` and one batch through ``onnxruntime`` against
-    the PyTorch model; returns the model's path.
+    Both paths are checked before any work (never a file the run owns, never a folder). The model is
+    built in memory, checked there (ONNX with ``onnx.checker``; one batch through ``onnxruntime`` or
+    TorchScript against the PyTorch model), then written atomically: a kill or a full disk leaves the
+    old file or the new one. Returns the model's path.
     """
     if format not in FORMATS:
         raise LongtailError(f"export format '{format}' is not one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
+    path, within = _output(run_dir, format, out)
     deployed, info = build_deployed(run_dir)
-    path = Path(out) if out is not None else default_out(run_dir, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = _example_input(info)
     with torch.no_grad(), warnings.catch_warnings():
         # torch marks jit.trace and the TorchScript-based ONNX exporter deprecated; both still work and are checked below
@@ -162,21 +165,22 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
         # shape checks in the eval transforms see H x W, which the input fixes; only the batch size varies
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         expected = deployed(example).numpy()
-        if format == "torchscript":
-            traced = torch.jit.trace(deployed, example, check_trace=False)
-            tmp = path.with_name(path.name + ".tmp")
-            traced.save(str(tmp))
-            tmp.replace(path)
-        else:
-            _export_onnx(deployed, example, path)
-    got = run_exported(path, example.numpy())
-    diff = float(np.abs(got - expected).max())
+        data = _torchscript_bytes(deployed, example) if format == "torchscript" else _onnx_bytes(deployed, example)
+    diff = float(np.abs(_probabilities(data, format, example.numpy()) - expected).max())
     if diff > 1e-4:
-        path.unlink(missing_ok=True)
         raise LongtailError(f"the exported {format} model disagrees with the PyTorch model (max abs difference {diff:.2e}); nothing was written")
     info["format"] = format
-    rundir.write_json(sidecar_path(path), info)
+    rundir.atomic_write_bytes(path, data, within)
+    rundir.write_json(sidecar_path(path), info, within)
     return path
+
+
+def _output(run_dir: Path, format: str, out: str | Path | None) -> tuple[Path, Path | None]:
+    """The model's path, checked with its sidecar's (rundir.outputs), and the run to keep the default one in (no link out of it)."""
+    example = default_out(run_dir, format).name
+    path = rundir.check_output(out if out is not None else default_out(run_dir, format), "export", example)
+    rundir.check_output(sidecar_path(path), "export", example, label="the sidecar JSON")
+    return path, run_dir if out is None else None
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -193,39 +197,50 @@ def _example_input(info: dict[str, Any]) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(0))
 
 
-def _export_onnx(deployed: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _torchscript_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
+    """The traced model as a TorchScript file's bytes (built in memory: the file is written atomically after the check)."""
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.trace(deployed, example, check_trace=False), buf)
+    return buf.getvalue()
+
+
+def _onnx_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
+    """The model as an ONNX file's bytes, checked with ``onnx.checker`` (built in memory, like :func:`_torchscript_bytes`)."""
     try:
         import onnx
     except ImportError:
         raise LongtailError("ONNX export needs the export extra: pip install 'longtail[export]' (onnx and onnxruntime)") from None
     from torch.onnx.errors import UnsupportedOperatorError
 
-    tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
     try:
-        torch.onnx.export(deployed, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        torch.onnx.export(deployed, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET, dynamo=False)
     except UnsupportedOperatorError as e:
-        tmp.unlink(missing_ok=True)
         op = str(e).split("'")[1] if "'" in str(e) else "an operator"
         hint = " (the antialiased resize of data.eval_transforms)" if "_aa" in op else ""
         raise LongtailError(f"the model uses {op}{hint}, which ONNX opset {OPSET} cannot express; export with --format torchscript") from None
-    onnx.checker.check_model(onnx.load(str(tmp)))
-    tmp.replace(path)
+    onnx.checker.check_model(onnx.load_model_from_string(buf.getvalue()))
+    return buf.getvalue()
 
 
 def run_exported(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Probabilities of an exported model (by its suffix: .onnx through onnxruntime, else TorchScript)."""
-    path = Path(path)
-    if path.suffix == ".onnx":
+    """Probabilities of an exported model, whatever its file name: a TorchScript file is a zip archive, an ONNX file is not."""
+    return _probabilities(Path(path).read_bytes(), "torchscript" if zipfile.is_zipfile(path) else "onnx", x)
+
+
+def _probabilities(data: bytes, format: str, x: np.ndarray) -> np.ndarray:
+    """Probabilities of the exported model ``data`` (the bytes of a ``format`` file) on the batch ``x``."""
+    if format == "onnx":
         try:
             import onnxruntime as ort
         except ImportError:
             raise LongtailError("checking an ONNX model needs onnxruntime: pip install 'longtail[export]'") from None
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         return session.run(None, {INPUT_NAME: x.astype(np.float32)})[0]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     with torch.no_grad():
         return module(torch.as_tensor(x, dtype=torch.float32)).numpy()
 

@@ -17,8 +17,9 @@ from .. import rundir
 from ..catalog.check import load_config
 from ..core.errors import LongtailError
 from ..core.schema import Config
+from ..data.decode import shown
 from ..training.finalize import head_params
-from ..training.loading import DATA_META, load_model, load_run_config, read_posthoc
+from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc
 
 log = logging.getLogger("longtail")
 
@@ -26,17 +27,28 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def find_images(paths: list[str | Path]) -> list[Path]:
-    """Expand folders (recursively) into image files; keep explicit files as given."""
+    """Expand folders (recursively) into image files; keep explicit files as given.
+
+    Only regular files are read: a FIFO, a socket or a device (``/dev/zero``), given or found in a
+    folder, would hang or never end; each is left out and named in a WARNING line."""
+    from ..data.decode import irregular, shown
+
     found: list[Path] = []
+    odd: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
-        elif p.is_file():
-            found.append(p)
+            listed = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
+        elif p.exists():
+            listed = [p]
         else:
-            raise LongtailError(f"'{p}' does not exist; pass image files or folders of images")
+            raise LongtailError(f"'{shown(p)}' does not exist; pass image files or folders of images")
+        kinds = [irregular(f) for f in listed]
+        found += [f for f, kind in zip(listed, kinds) if kind is None]
+        odd += [f"'{shown(f)}' ({kind})" for f, kind in zip(listed, kinds) if kind is not None]
+    if odd:
+        log.warning("skipped %d input(s) that are not regular files: %s; only regular files are read as images", len(odd), ", ".join(odd[:3]) + (" ..." if len(odd) > 3 else ""))
     if not found:
-        raise LongtailError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(map(str, paths))}")
+        raise LongtailError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {', '.join(shown(p) for p in paths)}")
     return found
 
 
@@ -59,7 +71,7 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
     if cfg.data.on_bad_image == "skip":
         from ..data.decode import readable
 
-        kept = [f for f in files if readable(f)]
+        kept = [f for f in files if readable(f, cfg.data.max_image_pixels)]
         if len(kept) < len(files):
             log.warning("skipped %d unreadable image(s) of %d (data.on_bad_image=skip), e.g. '%s'",
                         len(files) - len(kept), len(files), next(f for f in files if f not in kept))
@@ -68,7 +80,8 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
         files = kept
     # the size the model was trained at (data.image_size, or the data's own size when it sets none),
     # so an input of another size is resized as training would have, not stacked at its own size
-    decoder = Decoder(meta["channels"], meta.get("image_size") or cfg.data.image_size, cfg.data.preprocess)
+    decoder = Decoder(meta["channels"], meta.get("image_size") or cfg.data.image_size, cfg.data.preprocess,
+                      max_image_pixels=cfg.data.max_image_pixels)
     return (lambda i: decoder(files[i])), files
 
 
@@ -83,10 +96,12 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     from ..evaluation import prediction
 
     run_dir = Path(run_dir)
+    if out is not None:  # checked before any work: never a folder, never a file a run owns
+        out = rundir.check_output(out, "predict", "predictions.csv" if submission is None else f"{submission}_submission.csv")
     cfg = load_run_config(run_dir)
     if overrides:
         cfg = load_config(run_dir / rundir.CONFIG, overrides)
-    meta = rundir.read_json(run_dir / DATA_META)
+    meta = read_data_meta(run_dir)
     class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
     top_k = prediction.check_top_k(top_k, len(class_names))
     header = prediction.columns(class_names, top_k)
@@ -124,7 +139,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
         probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
         for f, p in zip(chunk, probs):
             warning = "" if clips else prediction.input_warning(f, meta)
-            rows.append(prediction.row(str(f), p, class_names, top_k, warning))
+            rows.append(prediction.row(shown(f), p, class_names, top_k, warning))
     flagged = [r for r in rows if r[prediction.WARNING]]
     if flagged:
         log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",
@@ -132,7 +147,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     if submission is not None:
         from ..evaluation.submission import write_challenge_csv
 
-        ids = [Path(f).stem for f in files]
+        ids = [shown(Path(f).stem) for f in files]
         write_challenge_csv(out, submission, ids, np.concatenate(all_logits), class_names, cfg.eval.unk_class, rule_051)  # type: ignore[arg-type]
     elif out is not None:
         prediction.write_csv(rows, out, header)

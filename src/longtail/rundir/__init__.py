@@ -10,24 +10,29 @@ from .files import (
     atomic_torch_save,
     atomic_write,
     atomic_write_bytes,
+    check_inside,
+    damaged,
     load_predictions,
     read_json,
     read_jsonl,
     save_predictions,
     truncate_metrics,
+    write_csv,
     write_error,
     write_json,
     write_jsonl,
 )
-from .layout import BEST, CONFIG, ENVIRONMENT, LAST, MARKER, METRICS, PACES, POSTHOC, PREDICTIONS, RESULTS, SPLITS
+from .layout import BEST, CONFIG, DATA_META, ENVIRONMENT, LAST, MARKER, METRICS, PACES, POSTHOC, PREDICTIONS, REPORT_FILES, REPORT_HTML, REPORT_MD, RESULTS, SPLITS
 from .lock import RunLock
+from .outputs import check_output, check_output_folder
 from .provenance import environment, git_revision
 from .staging import check_new, clean_temp_files, commit, create, discard, is_run, next_free, recover, resumable, staging_dir, taken
 
 __all__ = [
-    "BEST", "CONFIG", "ENVIRONMENT", "LAST", "MARKER", "METRICS", "PACES", "POSTHOC", "PREDICTIONS", "RESULTS", "SPLITS",
-    "RunLock", "append_jsonl", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "check_new", "clean_temp_files",
-    "commit", "create", "discard", "environment", "git_revision", "is_run", "load_predictions", "next_free", "read_json",
-    "read_jsonl", "recover", "resumable", "save_predictions", "staging_dir", "taken", "truncate_metrics", "write_error",
-    "write_json", "write_jsonl",
+    "BEST", "CONFIG", "DATA_META", "ENVIRONMENT", "LAST", "MARKER", "METRICS", "PACES", "POSTHOC", "PREDICTIONS", "REPORT_FILES", "REPORT_HTML",
+    "REPORT_MD", "RESULTS", "SPLITS",
+    "RunLock", "append_jsonl", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "check_inside", "check_new", "check_output",
+    "check_output_folder", "clean_temp_files", "commit", "create", "damaged", "discard", "environment", "git_revision", "is_run",
+    "load_predictions", "next_free", "read_json", "read_jsonl", "recover", "resumable", "save_predictions", "staging_dir", "taken",
+    "truncate_metrics", "write_csv", "write_error", "write_json", "write_jsonl",
 ]

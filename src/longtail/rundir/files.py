@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,7 +16,8 @@ import numpy as np
 import torch
 
 from ..core.errors import LongtailError
-from .layout import LAST, METRICS, PREDICTIONS
+from ..core.wording import option
+from .layout import LAST, METRICS, PREDICTIONS, STAGING_PREFIX
 
 
 # ------------------------------------------------------------------------------ safe writes
@@ -34,13 +37,27 @@ def write_error(path: Path, e: OSError) -> LongtailError:
     )
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def check_inside(path: Path, root: Path) -> None:
+    """Refuse ``path`` when its folder leads outside ``root`` (a symbolic link to elsewhere), so a run's writes into itself stay in it."""
+    folder, top = os.path.realpath(path.parent), os.path.realpath(root)
+    if os.path.commonpath([folder, top]) != top:
+        raise LongtailError(f"'{path.parent}' leads outside '{root}' (to '{folder}', through a symbolic link); "
+                            "replace the link with a real folder and run again")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], within: Path | None = None) -> None:
     """Write via a temp file + rename, so readers see the old or the new file, never half of one.
 
-    ``write`` fills the open temp file; the file gets the user's umask (not mkstemp's 0600)."""
+    ``write`` fills the open temp file; the file gets the user's umask (not mkstemp's 0600). The temp
+    file is new (mkstemp: O_EXCL, a random name ending in ``.tmp<suffix>``), so a planted file or link
+    of a guessable name is never written through; the rename replaces a link at ``path`` itself, never
+    the file it points to. With ``within``, a folder that leads outside it is refused (:func:`check_inside`)."""
+    path = Path(path)
+    if within is not None:
+        check_inside(path, within)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     except OSError as e:
         raise write_error(path, e) from None
     try:
@@ -58,9 +75,19 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, within: Path | None = None) -> None:
     """``data`` into ``path`` atomically."""
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), within)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], within: Path | None = None) -> Path:
+    """A CSV (``header``, then ``rows``) written atomically, as ``csv.writer`` formats it; returns ``path``."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(Path(path), text.getvalue().encode(), within)
+    return Path(path)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -68,12 +95,37 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
+def write_json(path: Path, obj: Any, within: Path | None = None) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode(), within)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def damaged(path: Path, problem: str, fix: str = "restore the file") -> LongtailError:
+    """A run file that is not what longtail wrote, as one line: the run directory is damaged.
+
+    A file of a staging copy (a finished run extended on a copy) is named in the run itself, where the user can fix it."""
+    parts = [p[1 : p.index(STAGING_PREFIX)] if p.startswith(".") and STAGING_PREFIX in p else p for p in Path(path).parts]
+    return LongtailError(f"'{Path(*parts)}' {problem}; the run directory is damaged: {fix} or retrain with {option('overwrite')}")
+
+
+def read_json(path: Path, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON object longtail wrote (with every one of ``keys``); a missing, unreadable or damaged file is one line."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise damaged(path, "is missing") from None
+    except json.JSONDecodeError as e:
+        raise damaged(path, f"is not valid JSON (line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise damaged(path, "is not valid JSON (not UTF-8 text)") from None
+    except OSError as e:
+        raise LongtailError(f"cannot read '{path}' ({e.strerror}); make it readable and run again") from None
+    if not isinstance(data, dict):
+        raise damaged(path, f"holds a JSON {type(data).__name__}, not the object longtail writes")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise damaged(path, f"has no {', '.join(map(repr, missing))} entry")
+    return data
 
 
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
@@ -97,9 +149,28 @@ def truncate_metrics(run_dir: Path, finished_epochs: int) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not Path(path).is_file():
+    """The records of a JSON-lines file; an unreadable last line (an append a kill cut short) is left out,
+    an unreadable line before it is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1) if line.strip()]
+    records = []
+    for k, (n, line) in enumerate(lines):
+        record = _json_object(line)
+        if record is not None:
+            records.append(record)
+        elif k < len(lines) - 1:
+            raise damaged(path, f"line {n} is not a JSON object", "restore the file, delete that line")
+    return records
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _json_default(o: Any) -> Any:
@@ -114,17 +185,10 @@ def _json_default(o: Any) -> Any:
 
 def save_predictions(run_dir: Path, split: str, logits: np.ndarray, targets: np.ndarray, ids: list[str], features: np.ndarray | None) -> Path:
     path = run_dir / PREDICTIONS / f"{split}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"logits": logits.astype(np.float32), "targets": targets.astype(np.int64), "ids": np.asarray(ids, dtype=str)}
     if features is not None:
         arrays["features"] = features.astype(np.float32)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise write_error(path, e) from None
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 

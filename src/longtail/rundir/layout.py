@@ -12,6 +12,17 @@ LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
 PREDICTIONS = "predictions"
 PACES = "paces"  # SPBL: one engine run per pace, paces/<k>/
+DATA_META = "data.json"  # what the data looked like to the model (training.loading reads it back)
+RESUMES = "resumes.jsonl"  # training.resume_check: one line per resume
+SPBL = "spbl"  # SPBL's final classifier and pools
+TENSORBOARD = "tensorboard"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+REPORT_FILES = "report_files"  # the report's figures (PNG), linked from report.md
+#: what ``longtail report`` writes (training writes it too, at the end of a run)
+REPORT = (REPORT_HTML, REPORT_MD, REPORT_FILES)
+#: what ``longtail export`` writes by default: model.onnx / model.pt and each one's sidecar JSON
+EXPORTED = ("model.onnx", "model.onnx.json", "model.pt", "model.pt.json")
 
 
 #: written when a run directory is created; ``--overwrite`` only replaces folders that have it
@@ -20,4 +31,4 @@ STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
 
 #: every file a run writes (a temp file of one of these names is a killed write: staging.clean_temp_files)
-WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, LAST, BEST, "data.json", "pace.json", "classifier.skops")
+WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD)

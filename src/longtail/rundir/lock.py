@@ -18,12 +18,15 @@ class RunLock:
 
     The lock is ``fcntl.flock`` on ``<output_dir>/.<name>.lock`` (beside the run, so that it
     survives the run directory being swapped); the kernel releases it when the process exits or
-    dies. The file holds the holder's pid for the error message, and is removed on release.
+    dies. The file holds the holder's pid for the error message, and is removed on release. It is
+    keyed on the run's real path (symbolic links and ``..`` resolved), so a run reached by two
+    names still has one lock.
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
+        real = Path(os.path.realpath(self.run_dir))
+        self.path = real.parent / f".{real.name}.lock"
         self._fd: int | None = None
         self._made: list[Path] = []
 

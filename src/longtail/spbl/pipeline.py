@@ -332,13 +332,9 @@ def predict(runner: FeatureRunner, dataset: Any) -> Any:
 
 # --------------------------------------------------------------------------------- persistence
 def save_block(path: Path, block: Block, pool_scores: np.ndarray, selected: np.ndarray | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(
-        tmp, features=block.features, labels=block.labels, stored_weights=block.stored_weights, sources=block.sources,
-        pool_scores=pool_scores, selected=np.asarray(selected if selected is not None else [], dtype=np.int64),
-    )
-    tmp.replace(path)
+    arrays = {"features": block.features, "labels": block.labels, "stored_weights": block.stored_weights, "sources": block.sources,
+              "pool_scores": pool_scores, "selected": np.asarray(selected if selected is not None else [], dtype=np.int64)}
+    rundir.atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def load_block(path: Path) -> tuple[Block, np.ndarray]:

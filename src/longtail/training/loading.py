@@ -19,6 +19,10 @@ from ..core.schema import Config
 
 #: what the data looked like to the model (classes, channels, size, normalisation), beside config.yaml
 DATA_META = "data.json"
+#: the entries of data.json every reader needs (older runs may lack the rest)
+DATA_META_KEYS = ("class_names", "train_counts", "channels", "norm_mean", "norm_std")
+#: the entries of splits.json that make it a splits file (data.build.splits_from_json checks the rest)
+SPLITS_KEYS = ("format", "sizes", "train")
 
 #: ``evaluate(checkpoint=...)`` names -> checkpoint files of a run directory
 CHECKPOINTS = {"best": rundir.BEST, "last": rundir.LAST}
@@ -40,8 +44,7 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
     if not path.is_file():
         raise LongtailError(f"no checkpoint '{path}'; the run has not validated yet (train it, or resume it)")
     state = load_checkpoint(path, map_location=device)
-    meta = Path(run_dir) / DATA_META
-    names = rundir.read_json(meta)["class_names"] if meta.is_file() else None
+    names = read_data_meta(run_dir)["class_names"] if (Path(run_dir) / DATA_META).is_file() else None
     check_checkpoint(state, cfg, num_classes, path, names)
     # the checkpoint holds every weight: never fetch or read pretrained weights again here
     model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
@@ -108,21 +111,30 @@ def check_item_kind(model: Any, bundle: Any, name: str) -> None:
         raise LongtailError(f"model '{name}' is a 3D backbone for clips but data.source gives images; use an image backbone or a clip source (egtea)")
 
 
+def read_data_meta(run_dir: str | Path) -> dict[str, Any]:
+    """The run's data.json; a missing, damaged or incomplete one is a one-line error."""
+    return rundir.read_json(Path(run_dir) / DATA_META, keys=DATA_META_KEYS)
+
+
 def read_posthoc(run_dir: Path) -> dict[str, Any]:
-    """The post-hoc strengths chosen on validation ({} when the run uses none)."""
-    path = run_dir / rundir.POSTHOC
-    return rundir.read_json(path) if path.is_file() else {}
+    """The post-hoc strengths chosen on validation ({} when the run uses none); each entry holds a numeric tau."""
+    path = Path(run_dir) / rundir.POSTHOC
+    posthoc = rundir.read_json(path) if path.is_file() else {}
+    for name, entry in posthoc.items():
+        if not isinstance(entry, dict) or isinstance(entry.get("tau"), bool) or not isinstance(entry.get("tau"), (int, float)):
+            raise rundir.damaged(path, f"entry '{name}' has no numeric tau")
+    return posthoc
 
 
 def saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     """The split indices to reuse: the run's own, or data.split.file's (None: split afresh)."""
     if (run_dir / rundir.SPLITS).is_file():
-        return rundir.read_json(run_dir / rundir.SPLITS)
+        return rundir.read_json(run_dir / rundir.SPLITS, keys=SPLITS_KEYS)
     if cfg.data.split.file:
         path = Path(cfg.data.split.file)
         if not path.is_file():
             raise LongtailError(f"data.split.file '{path}' not found; point it at the splits.json of an earlier run")
-        return rundir.read_json(path)
+        return rundir.read_json(path, keys=SPLITS_KEYS)
     return None
 
 

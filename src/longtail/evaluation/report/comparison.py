@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,15 +51,23 @@ def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> st
     """A Markdown table comparing runs; with ``out``, also written as ``<out>.md`` and ``<out>.csv``."""
     if not run_dirs:
         raise LongtailError("compare needs at least one run directory")
+    paths = _outputs(out) if out is not None else None
     header, rows = compare_rows(run_dirs)
     table = md_table(header, rows) + "\n"
-    if out is not None:
-        stem = Path(out)
-        stem = stem.with_suffix("") if stem.suffix in (".md", ".csv") else stem
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{stem}.md").write_text(table)
-        with open(f"{stem}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
+    if paths is not None:
+        from ... import rundir
+
+        rundir.atomic_write_bytes(paths[0], table.encode())
+        rundir.write_csv(paths[1], header, rows)
     return table
+
+
+def _outputs(out: str | Path) -> tuple[Path, Path]:
+    """``<out>.md`` and ``<out>.csv``, checked before any work (no folder, no file a run owns)."""
+    from ... import rundir
+    from ...rundir.outputs import check_not_folder
+
+    stem = Path(out)
+    check_not_folder(stem, "compare", "comparison.md")
+    stem = stem.with_suffix("") if stem.suffix in (".md", ".csv") else stem
+    return rundir.check_output(f"{stem}.md", "compare", "comparison.md"), rundir.check_output(f"{stem}.csv", "compare", "comparison.csv")

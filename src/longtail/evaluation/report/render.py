@@ -55,16 +55,20 @@ def render_markdown(run: Run, sections: list[Section], files_dir: str) -> str:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``report_files/*.png``); return the HTML path."""
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``report_files/*.png``); return the HTML path.
+
+    Each file is written atomically (a kill leaves the old report or the new one, file by file), and
+    only inside the run: a link at a file's place is replaced, a folder that links out is refused."""
+    from ... import rundir  # loads torch: only when writing, so importing the report package stays light
+
     run = load_run(run_dir)
+    root = run.run_dir
+    for path in (root / rundir.REPORT_FILES / "figure.png", root / rundir.REPORT_MD, root / rundir.REPORT_HTML):
+        rundir.check_inside(path, root)  # before drawing anything
     sections = build_sections(run)
-    files = run.run_dir / "report_files"
-    figures = [f for s in sections for f in s.figures]
-    if figures:
-        files.mkdir(exist_ok=True)
-        for stem, png in figures:
-            (files / f"{stem}.png").write_bytes(png)
-    (run.run_dir / "report.md").write_text(render_markdown(run, sections, files.name))
-    out = run.run_dir / "report.html"
-    out.write_text(render_html(run, sections))
+    for stem, png in (f for s in sections for f in s.figures):
+        rundir.atomic_write_bytes(root / rundir.REPORT_FILES / f"{stem}.png", png, within=root)
+    rundir.atomic_write_bytes(root / rundir.REPORT_MD, render_markdown(run, sections, rundir.REPORT_FILES).encode(), within=root)
+    out = root / rundir.REPORT_HTML
+    rundir.atomic_write_bytes(out, render_html(run, sections).encode(), within=root)
     return out
