@@ -19,13 +19,21 @@ interrupted ones from ``last.pt`` and can be limited with ``--only`` / ``--seeds
 config differs from another's only after training (``posthoc``, ``eval``) can say
 ``same_training_as``: its cells re-evaluate that method's trained cells instead of training the
 same network again.
+
+A finished cell counts as done only for the config it was made with: every CSV row carries the
+cell's :func:`config_hash`, and a cell whose run directory or row was made with another config (the
+budget or an override changed) is run again, its old directory replaced only once the new run
+succeeds. The summaries average only cells made with the config the grid gives now.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import html
+import json
+import logging
 import os
 import shutil
 import statistics
@@ -37,8 +45,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import rundir
-from ..core.errors import ConfigError, LongtailError
+from ..core.errors import ConfigError, LongtailError, did_you_mean
+from ..core.schema import Config
 from .progress import Cell, GridProgress
+
+log = logging.getLogger("longtail")
 
 COLUMNS = [
     "dataset", "method", "seed", "accuracy", "balanced_accuracy", "macro_f1", "gmean", "mauc", "ece",
@@ -54,6 +65,13 @@ AFTER_TRAINING = ("posthoc", "eval")
 RUN_IDENTITY = ("name", "output_dir")
 #: what a run writes after training; a cell that shares another's training starts from a copy without these
 EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, rundir.PREDICTIONS, "report.html", "report.md", "report_files")
+#: the CSV column naming the config a row was made with (:func:`config_hash`); empty in rows written before it
+HASH_COLUMN = "config_hash"
+#: config keys that change how a cell runs, never what it computes, so changing one reruns no cell: the run's
+#: name and folder, the progress bar, TensorBoard, CPU threads, DataLoader workers and the decode cache
+HASH_IGNORES = ("name", "output_dir", "train.progress", "train.tensorboard", "train.threads", "data.num_workers", "data.cache", "data.cache_dir")
+#: what a CSV row needs to name its cell; a row without them was cut short (a killed write) or edited
+ROW_KEYS = ("dataset", "method", "seed")
 
 
 class MethodSpec(BaseModel):
@@ -80,8 +98,6 @@ class BenchSpec(BaseModel):
     @field_validator("extra_metrics")
     @classmethod
     def _known_metrics(cls, v: list[str]) -> list[str]:
-        from ..core.errors import did_you_mean
-
         known = optional_columns()
         for name in v:
             if name not in known:
@@ -111,25 +127,58 @@ def optional_columns() -> list[str]:
 
 
 def load_bench(path: str | Path) -> BenchSpec:
-    from ..core.config import format_validation_error
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"benchmark file '{p}' not found; pass an existing YAML file with -c (see benchmarks/)")
     try:
-        return BenchSpec.model_validate(yaml.safe_load(p.read_text()) or {})
+        return BenchSpec.model_validate(read_mapping(p))
     except ValidationError as e:
-        msg = format_validation_error(e, str(p))
-        raise ConfigError(msg) from None
+        raise ConfigError(bench_validation_error(e, str(p))) from None
+
+
+def read_mapping(p: Path) -> dict[str, Any]:
+    """The benchmark file's YAML mapping: a file that does not parse or holds no mapping is a one-line error naming it."""
+    from ..core.config import parse_yaml, read_config_text
+
+    text = read_config_text(p, missing=f"benchmark file '{p}' not found; pass a YAML file with -c (see benchmarks/)",
+                            fix="pass a YAML file with -c (see benchmarks/)")
+    try:
+        data = parse_yaml(text, str(p))
+    except yaml.YAMLError as e:  # worded as core.config.load_raw words a recipe's
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}; fix the syntax ({getattr(e, 'problem', e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"benchmark file '{p}' cannot be read ({e}); pass a UTF-8 YAML file with -c (see benchmarks/)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping (name:, output_dir:, results:, methods:, ...), not a {type(data).__name__}; "
+                          "see benchmarks/ for grids")
+    return data
+
+
+def bench_validation_error(err: ValidationError, source: str) -> str:
+    """One problem as one line. An unknown key comes first (a misspelt ``methodz`` also leaves ``methods`` missing)
+    and lists the keys of its own section (the grid's or a method's)."""
+    from ..core.config import format_validation_error
+
+    unknown = next((e for e in err.errors() if e["type"] == "extra_forbidden"), None)
+    if unknown is None:
+        return format_validation_error(err, source)
+    loc = [str(x) for x in unknown["loc"]]
+    valid = sorted((MethodSpec if loc[0] == "methods" else BenchSpec).model_fields)
+    return f"{source}: unknown key '{'.'.join(loc)}'{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}"
 
 
 def cells(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None, datasets: list[str] | None = None) -> list[tuple[str, str, int]]:
-    from ..core.errors import did_you_mean
-
     for option, what, chosen, known in (("--only", "method", only, spec.methods), ("--datasets", "dataset", datasets, spec.datasets)):
         unknown = [name for name in (chosen or []) if name not in known]
         if unknown:
             raise ConfigError(f"{option}: unknown {what} '{unknown[0]}'{did_you_mean(unknown[0], known)}; {what}s: {', '.join(known)}")
+    unknown_seeds = [s for s in (seeds or []) if s not in spec.seeds]
+    if unknown_seeds:
+        raise ConfigError(f"--seeds: seed {unknown_seeds[0]} is not a seed of this grid; seeds: {', '.join(map(str, spec.seeds))}")
     methods = [m for m in spec.methods if not only or m in only]
     chosen_seeds = [s for s in spec.seeds if seeds is None or s in seeds]
     return [(d, m, s) for d in spec.datasets if not datasets or d in datasets for m in methods for s in chosen_seeds]
@@ -158,10 +207,67 @@ def cell_overrides(spec: BenchSpec, dataset: str, method: str, seed: int) -> lis
     return [*spec.overrides, *spec.datasets[dataset], *m.overrides, f"seed={seed}", f"name={run_dir.name}", f"output_dir={run_dir.parent}"]
 
 
-def cell_config(spec: BenchSpec, dataset: str, method: str, seed: int) -> Any:
+def cell_config(spec: BenchSpec, dataset: str, method: str, seed: int) -> Config:
     from ..catalog.check import load_config
 
     return load_config(spec.methods[method].config, cell_overrides(spec, dataset, method, seed))
+
+
+def config_hash(cfg: Config) -> str:
+    """A short, stable hash of what a cell computes: its resolved config as canonical JSON, without HASH_IGNORES.
+
+    Keys left at their default are left out too, so a longtail that adds a config key (with a default)
+    does not make every recorded cell look changed; what the code does with a config is the rows'
+    ``git_revision``, not this hash."""
+    plain = cfg.model_dump(mode="json", exclude_defaults=True)
+    for dotted in HASH_IGNORES:
+        *parents, key = dotted.split(".")
+        section = plain
+        for part in parents:
+            section = section.get(part) or {}
+        section.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def run_dir_hash(run_dir: Path) -> str | None:
+    """The :func:`config_hash` of the config.yaml a run directory was made with, read by this longtail (keys
+    added since count at their default); None when it has none or it no longer reads as a config."""
+    from ..catalog.check import load_config
+
+    path = run_dir / rundir.CONFIG
+    if not path.is_file():
+        return None
+    try:
+        return config_hash(load_config(path))
+    except (LongtailError, ValueError):  # ValueError: not UTF-8 text
+        return None
+
+
+def made_with(spec: BenchSpec, cell: tuple[str, str, int], row: dict[str, Any] | None) -> tuple[str | None, Path | None]:
+    """The config hash behind what the grid holds for ``cell``, and the file it was read from: the run
+    directory's config.yaml when the directory holds the result (or the CSV row names no hash), else the
+    CSV row's hash; (None, None) when neither says (no run directory, and no row or a row without a hash)."""
+    config = cell_dir(spec, *cell) / rundir.CONFIG
+    if config.is_file() and (row is None or (config.parent / rundir.RESULTS).is_file() or not row.get(HASH_COLUMN)):
+        return run_dir_hash(config.parent), config
+    if row is not None and row.get(HASH_COLUMN):
+        return row[HASH_COLUMN], Path(spec.results)
+    return None, None
+
+
+def cell_state(spec: BenchSpec, cell: tuple[str, str, int], row: dict[str, Any] | None, current: str) -> tuple[str, str]:
+    """What :func:`run` does with a cell whose config hashes to ``current``, and why: ``done`` (skipped),
+    ``unchecked`` (a CSV row that names no config and has no run directory to check: kept, skipped),
+    ``rerun`` (what is there was made with another config: run afresh, the why is its INFO line) or
+    ``run`` (train it, or resume it from its last checkpoint)."""
+    finished = row is not None or (cell_dir(spec, *cell) / rundir.RESULTS).is_file()
+    made, where = made_with(spec, cell, row)
+    if where is None:
+        return ("unchecked" if finished else "run"), ""
+    if made == current:
+        return ("done" if finished else "run"), ""
+    found = f"records config hash {made}" if made else "no longer reads as a config"
+    return "rerun", f"{cell_label(spec, *cell)} is run again: '{where}' {found}, the benchmark file now gives {current} (its budget or overrides changed)"
 
 
 def check_same_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> None:
@@ -179,28 +285,66 @@ def check_same_training(spec: BenchSpec, dataset: str, method: str, seed: int) -
         raise ConfigError(f"benchmark method '{method}': SPBL runs cannot share training (same_training_as '{base}'); remove same_training_as")
 
 
-def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Train (or resume, or skip) one cell and return its CSV row; ``on_epoch`` hears every finished epoch."""
+def run_cell(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None,
+             fresh: bool = False) -> dict[str, Any]:
+    """Train (or resume, or skip) one cell and return its CSV row; ``on_epoch`` hears every finished epoch.
+
+    ``fresh``: what the cell's directory holds was made with another config, so it is neither skipped nor
+    resumed but replaced (through ``--overwrite``'s staging swap: it stays as it is unless the new run succeeds)."""
     from ..training.run import train
 
     run_dir = cell_dir(spec, dataset, method, seed)
     m = spec.methods[method]
-    if not (run_dir / rundir.RESULTS).is_file():
-        if (run_dir / rundir.LAST).is_file():
+    if fresh or not (run_dir / rundir.RESULTS).is_file():
+        if not fresh and (run_dir / rundir.LAST).is_file():
             train(resume=run_dir, on_epoch=on_epoch)
         elif m.same_training_as is not None:
-            copy_training(spec, dataset, method, seed)
-            train(resume=run_dir, on_epoch=on_epoch)  # every epoch is done: the engine only evaluates
+            share_training(spec, dataset, method, seed, on_epoch)
         else:
             train(m.config, cell_overrides(spec, dataset, method, seed), overwrite=True, on_epoch=on_epoch)
     return row_of(run_dir, dataset, method, seed, m.posthoc, spec.extra_metrics)
 
 
-def copy_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> None:
+def share_training(spec: BenchSpec, dataset: str, method: str, seed: int, on_epoch: Callable[[Any], None] | None = None) -> None:
+    """Make a ``same_training_as`` cell: evaluate a copy of the trained cell beside the cell's place, then move
+    it in, so a cell directory is either absent or complete and an older cell there is replaced only once
+    the new one succeeds."""
+    from ..training.run import train
+
+    work = copy_training(spec, dataset, method, seed)
+    try:
+        train(resume=work, on_epoch=on_epoch)  # every epoch is done: the engine only evaluates
+    except BaseException:
+        rundir.discard(work)
+        raise
+    target = cell_dir(spec, dataset, method, seed)
+    install(work, target)
+    write_cell_report(target)
+
+
+def install(work: Path, target: Path) -> None:
+    """Move the finished folder ``work`` to ``target``; an older cell there is swapped out, then deleted (rundir.commit)."""
+    if target.exists():
+        rundir.commit(work, target)
+    else:
+        os.replace(work, target)
+
+
+def write_cell_report(run_dir: Path) -> None:
+    """The report names its folder: write it again once the cell is in place (a failure costs the report, never the cell)."""
+    try:
+        from ..evaluation.report import write_report
+
+        write_report(run_dir)
+    except Exception as e:
+        log.warning("cell '%s' finished but its report could not be written (%s); retry with `longtail report %s`", run_dir, e, run_dir)
+
+
+def copy_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> Path:
     """Start a ``same_training_as`` cell: the trained cell's directory (checkpoints, metrics, splits) without
-    its evaluation, under this method's config. The copy is made aside and renamed into place, so a cell
-    directory is either absent or complete. Its last checkpoint carries the training's wall time, which
-    the cell's ``train_seconds`` then includes (run_clock.py)."""
+    its evaluation, under this method's config, copied to ``.<cell>.copying`` beside the cell's place (the
+    returned folder). Its last checkpoint carries the training's wall time, which the cell's
+    ``train_seconds`` then includes (run_clock.py)."""
     from ..core.config import dump
 
     base = spec.methods[method].same_training_as
@@ -212,22 +356,24 @@ def copy_training(spec: BenchSpec, dataset: str, method: str, seed: int) -> None
                             f"is left, delete that row from {spec.results} so that it trains again")
     target = cell_dir(spec, dataset, method, seed)
     aside = target.with_name(f".{target.name}.copying")
-    shutil.rmtree(aside, ignore_errors=True)  # an earlier copy cut short
-    shutil.copytree(source, aside, ignore=shutil.ignore_patterns(*EVALUATION_OUTPUTS))
-    (aside / rundir.CONFIG).write_text(dump(cell_config(spec, dataset, method, seed)))
-    if target.exists():  # a cell directory without last.pt holds nothing to keep
-        shutil.rmtree(target)
-    os.replace(aside, target)
+    rundir.discard(aside)  # an earlier copy cut short
+    try:
+        shutil.copytree(source, aside, ignore=shutil.ignore_patterns(*EVALUATION_OUTPUTS))
+    except OSError as e:
+        rundir.discard(aside)
+        raise rundir.write_error(aside, e) from None
+    rundir.atomic_write_bytes(aside / rundir.CONFIG, dump(cell_config(spec, dataset, method, seed)).encode())
+    return aside
 
 
-def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int) -> tuple[int, int]:
-    """(epochs the cell trains in all, epochs already in its metrics.jsonl): what its ETA is made of."""
+def cell_epochs(spec: BenchSpec, dataset: str, method: str, seed: int, fresh: bool = False) -> tuple[int, int]:
+    """(epochs the cell trains in all, epochs already in its metrics.jsonl; none for a ``fresh`` cell): what its ETA is made of."""
     if spec.methods[method].same_training_as is not None:
         return 0, 0  # it trains nothing
     run_dir = cell_dir(spec, dataset, method, seed)
     cfg = cell_config(spec, dataset, method, seed)
     total = sum(s.epochs for s in cfg.resolved_stages()) * (1 + len(cfg.spbl.add_ratios) if cfg.spbl is not None else 1)
-    logs = [run_dir / rundir.METRICS, *sorted((run_dir / rundir.PACES).glob(f"*/{rundir.METRICS}"))] if run_dir.is_dir() else []
+    logs = [run_dir / rundir.METRICS, *sorted((run_dir / rundir.PACES).glob(f"*/{rundir.METRICS}"))] if run_dir.is_dir() and not fresh else []
     done = sum(1 for log in logs if log.is_file() for r in rundir.read_jsonl(log) if "train_loss" in r)
     return total, min(done, total)
 
@@ -244,6 +390,7 @@ def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool, e
         row["stopped_epoch"] = res.get("stopped_epoch")
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
     row["val_balanced_accuracy"] = validation_score(res, posthoc)
+    row[HASH_COLUMN] = run_dir_hash(run_dir)
     row.update(provenance_of(run_dir))
     return row
 
@@ -270,14 +417,46 @@ def recorded_rows(spec: BenchSpec) -> dict[tuple[str, str, int], dict[str, Any]]
     path = Path(spec.results)
     if not path.is_file():
         return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = {}
-    for r in rows:
-        row: dict[str, Any] = {k: (None if v == "" else v) for k, v in r.items()}
-        row["seed"] = int(row["seed"])
-        out[(row["dataset"], row["method"], row["seed"])] = row
+    out, dropped = {}, 0
+    for r in read_results(path):
+        row = complete_row(r)
+        if row is None:
+            dropped += 1
+        else:
+            out[(row["dataset"], row["method"], row["seed"])] = row
+    if dropped:
+        log.warning("'%s': %d row(s) cut short or malformed (a killed write or an edit) are dropped; their cells count as not run "
+                    "unless their run directories hold results", path, dropped)
     return out
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results CSV as csv.DictReader gives them; a file that is not such a CSV is a one-line error naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LongtailError(f"results file '{path}' cannot be read as a CSV ({e}); move it away (the finished cells' run directories "
+                            "write it again) or point results: in the benchmark file elsewhere") from None
+    missing = [key for key in ROW_KEYS if key not in (reader.fieldnames or ROW_KEYS)]
+    if missing:
+        raise LongtailError(f"results file '{path}' has no {', '.join(missing)} column, so it is not a longtail bench CSV; move it away "
+                            "or point results: in the benchmark file elsewhere")
+    return rows
+
+
+def complete_row(r: dict[Any, Any]) -> dict[str, Any] | None:
+    """A CSV row as the grid keeps it (empty fields as None, the seed an int), or None when it was cut short or
+    is malformed: fewer or more fields than the header, no dataset or method, a seed that is not an integer."""
+    if None in r or None in r.values():  # DictReader's marks of extra and missing fields
+        return None
+    row: dict[str, Any] = {k: (None if v == "" else v) for k, v in r.items()}
+    try:
+        row["seed"] = int(row["seed"])
+    except (TypeError, ValueError):
+        return None
+    return row if row["dataset"] and row["method"] else None
 
 
 def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
@@ -292,24 +471,58 @@ def validation_score(res: dict[str, Any], posthoc: bool) -> float | None:
 
 
 def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None = None, datasets: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid."""
+    """Run the selected cells, then rewrite the CSV and summaries from every finished cell of the grid.
+
+    A cell is done when what the grid holds for it was made with the config the grid gives now; one made
+    with another config is run again (one INFO line each). Every config is read before any training."""
     todo = with_training_cells(spec, cells(spec, only, seeds, datasets))
     for dataset, method, seed in todo:  # before any training: a mismatch would otherwise surface hours later
         if spec.methods[method].same_training_as is not None:
             check_same_training(spec, dataset, method, seed)
+    current = {c: config_hash(cell_config(spec, *c)) for c in cells(spec)}
     recorded = recorded_rows(spec)
-    finished = [c for c in todo if (cell_dir(spec, *c) / rundir.RESULTS).is_file() or c in recorded]
+    states = {c: cell_state(spec, c, recorded.get(c), current[c]) for c in todo}
+    finished = [c for c in todo if states[c][0] in ("done", "unchecked")]
     if finished:
         print(f"{len(finished)} of {len(todo)} selected cells are done and skipped: {', '.join(cell_label(spec, *c) for c in finished)}", flush=True)
+    report_unchecked(spec, [c for c in todo if states[c][0] == "unchecked"])
+    fresh = {c for c in todo if states[c][0] == "rerun"}
+    for c in todo:
+        if c in fresh:
+            log.info(states[c][1])
     waiting = [c for c in todo if c not in finished]
-    progress = GridProgress([Cell(progress_label(spec, *c), *cell_epochs(spec, *c)) for c in waiting])
+    progress = GridProgress([Cell(progress_label(spec, *c), *cell_epochs(spec, *c, fresh=c in fresh)) for c in waiting])
     for i, (dataset, method, seed) in enumerate(waiting):
         progress.start_cell(i)
-        run_cell(spec, dataset, method, seed, on_epoch=progress)
+        run_cell(spec, dataset, method, seed, on_epoch=progress, fresh=(dataset, method, seed) in fresh)
         progress.finish_cell()
     rows = collect(spec, recorded)
-    write_outputs(spec, rows)
+    write_outputs(spec, rows, current_rows(spec, rows, current))
     return rows
+
+
+def report_unchecked(spec: BenchSpec, unchecked: list[tuple[str, str, int]]) -> None:
+    """One WARNING for the kept rows that name no config (written before rows had a hash) and have no run directory."""
+    if unchecked:
+        log.warning("%d row(s) of '%s' carry no config hash (written by an older longtail) and have no run directory to check them "
+                    "against, so they are kept as they are: %s; to run such a cell again, delete its row from '%s'",
+                    len(unchecked), spec.results, ", ".join(cell_label(spec, *c) for c in unchecked), spec.results)
+
+
+def current_rows(spec: BenchSpec, rows: list[dict[str, Any]], current: dict[tuple[str, str, int], str]) -> list[dict[str, Any]]:
+    """The rows the summaries average: cells made with the config the grid gives now, or that cannot tell (no hash).
+
+    A cell made with another config (one left out of this run's --only / --seeds / --datasets) stays in the
+    CSV but out of the summaries, said in one WARNING line: a method never averages two configs."""
+    def stale(r: dict[str, Any]) -> bool:
+        return bool(r.get(HASH_COLUMN)) and r[HASH_COLUMN] != current.get((r["dataset"], r["method"], int(r["seed"])))
+
+    left_out = [r for r in rows if stale(r)]
+    if left_out:
+        log.warning("%d finished cell(s) were made with another config than the benchmark file gives now and are left out of the "
+                    "summary (their rows stay in '%s'): %s; run the bench again for them to bring them up to date", len(left_out),
+                    spec.results, ", ".join(cell_label(spec, r["dataset"], r["method"], int(r["seed"])) for r in left_out))
+    return [r for r in rows if not stale(r)]
 
 
 def cell_label(spec: BenchSpec, dataset: str, method: str, seed: int) -> str:
@@ -379,23 +592,28 @@ def format_summary(summary: list[dict[str, Any]], fmt: str = "markdown", extra: 
     return "\n".join(lines)
 
 
-def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
+def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]], summarised: list[dict[str, Any]] | None = None) -> None:
+    """The CSV of ``rows`` and the .md / .html summaries of ``summarised`` (default: the same rows), each written atomically."""
     csv_path = Path(spec.results)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1], *PROVENANCE], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = summarise(rows, spec.extra_metrics)
+    summarised = rows if summarised is None else summarised
+    summary = summarise(summarised, spec.extra_metrics)
     table = format_summary(summary, extra=spec.extra_metrics)
-    provenance = describe_provenance(rows)
-    csv_path.with_suffix(".md").write_text(
+    provenance = describe_provenance(summarised)
+    write_results(spec, rows)
+    rundir.atomic_write_bytes(csv_path.with_suffix(".md"), (
         f"# {spec.name}\n\nMean ± sample std over seeds (the mean alone for one seed); test split, best validation checkpoint "
         f"(val_balanced_accuracy: the validation score, which is what selects among methods).\n\n{table}\n\n{provenance}\n"
-    )
-    csv_path.with_suffix(".html").write_text(f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html', spec.extra_metrics)}</body></html>")
+    ).encode())
+    page = f"<html><body><h1>{html.escape(spec.name)}</h1>{format_summary(summary, 'html', spec.extra_metrics)}</body></html>"
+    rundir.atomic_write_bytes(csv_path.with_suffix(".html"), page.encode())
     print(table)
     print(f"\nrows: {csv_path}  summary: {csv_path.with_suffix('.md')}")
+
+
+def write_results(spec: BenchSpec, rows: list[dict[str, Any]]) -> None:
+    """The results CSV, atomically: the metric columns, the optional ones, the run directory, the config hash, the provenance."""
+    header = [*COLUMNS[:-1], *spec.extra_metrics, COLUMNS[-1], HASH_COLUMN, *PROVENANCE]
+    rundir.write_csv(Path(spec.results), header, ([r.get(key) for key in header] for r in rows))
 
 
 def describe_provenance(rows: list[dict[str, Any]]) -> str:
@@ -412,12 +630,27 @@ def describe_provenance(rows: list[dict[str, Any]]) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     spec = load_bench(args.config)
     only = [m for m in args.only.split(",") if m] if args.only else None
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = parse_seeds(args.seeds)
     datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
     if not cells(spec, only, seeds, datasets):
         raise LongtailError("the selection has no cell; check --only, --seeds and --datasets against the benchmark file")
     run(spec, only, seeds, datasets)
     return 0
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``--seeds 0,2`` as integers (None: every seed); a word that is not an integer is a one-line error."""
+    if not text:
+        return None
+    seeds = []
+    for word in (w.strip() for w in text.split(",")):
+        if not word:
+            continue
+        try:
+            seeds.append(int(word))
+        except ValueError:
+            raise ConfigError(f"--seeds: '{word}' is not an integer; pass seeds like --seeds 0,1,2") from None
+    return seeds
 
 
 def add_commands(sub: Any) -> None:

@@ -1,7 +1,15 @@
 """`longtail` command line: a thin layer over :mod:`longtail.api`.
 
-Problems the user can fix are printed as one line (``error: ...``) with exit code 2, never a
-traceback; set ``LONGTAIL_DEBUG=1`` to see the traceback anyway.
+Every failure ends in :func:`main` as one line on stderr and an exit status, never a traceback:
+
+- 2: a problem the user can fix (a :class:`~longtail.core.errors.LongtailError`): ``error: <what and the fix>``;
+- 1: anything else (a bug, or an input longtail does not check): ``error: unexpected <type>: <its first line>; ...``,
+  with a hint of its own for running out of memory and for too deep a recursion;
+- 128 + N: a stop on signal N (130 Ctrl-C, 143 SIGTERM), worded for what the command leaves on disk; 141
+  (SIGPIPE's) and nothing printed when the reader of stdout went away (``longtail list | head``).
+
+``longtail --debug ...`` (the flag also works after the sub-command) or ``LONGTAIL_DEBUG=1`` lets the
+errors of statuses 1 and 2 propagate with their traceback instead.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,12 +65,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .. import api, rundir
+    from .. import api
     from ..metrics import format_table
-    from ..training.loading import DATA_META
+    from ..training.loading import read_data_meta
 
     result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
-    names = rundir.read_json(Path(args.run_dir) / DATA_META)["class_names"]
+    names = read_data_meta(args.run_dir)["class_names"]
     print(format_table(result, names))
     if "posthoc" in result:
         print("\nwith the post-hoc correction stored in the run:")
@@ -126,6 +135,16 @@ PLUGIN_COMMANDS = {
 }
 
 
+#: after "interrupted; ", what a Ctrl-C leaves, by command: only train resumes, a grid is rerun, the rest write atomically
+INTERRUPT_ADVICE = {
+    "train": "finished epochs are saved in checkpoints/last.pt: continue with `longtail train --resume RUN_DIR` (a new run that had none was removed)",
+    "bench": "finished cells are kept, rerun the same bench command to continue",
+    **dict.fromkeys(("eval", "predict", "report", "export"), "nothing in the run directory was changed (rerun the command)"),
+}
+#: the advice for the other commands (list, config show, compare, data)
+OTHER_INTERRUPT_ADVICE = "rerun the command"
+
+
 def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     """The CLI parser; plugin commands get their full parser only for ``command`` ('*': all of them)."""
     from .. import __version__
@@ -133,6 +152,8 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="longtail", description="Long-tailed image classification: train, evaluate, predict, benchmark.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="let an error propagate with its traceback instead of its one line "
+                        "(also accepted after the sub-command; or set LONGTAIL_DEBUG=1)")
     parser.add_argument("--version", action="version", version=f"longtail {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -204,6 +225,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     argparse ends a positional list at the first flag, so ``-c C a=1 --overwrite b=2`` would leave
     ``b=2`` unrecognised; it belongs with ``a=1`` (or with predict's inputs, which hold the overrides)."""
     args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--debug"]  # the global flag after the sub-command: main() reads it from argv
     stray = [a for a in extra if "=" in a and not a.startswith("-")]
     target = next((name for name in ("overrides", "images") if hasattr(args, name)), None)
     if stray and target is not None:
@@ -215,28 +237,83 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `longtail` command: run it, and turn whatever stops it into one line and an exit status (module docstring)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command(argv))
+    command = _command(argv)
+    try:
+        return _run(argv, command)
+    except BaseException as e:  # the boundary: SystemExit (argparse) goes on, the rest is worded below
+        return _failed(e, command, debug="--debug" in argv or os.environ.get("LONGTAIL_DEBUG", "") not in ("", "0"))
+
+
+def _run(argv: list[str], command: str | None) -> int:
+    parser = build_parser(command)
     args = _parse(parser, argv)
     if args.verbose:
         logging.getLogger("longtail").setLevel(logging.DEBUG)
     func: Callable[[argparse.Namespace], int] = args.func
+    with wording.cli():  # messages name CLI flags (--overwrite), not the API's keywords
+        status = func(args)
+    sys.stdout.flush()  # a reader that left (`longtail list | head`) shows here, not in Python's exit
+    return status
+
+
+def _failed(e: BaseException, command: str | None, debug: bool) -> int:
+    """The exit status of a command that stopped on ``e``, after its one line; with ``debug`` an error propagates instead."""
+    if isinstance(e, SystemExit):
+        raise e
+    if isinstance(e, BrokenPipeError):
+        return _reader_gone()
+    if isinstance(e, Interrupted):  # SIGTERM / SIGINT: a safe stop, exit status as if killed by the signal
+        return _say(_stopped(e, command), 128 + e.signum)
+    if isinstance(e, KeyboardInterrupt):
+        return _say(f"\nerror: interrupted; {INTERRUPT_ADVICE.get(command or '', OTHER_INTERRUPT_ADVICE)}", 128 + signal.SIGINT)
+    if debug:
+        raise e
+    if isinstance(e, LongtailError):
+        return _say(f"error: {_rank()}{e}", 2)
+    return _say(f"error: {_rank()}{unexpected(e)}", 1)
+
+
+def _say(line: str, status: int) -> int:
+    print(line, file=sys.stderr)
+    return status
+
+
+def _rank() -> str:
+    """``rank R: `` in a torchrun worker, so that the failed process is named."""
+    return f"rank {os.environ['RANK']}: " if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
+
+
+def _stopped(e: Interrupted, command: str | None) -> str:
+    """A safe stop on a signal: training's own message says how to resume the run; a grid is continued by rerunning it."""
+    if command == "bench":
+        return f"error: stopped by {signal.Signals(e.signum).name}; {INTERRUPT_ADVICE['bench']}"
+    return f"error: {e}"
+
+
+def _reader_gone() -> int:
+    """`longtail list | head`: the reader of stdout left. Send what is still buffered to /dev/null (Python's exit
+    would fail writing it) and exit quietly with the status of a process SIGPIPE ended, as the shell expects."""
     try:
-        with wording.cli():  # messages name CLI flags (--overwrite), not the API's keywords
-            return func(args)
-    except Interrupted as e:  # SIGTERM / SIGINT: a safe stop, exit status as if killed by the signal
-        print(f"error: {e}", file=sys.stderr)
-        return 128 + e.signum
-    except LongtailError as e:
-        if os.environ.get("LONGTAIL_DEBUG"):
-            raise
-        rank = f"rank {os.environ['RANK']}: " if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
-        print(f"error: {rank}{e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; finished epochs are saved, continue with `longtail train --resume RUN_DIR`", file=sys.stderr)
-        return 130
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured)
+        pass
+    return 128 + signal.SIGPIPE
+
+
+def unexpected(e: BaseException) -> str:
+    """The line for an exception no check of longtail words: its type and first line, and what to do next."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    what = type(e).__name__ + (f": {first[:300]}" if first else "")
+    if isinstance(e, MemoryError) or any(c.__name__ == "OutOfMemoryError" for c in type(e).__mro__):  # torch's CUDA / MPS one too
+        return (f"out of memory ({what}); lower data.batch_size and data.eval_batch_size (data.cache: mmap keeps a large set on disk), "
+                "or free memory, and run again; rerun with --debug for the traceback")
+    if isinstance(e, RecursionError):
+        return (f"unexpected {what}: something is nested too deeply, such as a YAML file whose anchors refer to themselves; "
+                "simplify it, or rerun with --debug for the traceback and report it")
+    return f"unexpected {what}; this is a bug in longtail or an input it does not check: rerun with --debug for the traceback and report it"
 
 
 if __name__ == "__main__":
