@@ -74,11 +74,6 @@ def test_the_folder_keys_are_not_compared_the_run_continues_in_place(tmp_path):
     saved = _saved(tmp_path)
     resolved = load_config(raw=saved, overrides=["name=other", "output_dir=elsewhere"])
     assert resume_check.resume_changes(saved, resolved, tmp_path) == {}
-    run = tmp_path / "runs" / "t"
-    run.mkdir(parents=True)
-    moved = resume_check.in_place(resolved, run)
-    assert (moved.name, moved.output_dir) == ("t", str(run.parent))
-    assert resume_check.in_place(load_config(raw=saved), run).output_dir == saved["output_dir"]
 
 
 def test_staged_runs_may_lengthen_only_their_last_stage(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ from ..core.config import to_plain
 from ..core.errors import LongtailError
 from ..core.schema import Config
 from ..core.wording import option
+from ..rundir import layout
 
 #: the run's record of its resumes: one line per resume with the epoch and the allowed changes
-RESUMES = "resumes.jsonl"
+RESUMES = layout.RESUMES
 
 #: where the run is: a resume continues the folder it is given, whatever these say (not compared)
 PLACE_KEYS = ("name", "output_dir")
@@ -58,14 +58,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _without_place(flat: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in PLACE_KEYS}
-
-
-def in_place(cfg: Config, run_dir: Path) -> Config:
-    """``cfg`` naming ``run_dir`` as its folder (a bench cell resumed from another cell's checkpoint copy, or
-    a config given with the resume, must not rename the run it continues)."""
-    here = Path(cfg.output_dir) / run_dir.name
-    same = here.exists() and os.path.samefile(here, run_dir)
-    return cfg.model_copy(update={"name": run_dir.name, "output_dir": cfg.output_dir if same else str(run_dir.parent)})
 
 
 def _is_safe(key: str) -> bool:

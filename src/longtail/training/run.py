@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resum
     """Rank 0 (or the only process): claim or resume the run directory and train in it."""
     started = time.perf_counter()
     if resume is not None:
-        run_dir = Path(resume)
+        # the real folder: a resume through a symbolic link extends (stages, swaps) the run itself, not the link
+        run_dir = Path(os.path.realpath(resume)) if Path(resume).is_symlink() else Path(resume)
         if not run_dir.parent.is_dir():
             raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
         with rundir.RunLock(run_dir):
@@ -168,7 +170,10 @@ def _resume_config(run_dir: Path, config: Any, overrides: list[str] | None, save
     overrides), checked against the one it trained with: (config, the allowed changes)."""
     cfg = load_config(run_dir / rundir.CONFIG, overrides) if config is None else _as_config(config, overrides)
     changes = resume_check.resume_changes(saved, cfg, run_dir)
-    cfg = resume_check.in_place(cfg, run_dir)
+    # the run keeps its own name and folder (a -c config or an override cannot rename it; a bench cell evaluated in a
+    # staging copy keeps the name it will have)
+    own = load_config(run_dir / rundir.CONFIG)
+    cfg = cfg.model_copy(update={"name": own.name, "output_dir": own.output_dir})
     if changes:
         log.info("resuming '%s' with changed settings: %s", run_dir, resume_check.describe(changes))
     return cfg, changes
@@ -266,6 +271,7 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
     check_eval_classes(cfg, list(bundle.class_names))
     if resume_state is not None:
         check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
+        rundir.read_jsonl(work / rundir.METRICS)  # a damaged log is refused before the run's files are rewritten
     # provenance is written only once the data is built and a resume checkpoint has been checked
     if distributed.is_main():
         if resume_state is not None:
