@@ -7,7 +7,7 @@ component. :mod:`longtail.catalog.check` checks that, one layer up.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -276,8 +276,34 @@ class PosthocConfig(Strict):
     tau_norm_bias: Literal["drop", "keep"] = Field(
         "keep", description="what tau-norm does with the linear head's bias: drop = classifier-balancing's tau_norm.py "
                             "(features @ (W_c / ||W_c||^tau).T, the bias left out); keep = add it unchanged (tau 0 is then the plain head)")
+    temperature: Literal["none", "scalar", "vector"] = Field(
+        "none", description="temperature scaling fitted on validation after the corrections above (vector: one temperature per class); "
+                            "stored in trust.json, applied by eval, predict, the report and export")
     grid: list[Annotated[float, Field(ge=0.0, le=MAX_TAU)]] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
+
+
+class ConformalConfig(Strict):
+    """Split conformal prediction sets calibrated on validation (``evaluation/conformal.py``)."""
+
+    alpha: float = Field(0.1, gt=0, lt=1, description="miscoverage: each set holds the true class with probability at least 1 - alpha")
+    mode: Literal["marginal", "class_conditional"] = Field(
+        "class_conditional", description="class_conditional (Mondrian): one threshold per true class, so rare classes are covered too")
+
+
+class SelectiveConfig(Strict):
+    """Abstention below a confidence threshold chosen on validation (``evaluation/selective.py``)."""
+
+    DEFAULT_COVERAGE: ClassVar[float] = 0.8
+    score: Literal["max_prob", "margin"] = Field("max_prob", description="the confidence: the top probability, or top-1 minus top-2")
+    target_coverage: float | None = Field(None, gt=0, le=1, description="answer this share of validation images (default 0.8 when no target is set)")
+    target_risk: float | None = Field(None, ge=0, lt=1, description="answer as many images as keep the validation balanced error at or below this")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "SelectiveConfig":
+        if self.target_coverage is not None and self.target_risk is not None:
+            raise ValueError("set one of eval.selective.target_coverage or eval.selective.target_risk, not both")
+        return self
 
 
 class EvalConfig(Strict):
@@ -293,6 +319,8 @@ class EvalConfig(Strict):
     tta: Component | None = None
     positive: list[str] | None = Field(
         None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
+    conformal: ConformalConfig | None = Field(None, description="prediction sets with a coverage guarantee, calibrated on validation")
+    selective: SelectiveConfig | None = Field(None, description="abstain below a confidence threshold chosen on validation")
     target_prior: list[Unit] | None = Field(
         None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
 

@@ -15,25 +15,35 @@ SIZE_FACTOR = 4.0
 WARNING = "warning"
 
 
-def columns(class_names: list[str], top_k: int) -> list[str]:
-    """CSV header: image, label, probability, top_<i> and top_<i>_probability, warning, one column per class."""
+#: the trust layer's columns, present when the run stores a conformal fit / an abstention threshold
+PREDICTION_SET, ABSTAIN = "prediction_set", "abstain"
+
+
+def columns(class_names: list[str], top_k: int, trust: tuple[str, ...] = ()) -> list[str]:
+    """CSV header: image, label, probability, top_<i> and top_<i>_probability, [prediction_set, abstain,] warning, one column per class."""
     fixed = ["image", "label", "probability"]
     for i in range(1, top_k + 1):
         fixed += [f"top_{i}", f"top_{i}_probability"]
-    fixed.append(WARNING)
+    fixed += [*trust, WARNING]
     clash = sorted(set(fixed) & set(class_names))
     if clash:
         raise LongtailError(f"class name(s) {clash} clash with predict's own columns; rename those classes to write a CSV")
     return [*fixed, *class_names]
 
 
-def row(image: str, probs: np.ndarray, class_names: list[str], top_k: int, warning: str) -> dict[str, Any]:
-    """One input's row: the top-k labels by probability (ties in class order), then every class's probability."""
+def row(image: str, probs: np.ndarray, class_names: list[str], top_k: int, warning: str,
+        prediction_set: np.ndarray | None = None, abstain: bool | None = None) -> dict[str, Any]:
+    """One input's row: the top-k labels by probability (ties in class order), the conformal set (class names joined
+    by ';') and the abstention when the run has them, then every class's probability."""
     order = np.argsort(-probs, kind="stable")[:top_k]
     out: dict[str, Any] = {"image": image, "label": class_names[order[0]], "probability": float(probs[order[0]])}
     for i, c in enumerate(order, start=1):
         out[f"top_{i}"] = class_names[c]
         out[f"top_{i}_probability"] = float(probs[c])
+    if prediction_set is not None:
+        out[PREDICTION_SET] = ";".join(n for n, keep in zip(class_names, prediction_set) if keep)
+    if abstain is not None:
+        out[ABSTAIN] = "yes" if abstain else "no"
     out[WARNING] = warning
     out.update({name: float(p) for name, p in zip(class_names, probs)})
     return out

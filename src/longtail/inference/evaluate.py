@@ -14,7 +14,7 @@ import numpy as np
 from .. import rundir
 from ..core.errors import LongtailError
 from ..training.finalize import apply_posthoc_to
-from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, run_checkpoint, saved_splits
+from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, read_trust, run_checkpoint, saved_splits
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
@@ -46,4 +46,10 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     posthoc = read_posthoc(run_dir) if checkpoint == "best" else {}
     if posthoc:
         result["posthoc"] = split_metrics(apply_posthoc_to(model, out, posthoc, counts), out.targets, counts, bundle.class_names, cfg.eval)
+    fitted = read_trust(run_dir) if checkpoint == "best" else {}
+    if fitted and (out.targets >= 0).any():
+        from ..evaluation import trust
+
+        corrected = apply_posthoc_to(model, out, posthoc, counts) if posthoc else out.logits
+        result["trust"] = trust.summarise(corrected, out.targets, fitted, list(bundle.class_names))
     return result

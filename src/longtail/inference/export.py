@@ -37,7 +37,7 @@ class Deployed(nn.Module):
     """Float input in [0, 1] -> eval transforms -> normalise -> model -> post-hoc -> softmax."""
 
     def __init__(self, model: nn.Module, ops: list[Any], mean: list[float], std: list[float],
-                 head: nn.Module | None, offset: torch.Tensor | None, clips: bool) -> None:
+                 head: nn.Module | None, offset: torch.Tensor | None, clips: bool, temperature: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         self.ops = ops  # deterministic batched ops (resize, center_crop): plain tensor code, traced
@@ -47,6 +47,8 @@ class Deployed(nn.Module):
         self.head = head  # a tau-normalised linear head on the backbone's features, or None
         self.adjust = offset is not None  # a Python flag, so tracing keeps no data-dependent branch
         self.register_buffer("offset", offset if offset is not None else torch.zeros(0))
+        self.scale = temperature is not None  # trust.json's temperature (scalar, or one per class)
+        self.register_buffer("temperature", temperature if temperature is not None else torch.zeros(0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
@@ -58,6 +60,8 @@ class Deployed(nn.Module):
             logits = self.model(x)
         if self.adjust:
             logits = logits - self.offset
+        if self.scale:
+            logits = logits / self.temperature
         return torch.softmax(logits, dim=1)
 
 
@@ -67,7 +71,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     from ..evaluation.posthoc import prior_shift, tau_norm_bias_mode
     from ..models.heads import tau_normalize_weight
     from ..training.finalize import head_params
-    from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc
+    from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc, read_trust
 
     cfg = load_run_config(run_dir)
     if cfg.spbl is not None:
@@ -107,8 +111,13 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
         entry = posthoc["logit_adjust"]
         offset = torch.as_tensor(float(entry["tau"]) * prior_shift(counts, entry.get("target_prior")), dtype=torch.float32)
     clips = bool(meta.get("frames_per_clip"))
-    deployed = Deployed(model, ops, meta["norm_mean"], meta["norm_std"], head, offset, clips).eval()
-    return deployed, sidecar(cfg, meta, posthoc)
+    fitted = read_trust(run_dir).get("temperature")
+    temperature = None if fitted is None else torch.as_tensor(fitted["value"], dtype=torch.float32)
+    deployed = Deployed(model, ops, meta["norm_mean"], meta["norm_std"], head, offset, clips, temperature).eval()
+    info = sidecar(cfg, meta, posthoc)
+    if fitted is not None:
+        info["inside_model"]["temperature"] = fitted["value"]  # logits / T after the post-hoc correction, before the softmax
+    return deployed, info
 
 
 def sidecar(cfg: Any, meta: dict[str, Any], posthoc: dict[str, Any]) -> dict[str, Any]:

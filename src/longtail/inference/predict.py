@@ -19,7 +19,7 @@ from ..core.errors import LongtailError
 from ..core.schema import Config
 from ..data.decode import shown
 from ..training.finalize import head_params
-from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc
+from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc, read_trust
 
 log = logging.getLogger("longtail")
 
@@ -93,7 +93,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     from ..data import build_pipeline
     from ..engine.device import autocast, select_device
     from ..engine.inference import build_tta
-    from ..evaluation import prediction
+    from ..evaluation import prediction, trust
 
     run_dir = Path(run_dir)
     if out is not None:  # checked before any work: never a folder, never a file a run owns
@@ -104,7 +104,9 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     meta = read_data_meta(run_dir)
     class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
     top_k = prediction.check_top_k(top_k, len(class_names))
-    header = prediction.columns(class_names, top_k)
+    fitted = read_trust(run_dir)
+    trust_columns = tuple(c for c, key in ((prediction.PREDICTION_SET, "conformal"), (prediction.ABSTAIN, "selective")) if key in fitted)
+    header = prediction.columns(class_names, top_k, trust_columns)
     device = select_device(cfg.train.device)
     model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
     pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
@@ -136,10 +138,12 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
             w, b = head_params(model)
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
         all_logits.append(logits_np)
-        probs = torch.softmax(torch.as_tensor(logits_np), dim=1).numpy()
-        for f, p in zip(chunk, probs):
+        probs = trust.calibrated_probs(logits_np, fitted)  # softmax, with the run's temperature when it has one
+        sets, abstain = trust.image_sets(probs, fitted), trust.abstains(probs, fitted)
+        for i, (f, p) in enumerate(zip(chunk, probs)):
             warning = "" if clips else prediction.input_warning(f, meta)
-            rows.append(prediction.row(shown(f), p, class_names, top_k, warning))
+            rows.append(prediction.row(shown(f), p, class_names, top_k, warning, None if sets is None else sets[i],
+                                       None if abstain is None else bool(abstain[i])))
     flagged = [r for r in rows if r[prediction.WARNING]]
     if flagged:
         log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",

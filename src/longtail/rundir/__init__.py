@@ -22,7 +22,7 @@ from .files import (
     write_json,
     write_jsonl,
 )
-from .layout import BEST, CONFIG, DATA_META, ENVIRONMENT, LAST, MARKER, METRICS, PACES, POSTHOC, PREDICTIONS, REPORT_FILES, REPORT_HTML, REPORT_MD, RESULTS, SPLITS
+from .layout import BEST, CONFIG, DATA_META, ENVIRONMENT, LAST, MARKER, METRICS, PACES, POSTHOC, PREDICTIONS, REPORT_FILES, REPORT_HTML, REPORT_MD, RESULTS, SPLITS, TRUST
 from .lock import RunLock
 from .outputs import check_output, check_output_folder
 from .provenance import environment, git_revision
@@ -30,7 +30,7 @@ from .staging import check_new, clean_temp_files, commit, create, discard, is_ru
 
 __all__ = [
     "BEST", "CONFIG", "DATA_META", "ENVIRONMENT", "LAST", "MARKER", "METRICS", "PACES", "POSTHOC", "PREDICTIONS", "REPORT_FILES", "REPORT_HTML",
-    "REPORT_MD", "RESULTS", "SPLITS",
+    "REPORT_MD", "RESULTS", "SPLITS", "TRUST",
     "RunLock", "append_jsonl", "atomic_torch_save", "atomic_write", "atomic_write_bytes", "check_inside", "check_new", "check_output",
     "check_output_folder", "clean_temp_files", "commit", "create", "damaged", "discard", "environment", "git_revision", "is_run",
     "load_predictions", "next_free", "read_json", "read_jsonl", "recover", "resumable", "save_predictions", "staging_dir", "taken",

@@ -8,6 +8,7 @@ SPLITS = "splits.json"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 POSTHOC = "posthoc.json"
+TRUST = "trust.json"  # evaluation.trust: temperature, conformal and abstention thresholds fitted on validation
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
 PREDICTIONS = "predictions"
@@ -31,4 +32,4 @@ STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
 
 #: every file a run writes (a temp file of one of these names is a killed write: staging.clean_temp_files)
-WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD)
+WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, TRUST, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD)

@@ -72,6 +72,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         return results
     if "test" in results:
         save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
+    results["trust"] = _trust(run_dir, cfg, bundle, outputs, model, posthoc, counts)
     try:
         results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
     except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
@@ -85,6 +86,23 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     except Exception as e:  # a report failure must never lose a finished run
         log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
     return results
+
+
+def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """Fit the trust layer on validation (after the post-hoc correction), store it, and read it on each labelled split."""
+    from ..evaluation import trust
+
+    if cfg.eval.unk_class != "none":
+        return {"note": "eval.unk_class scores sigmoids with an UNK column; calibration, prediction sets and abstention are fitted on softmax scores"}
+    corrected = {s: apply_posthoc_to(model, o, posthoc, counts) if posthoc else o.logits for s, o in outputs.items()}
+    names = list(bundle.class_names)
+    try:
+        fitted = trust.fit(corrected["val"], outputs["val"].targets, names, cfg.posthoc.temperature, cfg.eval)
+    except LongtailError as e:  # e.g. a validation split with one class: the run itself is fine
+        log.warning("the trust layer (temperature, prediction sets, abstention) was skipped: %s", e)
+        return {"note": str(e)}
+    rundir.write_json(run_dir / rundir.TRUST, fitted)
+    return {s: trust.summarise(corrected[s], o.targets, fitted, names) for s, o in outputs.items() if (o.targets >= 0).any()}
 
 
 def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:

@@ -116,6 +116,18 @@ def read_data_meta(run_dir: str | Path) -> dict[str, Any]:
     return rundir.read_json(Path(run_dir) / DATA_META, keys=DATA_META_KEYS)
 
 
+def read_trust(run_dir: Path) -> dict[str, Any]:
+    """The trust fit chosen on validation (temperature, conformal, abstention; {} when the run has none)."""
+    path = Path(run_dir) / rundir.TRUST
+    if not path.is_file():
+        return {}
+    fitted = rundir.read_json(path)
+    temperature = fitted.get("temperature")
+    if temperature is not None and not isinstance(temperature, dict) or isinstance(temperature, dict) and "value" not in temperature:
+        raise rundir.damaged(path, "its temperature entry has no value")
+    return fitted
+
+
 def read_posthoc(run_dir: Path) -> dict[str, Any]:
     """The post-hoc strengths chosen on validation ({} when the run uses none); each entry holds a numeric tau."""
     path = Path(run_dir) / rundir.POSTHOC

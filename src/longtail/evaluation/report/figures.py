@@ -222,3 +222,24 @@ def figure_spbl_balance(paces: list[dict[str, Any]], names: Sequence[str]) -> by
     if labelled:
         ax_share.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _png(fig)
+
+
+def figure_risk_coverage(selective: dict[str, Any]) -> bytes | None:
+    """Balanced error against coverage, images ranked by max probability and by margin, with the chosen threshold."""
+    if not selective.get("max_prob"):
+        return None
+    fig = _figure(5, 3.6)
+    ax = fig.subplots()
+    for score, label, style in (("max_prob", "ranked by max probability", "-"), ("margin", "ranked by margin", "--")):
+        curve = selective.get(score, {}).get("curve")
+        if curve:
+            ax.plot(curve["coverage"], curve["risk"], style, label=f"{label} (AURC {M.fmt(selective[score]['aurc_balanced'], 3)})")
+    chosen = selective.get("chosen")
+    if chosen and chosen.get("balanced_accuracy") is not None:
+        ax.plot([chosen["coverage"]], [1 - chosen["balanced_accuracy"]], "o", color="black", label="threshold chosen on validation")
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("balanced error of the answered images")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    return _png(fig)

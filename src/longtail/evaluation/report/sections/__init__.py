@@ -22,6 +22,7 @@ from .spbl import spbl_sections
 from .split_figures import split_figure_sections
 from .summary import summary_sections
 from .target_prior import target_prior_sections
+from .trust import trust_sections
 
 Builder = Callable[[Run], list[Section]]
 
@@ -34,6 +35,7 @@ SECTIONS: tuple[Builder, ...] = (
     shot_group_sections,
     split_figure_sections,
     *DECISION_SECTIONS,
+    trust_sections,
     training_curve_sections,
     per_class_sections,
     spbl_sections,
