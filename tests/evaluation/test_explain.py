@@ -147,7 +147,7 @@ def test_clip_models_are_refused_in_one_line():
     for call in (lambda: E.cam_target_layer(video), lambda: E.grad_cams(video, torch.randn(1, 3, 8, 8), [0], video.backbone.layer4)):
         with pytest.raises(ConfigError) as e:
             call()
-        assert str(e.value) == "Grad-CAM maps are 2-D but model 'resnext3d' takes clips (C x T x H x W); set eval.cam=false for video runs"
+        assert str(e.value) == "Grad-CAM maps are 2-D but model 'resnext3d' takes clips (C x T x H x W); leave out --explain for video runs"
     with pytest.raises(ConfigError, match="these are clips"):
         E.grad_cams(build("small_cnn", widths=[4, 8]), torch.randn(1, 3, 2, 8, 8), [0], nn.Identity())
 
@@ -171,7 +171,7 @@ def test_a_head_without_gradients_is_refused_before_any_work(monkeypatch):
     calls = []
     monkeypatch.setattr(model.backbone, "forward", lambda x: calls.append(x))  # the backbone must never run
     expected = ("model 'small_cnn' has no gradient path from its logits to the image (its head, FeatureClassifierHead, is not "
-                "differentiable, e.g. SPBL's feature SVM), so Grad-CAM cannot explain it; set eval.cam=false for this run")
+                "differentiable, e.g. SPBL's feature SVM), so Grad-CAM cannot explain it; leave out --explain for this run")
     with pytest.raises(ConfigError) as e:
         E.cam_target_layer(model)
     assert str(e.value) == expected
@@ -187,7 +187,7 @@ def test_a_forward_without_gradients_is_refused_too():
             return super().forward(x)[0].detach()
 
     model = Detached()
-    with pytest.raises(ConfigError, match=r"^model 'Detached' has no gradient path .* set eval\.cam=false"):
+    with pytest.raises(ConfigError, match=r"^model 'Detached' has no gradient path .* leave out --explain for this run"):
         E.grad_cams(model, torch.rand(1, 1, 8, 8), [0], model.conv)
 
 

@@ -321,6 +321,18 @@ class EvalConfig(Strict):
         None, description="class name(s) whose union is 'positive' for the report's operating points (sensitivity at fixed specificities)")
     conformal: ConformalConfig | None = Field(None, description="prediction sets with a coverage guarantee, calibrated on validation")
     selective: SelectiveConfig | None = Field(None, description="abstain below a confidence threshold chosen on validation")
+    subgroups: list[str] | None = Field(
+        None, description="metadata columns (csv and ham10000 sources: HAM10000 sex, localization, age) whose values form the groups of a "
+                          "per-group table on test: balanced accuracy, sensitivity for eval.positive, the worst group and the gap to the best")
+    subgroup_min_count: int = Field(30, ge=1, le=MAX_COUNT, description="a group with fewer test images is shown as n/a and left out of worst / gap")
+    age_bands: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=lambda: [0, 30, 45, 60, 75, 200], description="a subgroup column named 'age' is cut into these bands: <30, 30-44, ..., 75+")
+    cam_layer: str | None = Field(
+        None, description="Grad-CAM's target layer for predict --explain, a dotted module name (e.g. backbone.layer4); "
+                          "default: the last convolutional block of the backbone family")
+    aggregate_by: str | None = Field(
+        None, description="a metadata column grouping images of one case (HAM10000: lesion_id): metrics over cases too, each case's "
+                          "images' probabilities averaged")
     target_prior: list[Unit] | None = Field(
         None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
 

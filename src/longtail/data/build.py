@@ -53,6 +53,12 @@ class DataBundle:
     norm_std: list[float]
     skipped: dict[str, list[str]] = field(default_factory=dict)
     class_map: dict[str, list[str]] | None = None  # data.classes: new class -> the source classes it holds
+    metadata: dict[str, dict[str, str]] | None = None  # item id -> its annotation row's other columns (csv, ham10000)
+
+    def columns(self, ids: Sequence[Any], names: list[str]) -> dict[str, list[str | None]]:
+        """Per-item values of metadata columns for the items ``ids`` (None where an item has no such value)."""
+        rows = self.metadata or {}
+        return {n: [rows.get(str(i), {}).get(n) for i in ids] for n in names}
 
     @property
     def num_classes(self) -> int:
@@ -392,4 +398,4 @@ def build_data(
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,
-                      skipped=skipped, class_map=class_map)
+                      skipped=skipped, class_map=class_map, metadata=source.info.get("metadata"))

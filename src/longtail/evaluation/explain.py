@@ -33,7 +33,7 @@ from ..models.torchvision_backbone import TorchvisionBackbone
 from ..models.weights import model_arch
 
 #: the config keys the messages name (the wiring of the ``eval`` section uses the same names)
-CAM_KEY = "eval.cam"
+CAM_KEY = "--explain"  # how a user asks for maps: `longtail predict RUN IMAGES --explain OUT_DIR`
 CAM_LAYER_KEY = "eval.cam_layer"
 EXTRA_INSTALL = "pip install 'longtail[explain]'"
 COLORMAPS = ("jet", "viridis")
@@ -70,12 +70,12 @@ def _backbone(model: nn.Module) -> nn.Module:
 def refuse_clips(model: nn.Module) -> None:
     """A clip model (3-D convolutions over C x T x H x W) is refused: the maps here are 2-D."""
     if getattr(_backbone(model), "takes_clips", False) or any(isinstance(m, nn.Conv3d) for m in model.modules()):
-        raise ConfigError(f"Grad-CAM maps are 2-D but model '{model_arch(model)}' takes clips (C x T x H x W); set {CAM_KEY}=false for video runs")
+        raise ConfigError(f"Grad-CAM maps are 2-D but model '{model_arch(model)}' takes clips (C x T x H x W); leave out {CAM_KEY} for video runs")
 
 
 def _gradient_error(model: nn.Module, what: str) -> ConfigError:
     return ConfigError(f"model '{model_arch(model)}' has no gradient path from its logits to the image ({what}, e.g. SPBL's feature SVM), "
-                       f"so Grad-CAM cannot explain it; set {CAM_KEY}=false for this run")
+                       f"so Grad-CAM cannot explain it; leave out {CAM_KEY} for this run")
 
 
 def check_gradient_path(model: nn.Module) -> None:
@@ -213,7 +213,7 @@ def _import_gradcam() -> tuple[Any, Any]:
 def _check_images(images: Any) -> Tensor:
     x = images if isinstance(images, Tensor) else torch.as_tensor(np.asarray(images))
     if x.dim() == 5:
-        raise ConfigError(f"Grad-CAM maps are 2-D; these are clips (N x C x T x H x W): set {CAM_KEY}=false for video runs")
+        raise ConfigError(f"Grad-CAM maps are 2-D; these are clips (N x C x T x H x W): leave out {CAM_KEY} for video runs")
     if x.dim() != 4 or len(x) == 0:
         raise DataError(f"grad_cams takes a batch of images N x C x H x W, got shape {tuple(x.shape)}")
     if not x.is_floating_point():

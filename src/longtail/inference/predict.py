@@ -88,7 +88,7 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
 @torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
             overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
-            rule_051: bool = True) -> list[dict[str, Any]]:
+            rule_051: bool = True, explain: str | Path | None = None) -> list[dict[str, Any]]:
     """:func:`longtail.api.predict`: one row per input (label, top-k, every probability, warning), and the CSV."""
     from ..data import build_pipeline
     from ..engine.device import autocast, select_device
@@ -120,12 +120,17 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
         if out is None:
             raise LongtailError("a submission needs an output file; pass out= (--out on the command line)")
         check_challenge(submission, class_names, cfg.eval.unk_class)  # refuse a run of other classes before any work
+    writer = None
+    if explain is not None:  # the folder and the model are checked before any image is scored
+        from .overlays import OverlayWriter
+
+        writer = OverlayWriter(model, cfg.eval.cam_layer, rundir.check_output_folder(explain, "predict --explain", "overlays"))
     rows: list[dict[str, Any]] = []
     all_logits: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        x = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
-        x = pipeline.batch(x)
+        raw = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
+        x = pipeline.batch(raw)
         with autocast(device, cfg.train.precision):
             if tta is not None:
                 logits, feats = tta.predict(lambda v: model(v), x), None
@@ -138,6 +143,8 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
             w, b = head_params(model)
             logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
         all_logits.append(logits_np)
+        if writer is not None:
+            writer.write(raw, x, logits_np.argmax(axis=1), chunk)
         probs = trust.calibrated_probs(logits_np, fitted)  # softmax, with the run's temperature when it has one
         sets, abstain = trust.image_sets(probs, fitted), trust.abstains(probs, fitted)
         for i, (f, p) in enumerate(zip(chunk, probs)):

@@ -73,6 +73,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     if "test" in results:
         save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
     results["trust"] = _trust(run_dir, cfg, bundle, outputs, model, posthoc, counts)
+    results.update(_cohorts(cfg, bundle, outputs, model, posthoc, counts))
     try:
         results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
     except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
@@ -103,6 +104,29 @@ def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], mod
         return {"note": str(e)}
     rundir.write_json(run_dir / rundir.TRUST, fitted)
     return {s: trust.summarise(corrected[s], o.targets, fitted, names) for s, o in outputs.items() if (o.targets >= 0).any()}
+
+
+def _cohorts(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+    """results.json's ``subgroups`` and ``cases`` blocks (eval.subgroups, eval.aggregate_by) on test (validation without a labelled test)."""
+    from ..evaluation import cohorts
+
+    wanted = cohorts.needed_columns(cfg.eval)
+    if not wanted:
+        return {}
+    split = "test" if "test" in outputs and (outputs["test"].targets >= 0).any() else "val"
+    out = outputs[split]
+    logits = apply_posthoc_to(model, out, posthoc, counts) if posthoc else out.logits
+    columns, names = bundle.columns(out.ids, wanted), list(bundle.class_names)
+    blocks: dict[str, Any] = {}
+    try:
+        if cfg.eval.subgroups:
+            blocks["subgroups"] = {"split": split, "tables": cohorts.subgroup_tables(logits, out.targets, columns, names, cfg.eval, split)}
+        if cfg.eval.aggregate_by:
+            blocks["cases"] = {"split": split, **cohorts.case_metrics(logits, out.targets, columns[cfg.eval.aggregate_by], counts, names, cfg.eval)}
+    except LongtailError as e:  # e.g. a subgroup column with one value on test: the run itself is fine
+        log.warning("the subgroup / case tables were skipped: %s", e)
+        return {"subgroups": {"note": str(e)}}
+    return blocks
 
 
 def _decision(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ..core.schema import Config
 from ..core.wording import option
 from ..engine import distributed
 from ..engine.interrupt import Interrupted
+from ..evaluation.cohorts import check_columns
 from ..rundir.clock import RunClock
 from . import resume_check
 from .claim import claim_run_dir
@@ -269,6 +270,7 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
     if distributed.is_main():
         distributed.barrier()
     check_eval_classes(cfg, list(bundle.class_names))
+    check_columns(cfg.eval, bundle.metadata)  # eval.subgroups / eval.aggregate_by name columns the data has
     if resume_state is not None:
         check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
         rundir.read_jsonl(work / rundir.METRICS)  # a damaged log is refused before the run's files are rewritten

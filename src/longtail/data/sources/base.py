@@ -47,6 +47,12 @@ class Source:
             raise DataError("the source has no training images (no 'train' split); check data.source")
 
 
+def item_metadata(ids: Sequence[str], rows: Sequence[dict[str, str]], leave_out: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+    """id -> the row's other columns (HAM10000 sex, age, localization, lesion_id; any CSV column): what
+    eval.subgroups and eval.aggregate_by read on the evaluation splits."""
+    return {i: {k: v for k, v in r.items() if k not in leave_out and k is not None} for i, r in zip(ids, rows)}
+
+
 def require_file(path: str | Path | None, what: str, key: str) -> Path:
     """``path`` as a Path when it is a regular file; a FIFO or a device is named as such, never "not found"."""
     p = _require(path, what, key, Path.exists, "not found", "an existing file")

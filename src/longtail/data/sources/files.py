@@ -17,7 +17,7 @@ import numpy as np
 from ...core.errors import DataError
 from ...core.registry import DATASETS
 from ..decode import irregular, shown
-from .base import MAX_INFERRED_CLASSES, SPLIT_ALIASES, Source, class_count, file_split, index_labels, integer_label, read_text, require_dir, require_file
+from .base import MAX_INFERRED_CLASSES, SPLIT_ALIASES, Source, class_count, file_split, index_labels, integer_label, item_metadata, read_text, require_dir, require_file
 
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -207,9 +207,10 @@ def csv_source(
     paths = contained_paths(base, [r[path_column] + extension for r in rows], row, allow_outside_root)
     ids = [r[path_column] for r in rows]
     groups = np.asarray([r[group_column] for r in rows]) if group_column else None
+    info = {"metadata": item_metadata(ids, rows, (path_column, label_column))}
     if split_column is None:
         _require_labelled(targets, path)
-        return Source(names, {"all": file_split(paths, targets, names, ids=ids, groups=groups)})
+        return Source(names, {"all": file_split(paths, targets, names, ids=ids, groups=groups)}, info=info)
     which = []
     for i, r in enumerate(rows):
         s = SPLIT_ALIASES.get(r[split_column].lower())
@@ -225,7 +226,7 @@ def csv_source(
                 _require_labelled(targets[idx], path)
             splits[s] = file_split([paths[i] for i in idx], targets[idx], names, ids=[ids[i] for i in idx],
                                    groups=None if groups is None else groups[idx])
-    return Source(names, splits)
+    return Source(names, splits, info=info)
 
 
 def _require_labelled(targets: np.ndarray, where: Path | str) -> None:

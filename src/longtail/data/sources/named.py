@@ -9,7 +9,7 @@ import numpy as np
 from ...core.errors import DataError
 from ...core.registry import DATASETS
 from .archive import ensure_extracted, is_tarball
-from .base import Source, file_split, require_dir
+from .base import Source, file_split, item_metadata, require_dir
 from .files import contained_paths, read_csv_rows, relative_ids, scan_class_folders
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -77,4 +77,4 @@ def ham10000(root: str, metadata: str = "HAM10000_metadata.csv", image_dir: str 
     paths = contained_paths(images, [f"{i}.jpg" for i in ids], lambda n: f"'{meta}' row {n + 2}", allow_outside=False)
     groups = np.asarray([r["lesion_id"] for r in rows])
     ds = file_split(paths, np.asarray(targets, dtype=np.int64), HAM10000_CLASSES, ids=ids, groups=groups, channels=3)
-    return Source(list(HAM10000_CLASSES), {"all": ds}, channels=3, info={"root": str(root)})
+    return Source(list(HAM10000_CLASSES), {"all": ds}, channels=3, info={"root": str(root), "metadata": item_metadata(ids, rows, ("image_id", "dx"))})

@@ -243,3 +243,21 @@ def figure_risk_coverage(selective: dict[str, Any]) -> bytes | None:
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def figure_subgroups(tables: list[dict[str, Any]]) -> bytes | None:
+    """Balanced accuracy per group, one panel per eval.subgroups column; the worst reported group in red."""
+    tables = [t for t in tables if any(r["reported"] for r in t["groups"])]
+    if not tables:
+        return None
+    fig = _figure(4.2 * len(tables), 3.4)
+    axes = fig.subplots(1, len(tables), squeeze=False)[0]
+    for ax, t in zip(axes, tables):
+        rows = [r for r in t["groups"] if r["reported"]]
+        colours = ["#c44e52" if r["group"] == t["worst"] else "#4c72b0" for r in rows]
+        ax.bar(range(len(rows)), [r["balanced_accuracy"] for r in rows], color=colours)
+        ax.set_xticks(range(len(rows)), [f"{r['group']}\n(n={r['n']})" for r in rows], rotation=90, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{t['column']} (gap {M.fmt(t['gap'], 3)})", fontsize=9)
+        ax.set_ylabel("balanced accuracy")
+    return _png(fig)

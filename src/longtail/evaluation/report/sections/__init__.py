@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from ..run import Run, detail_split
 from ..section import Section
+from .cohorts import cohort_sections
 from .config import config_sections
 from .curves import training_curve_sections
 from .errors import error_gallery_sections
@@ -36,6 +37,7 @@ SECTIONS: tuple[Builder, ...] = (
     split_figure_sections,
     *DECISION_SECTIONS,
     trust_sections,
+    cohort_sections,
     training_curve_sections,
     per_class_sections,
     spbl_sections,

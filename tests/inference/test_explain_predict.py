@@ -1,0 +1,63 @@
+"""longtail predict ... --explain OUT_DIR (issue #26): one Grad-CAM overlay per input, checked before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from longtail.evaluation.explain import cam_target_layer, grad_cams, overlay
+
+from ..robustness.common import cli, digests, one_error
+
+pytest.importorskip("pytorch_grad_cam")
+
+
+def _digit_images(folder, n=3):
+    from sklearn.datasets import load_digits
+
+    folder.mkdir()
+    digits = load_digits()
+    for i in range(n):
+        Image.fromarray((digits.images[i] * 16).astype(np.uint8)).save(folder / f"d{i}.png")
+    return folder
+
+
+def test_explain_writes_the_overlay_of_each_predicted_class(done, tmp_path, capsys):
+    run, before = done
+    images = _digit_images(tmp_path / "imgs")
+    out = tmp_path / "maps"
+    code, err = cli(capsys, "predict", run, images, "--out", tmp_path / "p.csv", "--explain", out)
+    assert (code, err) == (0, [])
+    assert sorted(p.name for p in out.iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    # the overlay is the documented blend of the map of the predicted class, recomputed here
+    import longtail
+    from longtail.training.loading import load_model, load_run_config, read_data_meta
+
+    cfg, meta = load_run_config(run), read_data_meta(run)
+    model = load_model(run, cfg, len(meta["class_names"]), meta["channels"], meta["train_counts"], torch.device("cpu"))
+    row = longtail.predict(run, [images / "d0.png"])[0]
+    img = torch.from_numpy(np.asarray(Image.open(images / "d0.png").convert("L")))[None]
+    x = ((img.float() / 255.0 - torch.tensor(meta["norm_mean"]).view(-1, 1, 1)) / torch.tensor(meta["norm_std"]).view(-1, 1, 1))[None]
+    cam = grad_cams(model, x, [meta["class_names"].index(row["label"])], cam_target_layer(model))[0]
+    assert np.abs(np.asarray(Image.open(out / "d0.png")).astype(int) - overlay(img, cam).astype(int)).max() <= 1
+    assert digests(run) == before
+
+
+def test_explain_into_a_run_folder_is_refused_before_any_work(done, tmp_path, capsys):
+    run, before = done
+    images = _digit_images(tmp_path / "imgs")
+    code, err = cli(capsys, "predict", run, images, "--explain", run / "checkpoints")
+    assert code == 2
+    one_error(err, "checkpoints", "owns")
+    assert digests(run) == before
+
+
+def test_an_unknown_cam_layer_is_one_line(done, tmp_path, capsys):
+    run, before = done
+    images = _digit_images(tmp_path / "imgs")
+    code, err = cli(capsys, "predict", run, images, "--explain", tmp_path / "maps", "eval.cam_layer=backbone.nope")
+    assert code == 2
+    one_error(err, "eval.cam_layer", "has no module 'backbone.nope'")
+    assert not (tmp_path / "maps").exists() and digests(run) == before
