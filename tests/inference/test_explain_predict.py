@@ -38,26 +38,22 @@ def test_explain_writes_the_overlay_of_each_predicted_class(done, tmp_path, caps
     cfg, meta = load_run_config(run), read_data_meta(run)
     model = load_model(run, cfg, len(meta["class_names"]), meta["channels"], meta["train_counts"], torch.device("cpu"))
     row = longtail.predict(run, [images / "d0.png"])[0]
-    img = torch.from_numpy(np.asarray(Image.open(images / "d0.png").convert("L")))[None]
+    img = torch.from_numpy(np.array(Image.open(images / "d0.png").convert("L")))[None]
     x = ((img.float() / 255.0 - torch.tensor(meta["norm_mean"]).view(-1, 1, 1)) / torch.tensor(meta["norm_std"]).view(-1, 1, 1))[None]
     cam = grad_cams(model, x, [meta["class_names"].index(row["label"])], cam_target_layer(model))[0]
     assert np.abs(np.asarray(Image.open(out / "d0.png")).astype(int) - overlay(img, cam).astype(int)).max() <= 1
     assert digests(run) == before
 
 
-def test_explain_into_a_run_folder_is_refused_before_any_work(done, tmp_path, capsys):
+@pytest.mark.parametrize("case", ["into a run's checkpoints", "an unknown eval.cam_layer"])
+def test_a_refused_explain_is_one_line_before_any_work(case, done, tmp_path, capsys):
     run, before = done
     images = _digit_images(tmp_path / "imgs")
-    code, err = cli(capsys, "predict", run, images, "--explain", run / "checkpoints")
+    args, parts = {
+        "into a run's checkpoints": ((run / "checkpoints",), ("checkpoints", "owns")),
+        "an unknown eval.cam_layer": ((tmp_path / "maps", "eval.cam_layer=backbone.nope"), ("eval.cam_layer", "has no module 'backbone.nope'")),
+    }[case]
+    code, err = cli(capsys, "predict", run, images, "--explain", *args)
     assert code == 2
-    one_error(err, "checkpoints", "owns")
-    assert digests(run) == before
-
-
-def test_an_unknown_cam_layer_is_one_line(done, tmp_path, capsys):
-    run, before = done
-    images = _digit_images(tmp_path / "imgs")
-    code, err = cli(capsys, "predict", run, images, "--explain", tmp_path / "maps", "eval.cam_layer=backbone.nope")
-    assert code == 2
-    one_error(err, "eval.cam_layer", "has no module 'backbone.nope'")
+    one_error(err, *parts)
     assert not (tmp_path / "maps").exists() and digests(run) == before

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import LongtailError
 from .calibration import ECE_BINS, reliability
-from .inputs import to_numpy
+from .inputs import check_inputs
 
 NLL_CLIP = 1e-12
 #: how far a row of probabilities may sum from 1 (float16 / float32 softmax outputs stored to disk)
@@ -36,23 +36,9 @@ PROB_SUM_TOLERANCE = 1e-3
 # ---------------------------------------------------------------------------------- inputs
 def check_probs(probs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
     """(N x C float64 probabilities, N int64 targets), or a one-line LongtailError: scores of logits would be silently wrong."""
-    p = to_numpy(probs).astype(np.float64, copy=False)
-    y = to_numpy(targets)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise LongtailError(f"probabilities must be an N x C array with C >= 2 classes, got shape {p.shape}")
-    if y.ndim != 1 or len(y) != len(p):
-        raise LongtailError(f"targets must be a vector of {len(p)} labels (one per probability row), got shape {y.shape}")
-    if len(y) == 0:
-        raise LongtailError("no samples to score: the split is empty; check the data split sizes")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise LongtailError("targets must be integer class indices, got non-integer values")
-        y = y.astype(np.int64)
-    bad = (y < 0) | (y >= p.shape[1])
-    if bad.any():
-        raise LongtailError(f"target {int(y[bad][0])} is outside 0..{p.shape[1] - 1} ({int(bad.sum())} such labels); drop unlabelled samples before scoring")
+    p, y = check_inputs(probs, targets, what="probabilities")  # the shape and label checks every metric makes
     check_prob_rows(p)
-    return p, y.astype(np.int64, copy=False)
+    return p, y
 
 
 def check_prob_rows(p: np.ndarray) -> None:

@@ -28,14 +28,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e
 
 
-def check_inputs(logits: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(N x C float64 logits, N int64 targets), or a one-line LongtailError saying what is wrong."""
+def check_inputs(logits: Any, targets: Any, what: str = "logits") -> tuple[np.ndarray, np.ndarray]:
+    """(N x C float64 ``what`` (logits, or probabilities), N int64 targets), or a one-line LongtailError saying what is wrong."""
     z = to_numpy(logits).astype(np.float64, copy=False)
     y = to_numpy(targets)
     if z.ndim != 2 or z.shape[1] < 2:
-        raise LongtailError(f"logits must be an N x C array with C >= 2 classes, got shape {z.shape}")
+        raise LongtailError(f"{what} must be an N x C array with C >= 2 classes, got shape {z.shape}")
     if y.ndim != 1 or len(y) != len(z):
-        raise LongtailError(f"targets must be a vector of {len(z)} labels (one per logit row), got shape {y.shape}")
+        raise LongtailError(f"targets must be a vector of {len(z)} labels (one per {'logit' if what == 'logits' else 'probability'} row), got shape {y.shape}")
     if len(y) == 0:
         raise LongtailError("no samples to evaluate: the split is empty; check the data split sizes")
     if not np.issubdtype(y.dtype, np.integer):

@@ -126,3 +126,30 @@ def test_decision_sections_render_in_headless_chromium(tmp_path: Path) -> None:
     assert colour.mean() > 0.005  # the coloured curves and the thumbnails are drawn
     filled_rows = np.flatnonzero((grey < 200).mean(axis=1) > 0.01)
     assert filled_rows.max() > 1500  # the sections reach far down the page: all four rendered, not just the first
+
+
+# the alt text (figure stem) and load state of every <img>, and the page's visible text
+TRUST_PROBE = PROBE.replace("widths: images.map(img => (img.complete ? img.naturalWidth : -1)),",
+                            "widths: images.map(img => [img.alt, img.complete ? img.naturalWidth : -1]), body: document.body.innerText,")
+
+
+def test_trust_and_subgroup_sections_render_in_headless_chromium(tmp_path: Path) -> None:
+    """A real tiny run with every trust option: its new sections' tables and figures render in a browser."""
+    import longtail
+
+    from ..test_cohorts import _csv_run
+
+    cfg = _csv_run(tmp_path, subgroups=["sex", "age"], aggregate_by="lesion", conformal={"alpha": 0.2}, selective={"target_coverage": 0.8})
+    cfg["posthoc"] = {"temperature": "scalar"}
+    page = longtail.train(cfg).run_dir / "report.html"
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", TRUST_PROBE + "</body>"))
+    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert match, f"chromium did not run the probe (exit {dom.returncode}): {dom.stderr[-500:]}"
+    state = json.loads(html.unescape(match.group(1)))
+    widths = dict(state["widths"])
+    assert widths["risk_coverage"] > 0 and widths["subgroups"] > 0, widths
+    for title in ("Calibration (test)", "Prediction sets (alpha 0.2)", "Selective prediction (test)", "Subgroups (test)", "Cases (test)"):
+        assert title in state["body"], title
+    assert "after temperature scaling" in state["body"] and "mean set size" in state["body"]

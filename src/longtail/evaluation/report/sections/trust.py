@@ -40,7 +40,7 @@ def calibration_section(cal: dict[str, Any], split: str) -> Section:
     body = [[label, M.fmt(cal["before"][key]), *([M.fmt(after[key])] if after else [])] for key, label in CALIBRATION_ROWS]
     if after:
         t = cal["temperature"]
-        value = t["value"] if isinstance(t["value"], float) else ", ".join(f"{v:.3f}" for v in t["value"])
+        value = f"{t['value']:.3f}" if isinstance(t["value"], (int, float)) else ", ".join(f"{v:.3f}" for v in t["value"])
         text = (f"Temperature scaling ({t['mode']}, T = {value}) was fitted on validation by minimising the negative log-likelihood "
                 f"and is read here on {split}; predict, eval and export apply it.")
     else:
