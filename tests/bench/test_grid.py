@@ -327,3 +327,22 @@ def test_shared_training_whose_trained_run_is_gone_names_the_fix(tmp_path):
     with pytest.raises(LongtailError, match=r"re-uses the training of ce/seed 0, but '.*ce-s0' holds no finished run; run that cell first \(--only ce\), or"):
         bench.run(spec, only=["la_shared"])
     assert not (tmp_path / "grid" / "la_shared-s0").exists()
+
+
+def test_worst_group_column_reads_the_subgroup_table_of_results(tmp_path):
+    """extra_metrics: [worst_group_<column>] is the balanced accuracy of the column's worst reported group (issue #26)."""
+    res = {"subgroups": {"split": "test", "tables": [
+        {"column": "sex", "worst": "male", "groups": [{"group": "female", "balanced_accuracy": 0.7}, {"group": "male", "balanced_accuracy": 0.6}]},
+        {"column": "site", "worst": None, "groups": [{"group": "a", "balanced_accuracy": None}]},
+    ]}}
+    assert bench.worst_group(res, "sex") == 0.6
+    assert bench.worst_group(res, "site") is None and bench.worst_group(res, "age") is None and bench.worst_group({}, "sex") is None
+    path = make_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["extra_metrics"] = ["worst_group_sex"]
+    path.write_text(yaml.safe_dump(raw))
+    assert bench.load_bench(path).extra_metrics == ["worst_group_sex"]
+    raw["extra_metrics"] = ["worst_group_"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="'worst_group_' is not an optional column"):
+        bench.load_bench(path)

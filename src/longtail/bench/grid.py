@@ -100,7 +100,7 @@ class BenchSpec(BaseModel):
     def _known_metrics(cls, v: list[str]) -> list[str]:
         known = optional_columns()
         for name in v:
-            if name not in known:
+            if name not in known and not (name.startswith(WORST_GROUP) and len(name) > len(WORST_GROUP)):
                 raise ValueError(f"'{name}' is not an optional column{did_you_mean(name, known)}; choose from: {', '.join(known)}")
         return [name for name in v if name not in COLUMNS]
 
@@ -119,11 +119,24 @@ class BenchSpec(BaseModel):
         return self
 
 
+#: ``extra_metrics: [worst_group_<column>]``: the balanced accuracy of the worst reported group of an eval.subgroups column
+WORST_GROUP = "worst_group_"
+
+
 def optional_columns() -> list[str]:
-    """What ``extra_metrics`` may name: every summary metric of ``longtail.metrics``, and the early-stopping epoch."""
+    """What ``extra_metrics`` may name: every summary metric of ``longtail.metrics``, the early-stopping epoch, and
+    ``worst_group_<column>`` for any eval.subgroups column."""
     from ..metrics import SUMMARY_METRICS as METRICS
 
-    return [key for key, _ in METRICS] + ["stopped_epoch"]
+    return [key for key, _ in METRICS] + ["stopped_epoch", f"{WORST_GROUP}<column>"]
+
+
+def worst_group(res: dict[str, Any], column: str) -> float | None:
+    """The balanced accuracy of the worst reported group of ``column`` in results.json's subgroup tables (None: no such table)."""
+    for table in (res.get("subgroups") or {}).get("tables", []):
+        if table["column"] == column and table["worst"] is not None:
+            return next(r["balanced_accuracy"] for r in table["groups"] if r["group"] == table["worst"])
+    return None
 
 
 def load_bench(path: str | Path) -> BenchSpec:
@@ -388,6 +401,9 @@ def row_of(run_dir: Path, dataset: str, method: str, seed: int, posthoc: bool, e
             row[col] = metrics[col]
     if "stopped_epoch" in (extra or []):
         row["stopped_epoch"] = res.get("stopped_epoch")
+    for col in extra or []:
+        if col.startswith(WORST_GROUP):
+            row[col] = worst_group(res, col[len(WORST_GROUP):])
     row.update(train_seconds=res.get("train_seconds"), epochs=res.get("epochs"), best_epoch=res.get("best_epoch"))
     row["val_balanced_accuracy"] = validation_score(res, posthoc)
     row[HASH_COLUMN] = run_dir_hash(run_dir)
