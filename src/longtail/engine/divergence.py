@@ -13,7 +13,7 @@ reported as best. The rule here: a batch loss is *exploded* when it is not finit
 The default factor is 10,000. A re-initialised head trained on large unnormalised features (cRT on a
 barely trained backbone, as the recipe smoke tests run it) spikes and recovers: 282 and 107 times its
 reference in the ``configs/ham10000/crt.yaml`` and ``configs/cifar10_lt/crt_tau_norm.yaml`` runs of
-``tests/test_recipes.py``, so 100 would stop runs that are fine; a diverged stage (a learning rate of 1e6: 1e17) passes
+``tests/test_recipes.py`` (``benchmarks/divergence_spikes.py``), so 100 would stop runs that are fine; a diverged stage (a learning rate of 1e6: 1e17) passes
 10,000 within a few batches, long before its epoch ends and its checkpoint would be written.
 """
 
@@ -53,11 +53,12 @@ class DivergenceGuard:
     def skip(self, loss: float, epoch: int, batch: int, kept: str) -> bool:
         """Whether to leave this batch out (``skip``); raises :class:`Diverged` under ``stop``.
 
-        Under data-parallel training every rank must take the same decision (a rank that skips its
-        backward pass would leave the others waiting in the gradient all-reduce), so the verdict is
-        shared: one exploded rank counts for all."""
+        Under data-parallel training with ``skip`` every rank must take the same decision (a rank that
+        skips its backward pass would leave the others waiting in the gradient all-reduce), so the verdict
+        is shared: one exploded rank counts for all. ``stop`` needs no collective per batch: the rank that
+        raises fails the run, and the launcher stops the others, as for any failed rank."""
         bad = self.exploded(loss)
-        if active():
+        if self.mode == "skip" and active():
             bad = sum_over_ranks(float(bad))[0] > 0
         if not bad:
             return False

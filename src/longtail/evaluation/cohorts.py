@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.schema import EvalConfig
+from ..metrics.inputs import softmax
 from .decision import positive_indices
 from .lesions import aggregate_by_group
 from .scoring import split_metrics
@@ -66,8 +67,7 @@ def case_metrics(logits: np.ndarray, targets: np.ndarray, case_ids: Sequence[Any
     labelled = np.asarray(targets) >= 0
     z, y = np.asarray(logits, dtype=np.float64)[labelled], np.asarray(targets)[labelled]
     ids = [case_ids[i] for i in np.flatnonzero(labelled)]
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = e / e.sum(axis=1, keepdims=True)
+    probs = softmax(z.copy())
     case_probs, case_y, cases = aggregate_by_group(probs, y, ids, class_names)
     # log of the averaged probabilities: their softmax is the averages again, so every metric reads them as scores
     case_logits = np.log(np.clip(case_probs, 1e-12, 1.0))

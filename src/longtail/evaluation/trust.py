@@ -17,18 +17,13 @@ import numpy as np
 
 from ..core.schema import EvalConfig
 from ..metrics.calibration_scores import calibration_scores
-from .calibration_fit import apply_temperature, fit_temperature, temperature_nll
+from ..metrics.inputs import softmax
+from .calibration_fit import apply_temperature, fit_temperature
 from .conformal import ConformalFit, coverage_report, fit_conformal, prediction_sets
 from .selective import accept, aurc, choose_threshold, risk_coverage, selective_summary
 
 #: points of the risk-coverage curve kept for the report's plot (the AURC uses every image)
 CURVE_POINTS = 101
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fit(val_logits: np.ndarray, val_targets: np.ndarray, class_names: list[str], temperature: str, eval_cfg: EvalConfig) -> dict[str, Any]:
@@ -54,7 +49,7 @@ def fit(val_logits: np.ndarray, val_targets: np.ndarray, class_names: list[str],
 def calibrated_probs(logits: np.ndarray, fitted: dict[str, Any]) -> np.ndarray:
     """softmax(logits / T) with the stored temperature (T = 1 when none was fitted)."""
     t = fitted.get("temperature")
-    z = apply_temperature(logits, np.asarray(t["value"])) if t else np.asarray(logits, dtype=np.float64)
+    z = apply_temperature(logits, np.asarray(t["value"])) if t else np.array(logits, dtype=np.float64)  # a copy: softmax works in place
     return softmax(z)
 
 
@@ -75,13 +70,12 @@ def summarise(logits: np.ndarray, targets: np.ndarray, fitted: dict[str, Any], c
     """One labelled split under the stored fit: calibration before/after, conformal coverage, selective prediction."""
     labelled = targets >= 0
     z, y = np.asarray(logits, dtype=np.float64)[labelled], np.asarray(targets)[labelled]
-    raw = softmax(z)
+    raw = softmax(z.copy())
     probs = calibrated_probs(z, fitted)
     out: dict[str, Any] = {"calibration": {"before": calibration_scores(raw, y)}}
     if "temperature" in fitted:
         out["calibration"]["after"] = calibration_scores(probs, y)
         out["calibration"]["temperature"] = fitted["temperature"]
-        out["calibration"]["nll_check"] = temperature_nll(z, y, np.asarray(fitted["temperature"]["value"]))
     if "conformal" in fitted:
         report = coverage_report(image_sets(probs, fitted), y, class_names)
         out["conformal"] = {**report, "alpha": fitted["conformal"]["alpha"], "mode": fitted["conformal"]["mode"],

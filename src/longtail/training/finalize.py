@@ -59,6 +59,8 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         "val": split_metrics(outputs["val"].logits, outputs["val"].targets, counts, bundle.class_names, cfg.eval),
         "posthoc": posthoc,
     }
+    # every split's logits after the post-hoc correction, computed once for the test metrics, the trust layer and the cohorts
+    corrected = {s: apply_posthoc_to(model, o, posthoc, counts) if posthoc else o.logits for s, o in outputs.items()}
     if "test" in outputs and (outputs["test"].targets < 0).all():
         # a withheld test set (ISIC): its predictions are saved for a submission, no metrics
         results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
@@ -66,14 +68,13 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         test = outputs["test"]
         results["test"] = split_metrics(test.logits, test.targets, counts, bundle.class_names, cfg.eval)
         if posthoc:
-            adjusted = apply_posthoc_to(model, test, posthoc, counts)
-            results["test_posthoc"] = split_metrics(adjusted, test.targets, counts, bundle.class_names, cfg.eval)
+            results["test_posthoc"] = split_metrics(corrected["test"], test.targets, counts, bundle.class_names, cfg.eval)
     if not distributed.is_main():  # the same results on every rank; rank 0 writes them
         return results
     if "test" in results:
         save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
-    results["trust"] = _trust(run_dir, cfg, bundle, outputs, model, posthoc, counts)
-    results.update(_cohorts(cfg, bundle, outputs, model, posthoc, counts))
+    results["trust"] = _trust(run_dir, cfg, bundle, outputs, corrected)
+    results.update(_cohorts(cfg, bundle, outputs, corrected, counts))
     try:
         results["decision"] = _decision(cfg, bundle, outputs, model, posthoc, counts)
     except LongtailError as e:  # e.g. a validation split without a positive image: the run itself is fine
@@ -89,13 +90,12 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     return results
 
 
-def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], corrected: dict[str, np.ndarray]) -> dict[str, Any]:
     """Fit the trust layer on validation (after the post-hoc correction), store it, and read it on each labelled split."""
     from ..evaluation import trust
 
     if cfg.eval.unk_class != "none":
         return {"note": "eval.unk_class scores sigmoids with an UNK column; calibration, prediction sets and abstention are fitted on softmax scores"}
-    corrected = {s: apply_posthoc_to(model, o, posthoc, counts) if posthoc else o.logits for s, o in outputs.items()}
     names = list(bundle.class_names)
     try:
         fitted = trust.fit(corrected["val"], outputs["val"].targets, names, cfg.posthoc.temperature, cfg.eval)
@@ -106,7 +106,7 @@ def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], mod
     return {s: trust.summarise(corrected[s], o.targets, fitted, names) for s, o in outputs.items() if (o.targets >= 0).any()}
 
 
-def _cohorts(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, posthoc: dict[str, Any], counts: np.ndarray) -> dict[str, Any]:
+def _cohorts(cfg: Config, bundle: Any, outputs: dict[str, Any], corrected: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, Any]:
     """results.json's ``subgroups`` and ``cases`` blocks (eval.subgroups, eval.aggregate_by) on test (validation without a labelled test)."""
     from ..evaluation import cohorts
 
@@ -115,7 +115,7 @@ def _cohorts(cfg: Config, bundle: Any, outputs: dict[str, Any], model: Any, post
         return {}
     split = "test" if "test" in outputs and (outputs["test"].targets >= 0).any() else "val"
     out = outputs[split]
-    logits = apply_posthoc_to(model, out, posthoc, counts) if posthoc else out.logits
+    logits = corrected[split]
     columns, names = bundle.columns(out.ids, wanted), list(bundle.class_names)
     blocks: dict[str, Any] = {}
     try:
