@@ -150,6 +150,7 @@ def test_a_run_records_the_decision_block_and_its_most_confident_errors(tmp_path
     import longtail
     from longtail import rundir
     from longtail.evaluation.gallery import ERRORS_FILE, confident_errors
+    from longtail.evaluation.posthoc import apply_posthoc
     from longtail.metrics import softmax
 
     from ..helpers import tiny_config
@@ -175,8 +176,10 @@ def test_a_run_records_the_decision_block_and_its_most_confident_errors(tmp_path
     chosen = rundir.read_json(run / rundir.POSTHOC)["logit_adjust"]
     assert chosen["metric"] == "target_prior_accuracy" and chosen["target_prior"] == pytest.approx(prior)
     assert [a["auc"] for a in decision["one_vs_rest"]] == pytest.approx([roc_auc_score(test["targets"] == c, softmax(test["logits"].astype(np.float64))[:, c]) for c in range(10)])
-    with np.load(run / rundir.PREDICTIONS / ERRORS_FILE) as e:
-        expected = confident_errors(test["logits"], test["targets"], 16)
+    with np.load(run / rundir.PREDICTIONS / ERRORS_FILE) as e:  # the errors of the final, post-hoc-corrected predictions
+        corrected = apply_posthoc(test["logits"], None, rundir.read_json(run / rundir.POSTHOC), None, None, np.asarray(res["train_counts"]))
+        assert not np.allclose(corrected, test["logits"])
+        expected = confident_errors(corrected, test["targets"], 16)
         assert e["ids"].tolist() == [str(test["ids"][i]) for i in expected]
         assert e["images"].shape[1:] == (8, 8, 1)  # digits are 8 x 8 grey
     page = (run / "report.html").read_text()
@@ -197,6 +200,24 @@ def test_thumbnails_shrink_to_the_longest_side_and_clips_keep_their_middle_frame
     assert thumbnail(clip).shape == (20, 30, 3) and (thumbnail(clip) == 3).all()
     logits = np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.3, 0.7]]))
     assert confident_errors(logits, np.array([1, 0, 0, -1]), 5).tolist() == [0, 1, 2]  # by confidence 0.9, 0.8, 0.6; right rows and unlabelled ones are left out
+
+
+def test_the_correct_sample_is_seeded_per_class_and_only_right_rows():
+    from longtail.evaluation.gallery import correct_sample
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    y[-2:] = -1  # unlabelled rows are never drawn
+    pred = y.copy()
+    pred[[0, 1, 2, 10]] = 2  # wrong: never drawn
+    pred[pred < 0] = 0
+    logits = np.eye(3)[pred] + rng.normal(scale=0.01, size=(30, 3))
+    picked = correct_sample(logits, y, 3, seed=5)
+    assert (y[picked] == pred[picked]).all() and np.bincount(y[picked]).tolist() == [3, 3, 3]
+    assert set(picked) <= set(np.flatnonzero((y == pred) & (y >= 0)))
+    assert picked.tolist() == correct_sample(logits, y, 3, seed=5).tolist() != correct_sample(logits, y, 3, seed=6).tolist()
+    assert np.bincount(y[correct_sample(logits, y, 100)]).tolist() == [7, 9, 8]  # a class with fewer right rows gives them all
+    assert correct_sample(logits, y, 0).tolist() == []
 
 
 def test_summary_falls_back_to_validation_when_the_test_split_is_unlabelled():

@@ -57,3 +57,30 @@ def test_a_refused_explain_is_one_line_before_any_work(case, done, tmp_path, cap
     assert code == 2
     one_error(err, *parts)
     assert not (tmp_path / "maps").exists() and digests(run) == before
+
+
+def test_the_report_gallery_holds_the_grad_cam_of_each_predicted_class(done):
+    """finalize stores, for the errors and the correct sample, each image's overlay of its predicted class, and the report draws them."""
+    from longtail.data import build_data, build_pipeline
+    from longtail.evaluation.explain import Explainer
+    from longtail.evaluation.gallery import thumbnail
+    from longtail.training.loading import load_model, load_run_config, read_data_meta
+
+    run, _ = done
+    cfg, meta = load_run_config(run), read_data_meta(run)
+    model = load_model(run, cfg, len(meta["class_names"]), meta["channels"], meta["train_counts"], torch.device("cpu"))
+    explain = Explainer(model, None, build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False), torch.device("cpu"))
+    test = build_data(cfg.data, seed=cfg.seed).test
+    where = {str(i): k for k, i in enumerate(test.ids)}
+    for name in ("errors", "correct"):
+        with np.load(run / "predictions" / f"{name}.npz") as g:
+            assert str(g["cam_layer"]) == explain.layer_name == "backbone.layers.2"
+            assert g["overlays"].shape[:3] == g["images"].shape[:3] and g["overlays"].shape[3] == 3
+            if name == "correct":
+                assert (g["targets"] == g["predictions"]).all() and np.bincount(g["targets"]).max() <= cfg.eval.gallery_correct
+            for k, image_id in enumerate(g["ids"][:3]):
+                h, w = g["sizes"][k]
+                expected = thumbnail(torch.from_numpy(explain(test[where[str(image_id)]][0], int(g["predictions"][k]))).permute(2, 0, 1))
+                assert np.abs(g["overlays"][k, :h, :w].astype(int) - expected.astype(int)).max() <= 1
+    page = (run / "report.html").read_text()
+    assert "<h2>Correct predictions (test, a sample per class)</h2>" in page and "Grad-CAM map of the predicted class at layer backbone.layers.2" in page

@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = result.results or {}
     split = "test" if "test" in res else "val"
     print(f"\n{split} split, best checkpoint (epoch {res.get('best_epoch')}, chosen on validation {res.get('select_metric')}):")
-    print(format_table(res[split], res["class_names"]))
+    print(format_table(res[split], res["class_names"], intervals=res.get("intervals"), split=split))
     if "spbl" in res:
         from ..metrics import spbl_tables, text_table
 
@@ -56,7 +56,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "test_posthoc" in res:
         chosen = ", ".join(f"{k} tau={v['tau']}" for k, v in res["posthoc"].items())
         print(f"\nwith post-hoc correction chosen on validation ({chosen}):")
-        print(format_table(res["test_posthoc"], res["class_names"], per_class=False))
+        print(format_table(res["test_posthoc"], res["class_names"], per_class=False, intervals=res.get("intervals"), split="test_posthoc"))
+    if (res.get("intervals") or {}).get("settings"):
+        from ..metrics.tables import interval_note
+
+        print(f"\n{interval_note(res['intervals']['settings'])}")
     print(f"\nrun directory: {result.run_dir}")
     report = Path(result.run_dir) / "report.html"
     if report.is_file():
@@ -67,14 +71,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .. import api
     from ..metrics import format_table
+    from ..metrics.tables import interval_note
     from ..training.loading import read_data_meta
 
     result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
     names = read_data_meta(args.run_dir)["class_names"]
-    print(format_table(result, names))
+    intervals = result.get("intervals")
+    print(format_table(result, names, intervals=intervals, split=args.split))
     if "posthoc" in result:
         print("\nwith the post-hoc correction stored in the run:")
-        print(format_table(result["posthoc"], names, per_class=False))
+        print(format_table(result["posthoc"], names, per_class=False, intervals=intervals, split=f"{args.split}_posthoc"))
+    if intervals and "settings" in intervals:
+        print(f"\n{interval_note(intervals['settings'])}")
     return 0
 
 

@@ -28,6 +28,7 @@ MAX_EPOCHS = 100_000  # epochs, milestones, warm-up, patience, offsets
 MAX_BATCH = 2**20  # images in one batch
 MAX_COUNT = 2**31 - 1  # images per class and other counts: int32, what torch indexes with
 MAX_PARALLEL = 1024  # threads, DataLoader workers, data-parallel processes on one machine
+MAX_FOLDS = 100  # data.split.folds / bench --folds: more folds than that is leave-one-out territory, not k-fold
 MAX_TAU = 10.0  # posthoc.grid: tau 1 is the Bayes-optimal logit adjustment, 2 the end of tau-norm's usual sweep
 #: the run name in UTF-8: the staging folder '.<name>.staging-<pid>' and a '-N' suffix must still fit a file name (255 bytes)
 MAX_NAME_BYTES = 200
@@ -90,10 +91,23 @@ class SplitConfig(Strict):
     """How to carve splits a source does not have. Validation is never carved from test."""
 
     val: float = Field(0.1, ge=0.0, lt=1.0)
-    test: float = Field(0.2, ge=0.0, lt=1.0)
+    test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction carved as test from a source without one; ignored by kind kfold "
+                                                          "(there fold data.split.fold is the test split)")
     group_by_source_groups: bool = True
     seed: int = Field(0, ge=0, le=MAX_SEED)
     file: str | None = Field(None, description="reuse the splits.json of an earlier run")
+    kind: Literal["holdout", "kfold"] = Field(
+        "holdout", description="holdout: one stratified (grouped) val/test carve; kfold: stratified (grouped) folds, fold data.split.fold "
+                               "held out (the test split of a source without one, else the validation split)")
+    folds: int = Field(5, ge=2, le=MAX_FOLDS, description="number of folds of kind kfold")
+    fold: int = Field(0, ge=0, le=MAX_FOLDS - 1, description="the held-out fold of kind kfold, 0 .. data.split.folds - 1")
+
+    @model_validator(mode="after")
+    def _fold_is_one_of_the_folds(self) -> "SplitConfig":
+        if self.fold >= self.folds:
+            raise ValueError(f"data.split.fold {self.fold} is not one of the {self.folds} folds (data.split.folds); "
+                             f"set data.split.fold to 0..{self.folds - 1} or raise data.split.folds")
+        return self
 
 
 class NormalizeConfig(Strict):
@@ -155,6 +169,14 @@ class DataConfig(Strict):
     num_workers: int = Field(0, ge=0, le=MAX_PARALLEL)
     #: the YAML file this section came from (set by load_config): data-source errors name it
     _config_file: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _kfold_without_long_tail(self) -> "DataConfig":
+        # a long-tail recipe fixes its own training set (and balanced validation); folds of it would not be that recipe any more
+        if self.split.kind == "kfold" and self.long_tail is not None:
+            raise ValueError("data.split.kind kfold does not combine with a data.long_tail recipe (it fixes its own train/val sets); "
+                             "remove data.long_tail or use data.split.kind holdout")
+        return self
 
 
 # ---------------------------------------------------------------------------------------- model
@@ -306,6 +328,17 @@ class SelectiveConfig(Strict):
         return self
 
 
+class BootstrapConfig(Strict):
+    """Bootstrap confidence intervals of every summary metric on test (results.json ``intervals``, the report, ``compare``)."""
+
+    resamples: int = Field(1000, ge=0, le=100_000, description="bootstrap resamples; 0: no intervals")
+    confidence: float = Field(0.95, gt=0, lt=1, description="two-sided confidence level of every interval")
+    method: Literal["percentile", "bca"] = Field("percentile", description="percentile, or BCa (bias-corrected and accelerated; a jackknife per metric)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the resamples (the same seed gives the same intervals)")
+    groups: str = Field("auto", description="what moves together in a resample: 'auto' = the split's source groups (HAM10000: lesion_id) when "
+                                              "it has them, else images; 'none' = images; or a metadata column (csv / ham10000 sources)")
+
+
 class EvalConfig(Strict):
     shot_thresholds: tuple[Count, Count] | Literal["auto"] | None = Field(
         None, description="(many >, few <) train counts; 'auto': terciles of the train counts; "
@@ -328,11 +361,17 @@ class EvalConfig(Strict):
     age_bands: list[Annotated[int, Field(ge=0, le=1000)]] = Field(
         default_factory=lambda: [0, 30, 45, 60, 75, 200], description="a subgroup column named 'age' is cut into these bands: <30, 30-44, ..., 75+")
     cam_layer: str | None = Field(
-        None, description="Grad-CAM's target layer for predict --explain, a dotted module name (e.g. backbone.layer4); "
+        None, description="Grad-CAM's target layer for predict --explain and the report's gallery, a dotted module name (e.g. backbone.layer4); "
                           "default: the last convolutional block of the backbone family")
+    gallery_cams: bool = Field(
+        True, description="the report's gallery shows each image's Grad-CAM map of the predicted class (needs the grad-cam package, "
+                          "longtail[explain]; left out with a note for a model without a gradient path, e.g. SPBL's SVM)")
+    gallery_correct: int = Field(2, ge=0, le=MAX_COUNT, description="correct test predictions per class in the report's gallery, drawn at random "
+                                                                   "with the run's seed; 0: none")
     aggregate_by: str | None = Field(
         None, description="a metadata column grouping images of one case (HAM10000: lesion_id): metrics over cases too, each case's "
                           "images' probabilities averaged")
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig, description="confidence intervals of the test metrics")
     target_prior: list[Unit] | None = Field(
         None, description="class frequencies where the model will be used (class order; sum 1): the report re-weights accuracy, PPV and NPV to them")
 

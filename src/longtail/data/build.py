@@ -7,6 +7,9 @@ held-out set of ``long_tail.val_per_class`` images per class taken from the imag
 out (so the training set is exactly the published one); otherwise a stratified/grouped
 ``split.val`` fraction of the training pool. Split and long-tail seeds come from the config
 (``split.seed``, ``long_tail.seed``), so runs over several training seeds share one split.
+With ``split.kind: kfold`` (:func:`plan_kfold`, no long-tail recipe) one fold of the pool is held out
+instead: the test split of a source without one (validation then carved from the other folds), else
+the validation split; splits.json then records ``kind``, ``folds`` and ``fold`` beside the indices.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from .dataset import FileImageDataset, ImageDataset, TensorImageDataset
 from .decode import Decoder, header_ok
 from .longtail import make_long_tailed
 from .sources.base import Source
-from .splits import grouped_stratified_split, stratified_split
+from .splits import grouped_stratified_split, kfold_assign, stratified_split, units_per_class
 from .stats import channel_mean_std, imagenet_stats
 
 if TYPE_CHECKING:
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SPLITS_FORMAT = 1
+#: the keys of splits.json that say which fold of a k-fold split a run holds (absent for holdout splits)
+KFOLD_KEYS = ("kind", "folds", "fold")
 
 
 @dataclass
@@ -190,9 +195,63 @@ def _balanced_from_leftovers(targets: np.ndarray, kept: np.ndarray, per_class: i
     return train_pos, val_pos
 
 
+def plan_kfold(native: dict[str, ImageDataset], cfg: "DataConfig") -> dict[str, tuple[str, np.ndarray] | None]:
+    """``data.split.kind: kfold``: fold ``split.fold`` of the pool held out, the other folds kept.
+
+    The pool is the source's ``all`` split (fold ``fold`` is then the test split and validation a
+    ``split.val / (1 - 1/folds)`` carve of the other folds, about ``split.val`` of the data), else its
+    ``train`` split (fold ``fold`` is validation, the source's test split stays as it is: the shape of
+    a k-fold CV of the ISIC 2018 train set)."""
+    sp = cfg.split
+    pool_name = "all" if "all" in native else "train"
+    ds = native[pool_name]
+    grouped = sp.group_by_source_groups and ds.groups is not None
+    groups = ds.groups if grouped else None
+    check_fold_units(ds, groups, sp.folds, pool_name)
+    fold_of = kfold_assign(ds.targets, groups, sp.folds, sp.seed)
+    held, rest = np.flatnonzero(fold_of == sp.fold), np.flatnonzero(fold_of != sp.fold)
+    if not len(held):
+        raise ConfigError(f"fold {sp.fold} of data.split.folds {sp.folds} is empty: the '{pool_name}' split's groups cannot fill "
+                          f"{sp.folds} folds; lower data.split.folds or set data.split.group_by_source_groups: false")
+    if pool_name == "train":
+        if "val" in native:
+            log.warning("data.split.kind kfold: fold %d of the 'train' split is the validation split; the source's own 'val' split "
+                        "is left unused", sp.fold)
+        test = ("test", np.arange(len(native["test"]))) if "test" in native else None
+        return {"train": ("train", rest), "val": ("train", held), "test": test}
+    share = 1.0 - 1.0 / sp.folds  # of the data in the other folds
+    if sp.val <= 0:
+        raise ConfigError("data.split.val is 0 but kfold on a source without a validation split carves it from the other folds; "
+                          "set data.split.val > 0")
+    if sp.val >= share:
+        raise ConfigError(f"data.split.val {sp.val} leaves no training data: with data.split.folds {sp.folds} the other folds hold "
+                          f"{share:.3g} of the data; lower data.split.val")
+    kept, carved = _carve(ds.targets[rest], None if ds.groups is None else ds.groups[rest], sp.val / share, sp.seed + 1, grouped)
+    return {"train": ("all", np.sort(rest[kept])), "val": ("all", np.sort(rest[carved])), "test": ("all", held)}
+
+
+def check_fold_units(ds: ImageDataset, groups: np.ndarray | None, folds: int, pool_name: str) -> None:
+    """Too few items (groups) for the folds is an error; a class with fewer than ``folds`` is allowed, with a WARNING
+    naming it (some folds hold none of it, so their held-out split misses the class)."""
+    unit = "groups" if groups is not None else "items"
+    n = len(np.unique(np.asarray(groups).astype(str))) if groups is not None else len(ds)
+    if n < folds:
+        raise ConfigError(f"data.split.folds {folds} needs at least {folds} {unit} in the source's '{pool_name}' split, it has {n}; "
+                          f"lower data.split.folds to {max(n, 2)} or less" + (" (or set data.split.group_by_source_groups: false)" if groups is not None else ""))
+    names = list(ds.class_names)
+    for c, count in units_per_class(ds.targets[ds.targets >= 0], None if groups is None else groups[ds.targets >= 0]).items():
+        if count < folds:
+            name = names[c] if 0 <= c < len(names) else str(c)
+            logging.getLogger("longtail").warning(
+                "class '%s' has %d %s in the '%s' split, fewer than data.split.folds %d: %d fold(s) hold none of it, so their "
+                "held-out split misses that class", name, count, unit, pool_name, folds, folds - count)
+
+
 def plan_splits(native: dict[str, ImageDataset], cfg: "DataConfig", num_classes: int) -> dict[str, tuple[str, np.ndarray] | None]:
     """part -> (native split name, indices into it) for train/val/test."""
     sp = cfg.split
+    if sp.kind == "kfold":
+        return plan_kfold(native, cfg)
     if "all" in native:
         pool_name = "all"
         ds = native["all"]
@@ -247,8 +306,13 @@ def cap_per_class(targets: np.ndarray, indices: np.ndarray, cap: int, seed: int)
     return np.sort(indices[np.concatenate(keep)]) if keep else indices
 
 
-def splits_to_json(plan: dict[str, tuple[str, np.ndarray] | None], native: dict[str, ImageDataset], source: str) -> dict[str, Any]:
+def splits_to_json(plan: dict[str, tuple[str, np.ndarray] | None], native: dict[str, ImageDataset], source: str,
+                   kfold: dict[str, Any] | None = None) -> dict[str, Any]:
+    """splits.json: the indices of every part; ``kfold`` ({"kind": "kfold", "folds": k, "fold": i}) beside them for a k-fold split
+    (a holdout split's file has no such keys, as before k-fold existed)."""
     out: dict[str, Any] = {"format": SPLITS_FORMAT, "source": source, "sizes": {k: len(v) for k, v in native.items()}}
+    if kfold is not None:
+        out.update({key: kfold[key] for key in KFOLD_KEYS})
     for part in ("train", "val", "test"):
         entry = plan.get(part)
         out[part] = None if entry is None else {"split": entry[0], "indices": [int(i) for i in entry[1]]}
@@ -274,6 +338,13 @@ def splits_from_json(data: dict[str, Any], native: dict[str, ImageDataset], wher
             raise DataError(f"{where}: '{part}' indexes split '{entry['split']}' out of range; the file does not match this source")
         plan[part] = (entry["split"], idx)
     return plan
+
+
+def kfold_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The k-fold record of a splits.json ({"kind", "folds", "fold"}), None for a holdout file (and files older than k-fold)."""
+    if not isinstance(data, dict) or data.get("kind") != "kfold":
+        return None
+    return {key: data.get(key) for key in KFOLD_KEYS}
 
 
 def load_splits_file(path: str) -> dict[str, Any]:
@@ -375,8 +446,11 @@ def build_data(
         splits = load_splits_file(cfg.split.file)
     if splits is not None:
         plan = splits_from_json(splits, native, cfg.split.file or "splits")
+        kfold = kfold_of(splits)
     else:
         plan = plan_splits(native, cfg, len(names))
+        sp = cfg.split
+        kfold = {"kind": "kfold", "folds": sp.folds, "fold": sp.fold} if sp.kind == "kfold" else None
         if cfg.max_per_class is not None:
             for part, entry in plan.items():
                 if entry is not None:
@@ -397,5 +471,5 @@ def build_data(
     check_evaluation_classes(parts, names, cfg.require_all_classes)
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
-                      split_indices=splits_to_json(plan, native, cfg.source.name), norm_mean=mean, norm_std=std,
+                      split_indices=splits_to_json(plan, native, cfg.source.name, kfold), norm_mean=mean, norm_std=std,
                       skipped=skipped, class_map=class_map, metadata=source.info.get("metadata"))

@@ -26,25 +26,34 @@ from .subgroups import age_bands, subgroup_table
 CASE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "gmean", "mauc")
 
 
-def needed_columns(eval_cfg: EvalConfig) -> list[str]:
-    return [*(eval_cfg.subgroups or []), *([eval_cfg.aggregate_by] if eval_cfg.aggregate_by else [])]
+#: eval.bootstrap.groups values that are not metadata columns
+RESAMPLING_UNITS = ("auto", "none")
+
+
+def needed_columns(eval_cfg: EvalConfig) -> list[tuple[str, str]]:
+    """(config key, column) for every metadata column the eval section names."""
+    named = [*(("eval.subgroups", c) for c in eval_cfg.subgroups or []),
+             *([("eval.aggregate_by", eval_cfg.aggregate_by)] if eval_cfg.aggregate_by else [])]
+    if eval_cfg.bootstrap.groups not in RESAMPLING_UNITS:
+        named.append(("eval.bootstrap.groups", eval_cfg.bootstrap.groups))
+    return named
 
 
 def check_columns(eval_cfg: EvalConfig, metadata: dict[str, dict[str, str]] | None) -> None:
-    """Every column eval.subgroups / eval.aggregate_by names is in the data's metadata: checked before training."""
+    """Every column eval.subgroups / eval.aggregate_by / eval.bootstrap.groups names is in the data's metadata: checked before training."""
     wanted = needed_columns(eval_cfg)
     if not wanted:
         return
-    key = "eval.subgroups" if eval_cfg.subgroups and wanted[0] in eval_cfg.subgroups else "eval.aggregate_by"
     if not metadata:
-        raise ConfigError(f"{key} names metadata column '{wanted[0]}', but this data source has no per-image metadata "
+        key, column = wanted[0]
+        raise ConfigError(f"{key} names metadata column '{column}', but this data source has no per-image metadata "
                           "(the csv and ham10000 sources have); remove it or use such a source")
     available = sorted({k for row in metadata.values() for k in row})
-    for column in wanted:
+    for key, column in wanted:
         if column not in available:
-            key = "eval.subgroups" if column in (eval_cfg.subgroups or []) else "eval.aggregate_by"
+            extra = " (or 'auto' / 'none')" if key == "eval.bootstrap.groups" else ""
             raise ConfigError(f"{key}: column '{column}' is not in the data's metadata (columns: {', '.join(available)}); "
-                              "name one of those or remove it")
+                              f"name one of those{extra} or remove it")
 
 
 def subgroup_tables(logits: np.ndarray, targets: np.ndarray, columns: dict[str, Sequence[Any]], class_names: list[str],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..core.errors import ConfigError, DataError, LongtailError, did_you_mean
 from ..metrics import to_numpy
@@ -349,6 +350,40 @@ def overlay(image: Any, cam: Any, alpha: float = OVERLAY_ALPHA, colormap: str = 
     m = np.clip(np.nan_to_num(m, nan=0.0), 0.0, 1.0)
     blended = (1.0 - alpha) * rgb.astype(np.float64) + alpha * 255.0 * heatmap(m, colormap)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def overlays(model: nn.Module, layer: nn.Module, images: Tensor, x: Tensor, classes: Sequence[int]) -> list[np.ndarray]:
+    """The Grad-CAM overlay (H x W x 3 uint8) of ``classes[i]`` over each decoded image ``images[i]`` (uint8
+    C x H x W); ``x`` is the model's input for them. A map made on an eval crop or resize is stretched over
+    the whole decoded image, which is what a person looks at."""
+    maps = grad_cams(model, x, [int(c) for c in classes], layer)
+    out = []
+    for image, cam in zip(images.cpu(), maps):
+        if tuple(cam.shape) != tuple(image.shape[-2:]):
+            cam = F.interpolate(torch.from_numpy(cam)[None, None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0, 0].numpy()
+        out.append(overlay(image, np.clip(cam, 0.0, 1.0)))
+    return out
+
+
+class Explainer:
+    """Grad-CAM overlays of decoded images through a run's eval pipeline (the report's gallery).
+
+    Built once per run: the model is checked (no clips, a gradient path, a target layer found or named by
+    ``eval.cam_layer``) and the grad-cam package imported up front, so a model that cannot be explained
+    fails here, before any map is made."""
+
+    def __init__(self, model: nn.Module, cam_layer: str | None, pipeline: Any, device: torch.device) -> None:
+        refuse_clips(model)
+        check_gradient_path(model)
+        _import_gradcam()
+        self.model, self.pipeline, self.device = model, pipeline, device
+        self.layer = cam_target_layer(model, cam_layer)
+        self.layer_name = _module_name(_unwrap(model), self.layer)
+
+    def __call__(self, image: Tensor, cls: int) -> np.ndarray:
+        """The overlay of class ``cls`` on one decoded image (uint8 C x H x W): H x W x 3 uint8."""
+        raw = torch.as_tensor(image)[None].to(self.device)
+        return overlays(self.model, self.layer, raw, self.pipeline.batch(raw), [cls])[0]
 
 
 def save_overlay(path: str | Path, image: np.ndarray, within: Path | None = None) -> Path:

@@ -26,6 +26,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     from ..data import build_pipeline
     from ..engine.device import select_device
     from ..engine.inference import build_tta, predict_dataset
+    from ..evaluation.intervals import resampling_groups, run_intervals
     from ..evaluation.scoring import split_metrics
 
     run_dir = Path(run_dir)
@@ -40,16 +41,20 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
     pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, build_tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
-    rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features)
     counts = np.asarray(bundle.train_counts)
-    result = split_metrics(out.logits, out.targets, counts, bundle.class_names, cfg.eval)
     posthoc = read_posthoc(run_dir) if checkpoint == "best" else {}
+    corrected = apply_posthoc_to(model, out, posthoc, counts) if posthoc else None
+    units = resampling_groups(cfg.eval.bootstrap, dataset, bundle)
+    rundir.save_predictions(run_dir, split if checkpoint == "best" else f"{split}_{checkpoint}", out.logits, out.targets, out.ids, out.features,
+                            units, corrected)
+    result = split_metrics(out.logits, out.targets, counts, bundle.class_names, cfg.eval)
     if posthoc:
-        result["posthoc"] = split_metrics(apply_posthoc_to(model, out, posthoc, counts), out.targets, counts, bundle.class_names, cfg.eval)
+        result["posthoc"] = split_metrics(corrected, out.targets, counts, bundle.class_names, cfg.eval)
+    if (out.targets >= 0).any():
+        result["intervals"] = run_intervals(out.logits, out.targets, corrected, units, cfg.eval.bootstrap, split)
     fitted = read_trust(run_dir) if checkpoint == "best" else {}
     if fitted and (out.targets >= 0).any():
         from ..evaluation import trust
 
-        corrected = apply_posthoc_to(model, out, posthoc, counts) if posthoc else out.logits
-        result["trust"] = trust.summarise(corrected, out.targets, fitted, list(bundle.class_names))
+        result["trust"] = trust.summarise(corrected if posthoc else out.logits, out.targets, fitted, list(bundle.class_names))
     return result

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class OverlayWriter:
@@ -30,13 +29,10 @@ class OverlayWriter:
 
     def write(self, images: torch.Tensor, x: torch.Tensor, classes: np.ndarray, files: Sequence[Any]) -> None:
         """``images``: the decoded uint8 inputs (N x C x H x W); ``x``: the model's input for them."""
-        from ..evaluation.explain import grad_cams, overlay, save_overlay
+        from ..evaluation.explain import overlays, save_overlay
 
-        maps = grad_cams(self.model, x, [int(c) for c in classes], self.layer)
-        for image, cam, f in zip(images.cpu(), maps, files):
-            if tuple(cam.shape) != tuple(image.shape[-2:]):  # an eval crop: the map covers the model's input, drawn over the whole image
-                cam = F.interpolate(torch.from_numpy(cam)[None, None], size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0, 0].numpy()
-            save_overlay(self._path(f), overlay(image, np.clip(cam, 0.0, 1.0)))
+        for image, f in zip(overlays(self.model, self.layer, images, x, classes), files):
+            save_overlay(self._path(f), image)
 
     def _path(self, f: Any) -> Path:
         """``<stem>.png``; a second input of the same name gets ``<stem>-2.png``, ``-3``, ..."""

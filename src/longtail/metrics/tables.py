@@ -27,6 +27,19 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, fmt(result[key])) for key, label in SUMMARY_METRICS if key in result]
 
 
+def interval_text(entry: dict[str, Any] | None, digits: int = 4) -> str:
+    """'[low, high]' of a bootstrap interval (``metrics.bootstrap``), 'n/a' when it is undefined or absent."""
+    if not entry or fmt(entry.get("low")) == "n/a" or fmt(entry.get("high")) == "n/a":
+        return "n/a"
+    return f"[{fmt(entry['low'], digits)}, {fmt(entry['high'], digits)}]"
+
+
+def interval_label(intervals: dict[str, Any]) -> str:
+    """The header of an interval column: '95% CI' (from the stored settings)."""
+    level = (intervals.get("settings") or {}).get("confidence", 0.95)
+    return f"{100 * float(level):g}% CI"
+
+
 def shot_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(group, rule, classes, accuracy) rows of the shot table, empty when no train counts."""
     shots = result.get("shots")
@@ -61,15 +74,31 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
-def format_table(result: dict[str, Any], class_names: Sequence[str] | None = None, per_class: bool = True) -> str:
-    """Per-class table (unless ``per_class=False``), summary metrics and shot groups as plain text."""
+def interval_note(settings: dict[str, Any]) -> str:
+    """One line saying what the intervals are: level, method, resamples, unit, seed."""
+    unit = settings.get("unit", "images")
+    groups = f", {settings['groups']} groups of {settings['images']} images" if "groups" in settings else f", {settings.get('images')} images"
+    return (f"intervals: {100 * float(settings['confidence']):g}% {settings['method']} bootstrap, {settings['resamples']} resamples of "
+            f"{unit}{groups}, seed {settings['seed']} (eval.bootstrap)")
+
+
+def format_table(result: dict[str, Any], class_names: Sequence[str] | None = None, per_class: bool = True,
+                 intervals: dict[str, Any] | None = None, split: str = "test") -> str:
+    """Per-class table (unless ``per_class=False``), summary metrics and shot groups as plain text.
+
+    ``intervals`` (results.json's block) adds each summary metric's bootstrap interval of ``split``."""
     parts = []
     if per_class:
         rows_in = result["per_class"]
         names = list(class_names) if class_names is not None and len(class_names) == len(rows_in) else [p["name"] for p in rows_in]
         rows = [[names[i], *(fmt(p[k]) for k, _ in PER_CLASS_COLUMNS)] for i, p in enumerate(rows_in)]
         parts.append(text_table(["class", *(label for _, label in PER_CLASS_COLUMNS)], rows))
-    parts.append(text_table(["metric", "value"], summary_rows(result)))
+    ci = (intervals or {}).get(split)
+    if ci:
+        rows = [[label, fmt(result[key]), interval_text(ci.get(key))] for key, label in SUMMARY_METRICS if key in result]
+        parts.append(text_table(["metric", "value", interval_label(intervals or {})], rows))
+    else:
+        parts.append(text_table(["metric", "value"], summary_rows(result)))
     parts += [text_table(header, rows) for header, rows in group_tables(result)]
     return "\n\n".join(parts) + "\n"
 

@@ -183,11 +183,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def save_predictions(run_dir: Path, split: str, logits: np.ndarray, targets: np.ndarray, ids: list[str], features: np.ndarray | None) -> Path:
+def save_predictions(run_dir: Path, split: str, logits: np.ndarray, targets: np.ndarray, ids: list[str], features: np.ndarray | None,
+                     bootstrap_groups: np.ndarray | None = None, posthoc_logits: np.ndarray | None = None) -> Path:
+    """``predictions/<split>.npz``. ``bootstrap_groups`` (what a bootstrap resample draws for each image, e.g. its
+    lesion: ``eval.bootstrap.groups``) lets intervals and paired comparisons resample without the data; ``posthoc_logits`` are the logits after the run's
+    post-hoc correction, what its ``*_posthoc`` metrics score, so a comparison needs no model."""
     path = run_dir / PREDICTIONS / f"{split}.npz"
     arrays = {"logits": logits.astype(np.float32), "targets": targets.astype(np.int64), "ids": np.asarray(ids, dtype=str)}
     if features is not None:
         arrays["features"] = features.astype(np.float32)
+    if bootstrap_groups is not None:
+        arrays["bootstrap_groups"] = np.asarray(bootstrap_groups).astype(str)
+    if posthoc_logits is not None:
+        arrays["posthoc_logits"] = np.asarray(posthoc_logits, dtype=np.float32)
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 

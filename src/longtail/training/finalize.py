@@ -28,7 +28,8 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     goes into results.json as is.
     """
     from ..engine.inference import build_tta, predict_dataset
-    from ..evaluation.gallery import save_errors
+    from ..evaluation.gallery import save_correct, save_errors
+    from ..evaluation.intervals import resampling_groups, run_intervals
     from ..evaluation.scoring import split_metrics
 
     distributed.barrier()  # rank 0 has written best.pt before any rank reads it
@@ -40,12 +41,14 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         dataset = getattr(bundle, split)
         if dataset is None:
             continue
-        out = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
-        if distributed.is_main():
-            rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features)
-        outputs[split] = out
+        outputs[split] = predict_dataset(model, dataset, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, tta, cfg.data.num_workers, cfg.train.channels_last)
     posthoc = choose_posthoc(cfg, model, outputs["val"], counts)
+    # every split's logits after the post-hoc correction, computed once for the test metrics, the trust layer and the cohorts
+    corrected = {s: apply_posthoc_to(model, o, posthoc, counts) if posthoc else o.logits for s, o in outputs.items()}
+    units = {s: resampling_groups(cfg.eval.bootstrap, getattr(bundle, s), bundle) for s in outputs}
     if distributed.is_main():
+        for split, out in outputs.items():
+            rundir.save_predictions(run_dir, split, out.logits, out.targets, out.ids, out.features, units[split], corrected[split] if posthoc else None)
         rundir.write_json(run_dir / rundir.POSTHOC, posthoc)
     results: dict[str, Any] = {
         "name": cfg.name,
@@ -59,8 +62,6 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
         "val": split_metrics(outputs["val"].logits, outputs["val"].targets, counts, bundle.class_names, cfg.eval),
         "posthoc": posthoc,
     }
-    # every split's logits after the post-hoc correction, computed once for the test metrics, the trust layer and the cohorts
-    corrected = {s: apply_posthoc_to(model, o, posthoc, counts) if posthoc else o.logits for s, o in outputs.items()}
     if "test" in outputs and (outputs["test"].targets < 0).all():
         # a withheld test set (ISIC): its predictions are saved for a submission, no metrics
         results["test_unlabelled"] = {"images": len(outputs["test"].targets), "predictions": f"{rundir.PREDICTIONS}/test.npz"}
@@ -72,7 +73,11 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     if not distributed.is_main():  # the same results on every rank; rank 0 writes them
         return results
     if "test" in results:
-        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, outputs["test"].logits, outputs["test"].targets, outputs["test"].ids)
+        test, explain = outputs["test"], _gallery_explainer(cfg, model, eval_pipeline, device)
+        results["intervals"] = run_intervals(test.logits, test.targets, corrected["test"] if posthoc else None, units["test"], cfg.eval.bootstrap)
+        save_errors(run_dir / rundir.PREDICTIONS, bundle.test, corrected["test"], test.targets, test.ids, explain=explain)
+        if cfg.eval.gallery_correct:
+            save_correct(run_dir / rundir.PREDICTIONS, bundle.test, corrected["test"], test.targets, test.ids, cfg.eval.gallery_correct, cfg.seed, explain)
     results["trust"] = _trust(run_dir, cfg, bundle, outputs, corrected)
     results.update(_cohorts(cfg, bundle, outputs, corrected, counts))
     try:
@@ -88,6 +93,19 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     except Exception as e:  # a report failure must never lose a finished run
         log.warning("the run finished but its report could not be written (%s); retry with `longtail report %s`", e, run_dir)
     return results
+
+
+def _gallery_explainer(cfg: Config, model: Any, eval_pipeline: Any, device: torch.device) -> Any:
+    """Grad-CAM for the report's gallery, or None (with the reason logged) when it is off or the model cannot be explained."""
+    if not cfg.eval.gallery_cams:
+        return None
+    from ..evaluation.explain import Explainer
+
+    try:
+        return Explainer(model, cfg.eval.cam_layer, eval_pipeline, device)
+    except LongtailError as e:  # an SVM head, clips, no grad-cam package: the gallery shows the images alone
+        log.info("the report's gallery shows no Grad-CAM maps: %s", e)
+        return None
 
 
 def _trust(run_dir: Path, cfg: Config, bundle: Any, outputs: dict[str, Any], corrected: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -110,9 +128,9 @@ def _cohorts(cfg: Config, bundle: Any, outputs: dict[str, Any], corrected: dict[
     """results.json's ``subgroups`` and ``cases`` blocks (eval.subgroups, eval.aggregate_by) on test (validation without a labelled test)."""
     from ..evaluation import cohorts
 
-    wanted = cohorts.needed_columns(cfg.eval)
-    if not wanted:
+    if not (cfg.eval.subgroups or cfg.eval.aggregate_by):
         return {}
+    wanted = [column for key, column in cohorts.needed_columns(cfg.eval) if key != "eval.bootstrap.groups"]
     split = "test" if "test" in outputs and (outputs["test"].targets >= 0).any() else "val"
     out = outputs[split]
     logits = corrected[split]

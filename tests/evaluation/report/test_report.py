@@ -207,7 +207,9 @@ def test_compare_writes_markdown_and_csv(tmp_path) -> None:
     assert rows[0]["balanced_accuracy"] == M.fmt(res_a["balanced_accuracy"])
     assert rows[1]["mauc"] == M.fmt(res_b["mauc"])
     assert rows[0]["few"] == M.fmt(res_a["shots"]["few"]["accuracy"])
-    assert table.count("\n") == 4  # header, rule, two runs
+    runs_table, note = table.split("\n\n")
+    assert runs_table.count("\n") == 3  # header, rule, two runs
+    assert note.startswith("No paired comparison: no saved test predictions in ")  # focal_run has no test split
 
 
 def test_cli_commands(tmp_path, capsys) -> None:
@@ -220,7 +222,9 @@ def test_cli_commands(tmp_path, capsys) -> None:
     args = parser.parse_args(["compare", str(run), str(run), "--out", str(tmp_path / "cmp")])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert out.count(f"| {run} |") == 2 and (tmp_path / "cmp.csv").is_file()  # same name twice -> folders shown
+    runs_table, paired = out.split("\nPaired against ")
+    assert runs_table.count(f"| {run} |") == 2 and (tmp_path / "cmp.csv").is_file()  # same name twice -> folders shown
+    assert "| 0.0000 | [0.0000, 0.0000] | 1.0000 |" in paired  # a run against itself: no difference
 
 
 def test_report_decision_sections(tmp_path) -> None:

@@ -30,6 +30,7 @@ def compare_rows(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[s
         split = run.main_split
         m = run.metrics.get(split, {}) if split else {}
         shots = m.get("shots") or {}
+        ci = ((run.results or {}).get("intervals") or {}).get(split or "") or {}
         rows.append(
             [
                 run.name,
@@ -37,7 +38,7 @@ def compare_rows(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[s
                 _stage_names(cfg, "loss"),
                 _stage_names(cfg, "sampler"),
                 split or "-",
-                *(M.fmt(m.get(k)) for k in COMPARE_METRICS),
+                *(_with_interval(m.get(k), ci.get(k)) for k in COMPARE_METRICS),
                 *(M.fmt((shots.get(g) or {}).get("accuracy")) for g in M.SHOT_GROUPS),
             ]
         )
@@ -47,13 +48,57 @@ def compare_rows(run_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[s
     return header, rows
 
 
+def _with_interval(value: Any, entry: dict[str, Any] | None) -> str:
+    """'0.6717 [0.6410, 0.7012]' when the run stored the metric's bootstrap interval, else the value alone."""
+    return M.fmt(value) if not entry else f"{M.fmt(value)} {M.interval_text(entry)}"
+
+
+def paired_rows(paired: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per (run, metric) of :func:`~longtail.evaluation.intervals.paired_comparison`: the run's value, the
+    baseline's, the difference with its interval and p-value (Holm-adjusted too when several runs are compared)."""
+    level = f"{100 * float(paired['settings']['confidence']):g}% CI"
+    holm = paired["settings"]["correction"] == "holm"
+    header = ["run", "metric", "run value", "baseline value", "difference", level, "p", *(["p (Holm)"] if holm else [])]
+    rows = []
+    for c in paired["comparisons"]:
+        for metric, d in c["metrics"].items():
+            rows.append([c["run"], metric, M.fmt(d["a"]), M.fmt(d["b"]), M.fmt(d["difference"]), M.interval_text(d), M.fmt(d["p_value"]),
+                         *([M.fmt(d.get("p_holm"))] if holm else [])])
+    return header, rows
+
+
+def paired_text(paired: dict[str, Any]) -> str:
+    """The paired comparison as Markdown: its table, McNemar's test per run, and what was resampled."""
+    st = paired["settings"]
+    lines = [f"Paired against {paired['baseline']} on the same {st['images']} test images (each run scored as its headline: "
+             "after its post-hoc correction where it has one; difference = run - baseline): "
+             f"{st['method']} bootstrap, {st['resamples']} resamples of {st['unit']}, seed {st['seed']}; "
+             + ("p-values Holm-adjusted over the runs compared with the baseline, per metric." if st["correction"] == "holm"
+                else "one comparison, no multiple-comparison correction."), "", md_table(*paired_rows(paired)), ""]
+    for c in paired["comparisons"]:
+        m = c["mcnemar"]
+        lines.append(f"McNemar (accuracy), {c['run']}: right only in the run {m['b']}, right only in the baseline {m['c']}, "
+                     f"exact p = {M.fmt(m['p_value'])}")
+    return "\n".join(lines) + "\n"
+
+
 def compare(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> str:
-    """A Markdown table comparing runs; with ``out``, also written as ``<out>.md`` and ``<out>.csv``."""
+    """A Markdown table comparing runs; with ``out``, also written as ``<out>.md`` and ``<out>.csv``.
+
+    With two runs or more that were tested on the same images, every run is also compared with the first,
+    paired (:func:`~longtail.evaluation.intervals.paired_comparison`)."""
     if not run_dirs:
         raise LongtailError("compare needs at least one run directory")
     paths = _outputs(out) if out is not None else None
     header, rows = compare_rows(run_dirs)
     table = md_table(header, rows) + "\n"
+    if len(run_dirs) > 1:
+        from ..intervals import paired_comparison
+
+        try:
+            table += "\n" + paired_text(paired_comparison(run_dirs))
+        except LongtailError as e:  # runs of different data, or without saved test predictions: the table alone
+            table += f"\nNo paired comparison: {e}\n"
     if paths is not None:
         from ... import rundir
 

@@ -177,25 +177,30 @@ def figure_roc_pr(curves: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
-def figure_gallery(errors: dict[str, np.ndarray], class_names: Sequence[str] | None) -> bytes:
-    """Thumbnails of the most confident errors, each titled with its true and predicted class."""
-    n = len(errors["targets"])
-    cols = min(n, 8)
+def figure_gallery(items: dict[str, np.ndarray], class_names: Sequence[str] | None) -> bytes:
+    """Thumbnails titled with their true and predicted class; with ``overlays``, each image's Grad-CAM map beside it."""
+    n = len(items["targets"])
+    maps = items.get("overlays")
+    per_item = 1 if maps is None else 2
+    cols = min(n, 8 // per_item)
     rows = math.ceil(n / cols)
-    fig = _figure(1.6 * cols, 1.95 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    fig = _figure(1.6 * cols * per_item, 1.95 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols * per_item)).ravel()
 
     def name(i: int) -> str:
         return str(class_names[i]) if class_names is not None and 0 <= i < len(class_names) else str(i)
 
-    for k, ax in enumerate(axes):
+    for ax in axes:
         ax.axis("off")
-        if k >= n:
-            continue
-        h, w = errors["sizes"][k]
-        img = errors["images"][k, :h, :w]
+    for k in range(n):
+        h, w = items["sizes"][k]
+        img = items["images"][k, :h, :w]
+        ax = axes[k * per_item]
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=255)
-        ax.set_title(f"true {name(int(errors['targets'][k]))}\npred {name(int(errors['predictions'][k]))} {float(errors['confidence'][k]):.2f}", fontsize=7)
+        ax.set_title(f"true {name(int(items['targets'][k]))}\npred {name(int(items['predictions'][k]))} {float(items['confidence'][k]):.2f}", fontsize=7)
+        if maps is not None:
+            axes[k * per_item + 1].imshow(maps[k, :h, :w])
+            axes[k * per_item + 1].set_title("Grad-CAM", fontsize=7)
     return _png(fig)
 
 

@@ -43,26 +43,37 @@ def _posthoc_metrics(results: dict[str, Any] | None) -> dict[str, Any] | None:
     return block if "accuracy" in block else None
 
 
-def summary_columns(run: Run) -> list[tuple[str, dict[str, Any]]]:
-    """(column title, metrics dict) for the summary table: test, test post-hoc, val."""
+def summary_columns(run: Run) -> list[tuple[str, dict[str, Any], str]]:
+    """(column title, metrics dict, results.json key) for the summary table: test, test post-hoc, val."""
     cols = []
     if "test" in run.metrics:
-        cols.append(("test", run.metrics["test"]))
+        cols.append(("test", run.metrics["test"], "test"))
     ph = _posthoc_metrics(run.results)
     if ph is not None:
-        cols.append(("test, post-hoc", ph))
+        cols.append(("test, post-hoc", ph, "test_posthoc"))
     if "val" in run.metrics:
-        cols.append(("validation", run.metrics["val"]))
+        cols.append(("validation", run.metrics["val"], "val"))
     return cols
 
 
-def summary_table(columns: list[tuple[str, dict[str, Any]]]) -> Table:
-    """One row per summary metric that any column has, one column per metrics dict."""
-    header = ["metric", *(title for title, _ in columns)]
+def summary_table(columns: list[tuple[str, dict[str, Any], str]], intervals: dict[str, Any] | None = None) -> Table:
+    """One row per summary metric that any column has, one column per metrics dict; a column with bootstrap
+    intervals (results.json ``intervals``) is followed by their column."""
+    intervals = intervals or {}
+    label = M.interval_label(intervals) if "settings" in intervals else ""
+    header = ["metric"]
+    for title, _, key in columns:
+        header += [title, f"{title}, {label}"] if key in intervals else [title]
     rows = []
-    for key, label in M.SUMMARY_METRICS:
-        if any(key in m for _, m in columns):
-            rows.append([label, *(M.fmt(m.get(key)) for _, m in columns)])
+    for metric, name in M.SUMMARY_METRICS:
+        if not any(metric in m for _, m, _ in columns):
+            continue
+        row = [name]
+        for _, m, key in columns:
+            row.append(M.fmt(m.get(metric)))
+            if key in intervals:
+                row.append(M.interval_text(intervals[key].get(metric)))
+        rows.append(row)
     return header, rows
 
 

@@ -13,4 +13,11 @@ def summary_sections(run: Run) -> list[Section]:
     columns = summary_columns(run)
     if not columns:
         return []
-    return [Section("Summary metrics", tables=[summary_table(columns)], text=[M.CONVENTIONS])]
+    intervals = (run.results or {}).get("intervals") or {}
+    text = [M.CONVENTIONS]
+    if "settings" in intervals:
+        note = M.interval_note(intervals["settings"])
+        text.append(f"{note[0].upper()}{note[1:]}. Ranges made this way hold the metric's value on the population the test set "
+                    f"was drawn from for about {100 * float(intervals['settings']['confidence']):g}% of test sets drawn like this one; "
+                    "they say nothing about other data, or about training again with another seed.")
+    return [Section("Summary metrics", tables=[summary_table(columns, intervals)], text=text)]

@@ -1,0 +1,87 @@
+"""Each method of a grid against a named baseline, across seeds, with an interval (issue #27).
+
+For a method and the baseline trained with the same seeds and tested on the same images, the
+difference of a metric is averaged over seeds and given a two-level bootstrap interval
+(:func:`longtail.metrics.bootstrap.seed_paired_bootstrap`: seeds drawn with replacement and the
+test images resampled, so the interval holds both the seed-to-seed spread and the sampling of the
+test set, which every seed shares). With more than one method against the baseline the p-values are
+Holm-adjusted over the methods of a dataset. The cells' ``predictions/test.npz`` are read (the
+post-hoc-corrected logits of a ``posthoc: true`` cell), so nothing is retrained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import LongtailError
+from ..core.schema import BootstrapConfig
+from ..evaluation.intervals import final_test_predictions
+from ..metrics import bootstrap as B
+
+
+def _cells(rows: Sequence[dict[str, Any]], dataset: str, method: str) -> dict[int, Path]:
+    """seed -> run dir of the finished holdout cells of (dataset, method)."""
+    return {int(r["seed"]): Path(r["run_dir"]) for r in rows
+            if r.get("dataset") == dataset and r.get("method") == method and not str(r.get("fold", "") or "").strip()}
+
+
+def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, boot: BootstrapConfig | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds} or {note} when it cannot be computed."""
+    boot = boot or BootstrapConfig()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for dataset in sorted({str(r["dataset"]) for r in rows}):
+        base = _cells(rows, dataset, baseline)
+        methods = sorted({str(r["method"]) for r in rows if r["dataset"] == dataset and r["method"] != baseline})
+        done: list[tuple[str, str]] = []
+        for method in methods:
+            key = (dataset, method)
+            try:
+                out[key] = _one(base, _cells(rows, dataset, method), metric, boot)
+                done.append(key)
+            except LongtailError as e:
+                out[key] = {"note": str(e)}
+        if len(done) > 1:
+            for key, q in zip(done, B.holm([out[k]["p_value"] for k in done])):
+                out[key]["p_holm"] = float(q)
+        for key in done:
+            out[key]["correction"] = "holm" if len(done) > 1 else "none"
+    return out
+
+
+def _one(base: dict[int, Path], cells: dict[int, Path], metric: str, boot: BootstrapConfig) -> dict[str, Any]:
+    seeds = sorted(set(base) & set(cells))
+    if not seeds:
+        raise LongtailError("no seed was run for both this method and the baseline")
+    a, b = [], []
+    first: dict[str, Any] | None = None
+    for s in seeds:
+        pa, pb = final_test_predictions(cells[s]), final_test_predictions(base[s])
+        first = first or pb
+        for p in (pa, pb):
+            if p["ids"].shape != first["ids"].shape or not (p["ids"] == first["ids"]).all():
+                raise LongtailError("the cells were tested on different images; the paired difference needs one test set")
+        a.append(pa["logits"])
+        b.append(pb["logits"])
+    assert first is not None
+    labelled = first["targets"] >= 0
+    groups = None if first["groups"] is None or boot.groups == "none" else first["groups"][labelled]
+    result = B.seed_paired_bootstrap([x[labelled] for x in a], [x[labelled] for x in b], first["targets"][labelled], groups=groups,
+                                     same_test_set=True, resamples=boot.resamples or 1000, confidence=boot.confidence, seed=boot.seed,
+                                     metrics=(metric,))[metric]
+    return {**result, "seeds": len(seeds)}
+
+
+def paired_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
+    """(difference with interval, verdict) for a summary table: '+0.0412 [0.0101, 0.0733]', 'yes (Holm p 0.004, 3 seeds)'.
+
+    The verdict says whether the interval excludes zero; with several methods the p-value beside it is
+    Holm-adjusted (the interval itself is not), so read a 'yes' with a Holm p above the level as not significant."""
+    if not entry:
+        return "", ""
+    if "note" in entry:
+        return "n/a", entry["note"]
+    diff = f"{entry['difference']:+.4f} [{entry['low']:.4f}, {entry['high']:.4f}]"
+    label, p = ("Holm p", entry["p_holm"]) if "p_holm" in entry else ("p", entry["p_value"])
+    return diff, f"{'yes' if entry['excludes_zero'] else 'no'} ({label} {p:.3g}, {entry['seeds']} seeds)"
