@@ -3,7 +3,6 @@ resampled rows, coverage on a known answer, scipy / statsmodels as references, g
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -14,18 +13,7 @@ from longtail.core.errors import LongtailError
 from longtail.metrics import bootstrap as B
 from longtail.metrics.weighted import WEIGHTED_METRICS, WeightedScorer
 
-
-@pytest.fixture(autouse=True)
-def _quiet_sklearn():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def noisy_logits(rng: np.random.Generator, y: np.ndarray, num_classes: int, signal: float = 1.0) -> np.ndarray:
-    z = rng.normal(size=(len(y), num_classes))
-    z[np.arange(len(y)), y] += signal
-    return z
+from .common import noisy_logits
 
 
 def tied_logits(rng: np.random.Generator, y: np.ndarray, num_classes: int) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -30,18 +29,7 @@ from sklearn.preprocessing import label_binarize
 from longtail import metrics as M
 from longtail.core.errors import LongtailError
 
-
-@pytest.fixture(autouse=True)
-def _quiet_sklearn():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def noisy_logits(rng: np.random.Generator, y: np.ndarray, num_classes: int, signal: float = 1.0) -> np.ndarray:
-    z = rng.normal(size=(len(y), num_classes))
-    z[np.arange(len(y)), y] += signal
-    return z
+from .common import noisy_logits
 
 
 def hand_till(probs: np.ndarray, y: np.ndarray) -> float:
