@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--last", required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    page = args.run_dir / "report.html"
+    page = args.run_dir.resolve() / "report.html"  # a file URI needs an absolute path
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         probed = tmp_path / "probed.html"
