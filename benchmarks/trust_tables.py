@@ -1,6 +1,7 @@
 """The trust layer of finished HAM10000 runs, as the tables of docs/benchmarks.md (issue #26).
 
     python benchmarks/trust_tables.py benchmarks/runs/ham10000_trust/trust-s0 [more run dirs] > benchmarks/results/ham10000_trust.md
+    python benchmarks/publish.py   # copies it into docs/benchmarks.md
 
 Reads each run's saved validation and test logits (``predictions/*.npz``), its post-hoc correction and
 its ``results.json``; refits the conformal sets on validation at alpha 0.1 and 0.05 in both modes (the
@@ -57,7 +58,7 @@ def main() -> None:
     results = [json.loads((r / rundir.RESULTS).read_text()) for r in runs]
     names = results[0]["class_names"]
     counts = np.asarray(results[0]["train_counts"])
-    lines = [f"Runs: {', '.join(str(r) for r in runs)} ({len(runs)} seed{'s' if len(runs) > 1 else ''}); test split.", ""]
+    lines = ["# ham10000_trust", "", f"Runs: {', '.join(str(r) for r in runs)} ({len(runs)} seed{'s' if len(runs) > 1 else ''}); test split.", ""]
     cal = [r["trust"]["test"]["calibration"] for r in results]
     lines += ["| calibration (test) | before | after temperature scaling |", "| --- | --- | --- |"]
     for key in ("ece", "adaptive_ece", "brier", "nll"):
