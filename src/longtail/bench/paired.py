@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.errors import LongtailError
 from ..core.schema import BootstrapConfig
-from ..evaluation.intervals import final_test_predictions
+from ..evaluation.intervals import check_same_test_set, final_test_predictions
 from ..metrics import bootstrap as B
 
 
@@ -33,12 +33,13 @@ def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, b
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for dataset in sorted({str(r["dataset"]) for r in rows}):
         base = _cells(rows, dataset, baseline)
+        base_preds: dict[int, dict[str, Any]] = {}  # read once per dataset, shared by every method's comparison
         methods = sorted({str(r["method"]) for r in rows if r["dataset"] == dataset and r["method"] != baseline})
         done: list[tuple[str, str]] = []
         for method in methods:
             key = (dataset, method)
             try:
-                out[key] = _one(base, _cells(rows, dataset, method), metric, boot)
+                out[key] = _one(base, base_preds, _cells(rows, dataset, method), metric, boot)
                 done.append(key)
             except LongtailError as e:
                 out[key] = {"note": str(e)}
@@ -50,21 +51,19 @@ def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, b
     return out
 
 
-def _one(base: dict[int, Path], cells: dict[int, Path], metric: str, boot: BootstrapConfig) -> dict[str, Any]:
+def _one(base: dict[int, Path], base_preds: dict[int, dict[str, Any]], cells: dict[int, Path], metric: str, boot: BootstrapConfig) -> dict[str, Any]:
     seeds = sorted(set(base) & set(cells))
     if not seeds:
         raise LongtailError("no seed was run for both this method and the baseline")
     a, b = [], []
-    first: dict[str, Any] | None = None
     for s in seeds:
-        pa, pb = final_test_predictions(cells[s]), final_test_predictions(base[s])
-        first = first or pb
-        for p in (pa, pb):
-            if p["ids"].shape != first["ids"].shape or not (p["ids"] == first["ids"]).all():
-                raise LongtailError("the cells were tested on different images; the paired difference needs one test set")
+        if s not in base_preds:
+            base_preds[s] = final_test_predictions(base[s])
+        pa, pb = final_test_predictions(cells[s]), base_preds[s]
+        check_same_test_set([base[seeds[0]], base[s], cells[s]], [base_preds[seeds[0]], pb, pa])
         a.append(pa["logits"])
         b.append(pb["logits"])
-    assert first is not None
+    first = base_preds[seeds[0]]
     labelled = first["targets"] >= 0
     groups = None if first["groups"] is None or boot.groups == "none" else first["groups"][labelled]
     result = B.seed_paired_bootstrap([x[labelled] for x in a], [x[labelled] for x in b], first["targets"][labelled], groups=groups,

@@ -106,7 +106,8 @@ def stored_settings(run_dir: Path) -> BootstrapConfig:
     return BootstrapConfig(**{k: stored[k] for k in ("resamples", "confidence", "method", "seed") if k in stored})
 
 
-def _same_test_set(runs: Sequence[Path], preds: Sequence[dict[str, Any]]) -> None:
+def check_same_test_set(runs: Sequence[Path], preds: Sequence[dict[str, Any]]) -> None:
+    """Every run's stored test predictions cover the first's images and labels, in order, with its classes."""
     first = preds[0]
     for run, p in zip(runs[1:], preds[1:]):
         if p["ids"].shape != first["ids"].shape or not (p["ids"] == first["ids"]).all() or not (p["targets"] == first["targets"]).all():
@@ -127,7 +128,7 @@ def paired_comparison(run_dirs: Sequence[str | Path], boot: BootstrapConfig | No
     if boot is None:
         boot = stored_settings(runs[0])
     preds = [final_test_predictions(r) for r in runs]
-    _same_test_set(runs, preds)
+    check_same_test_set(runs, preds)
     base = preds[0]
     groups = _labelled_groups(base["groups"] if boot.groups != "none" else None, base["targets"])
     labelled = base["targets"] >= 0
