@@ -118,7 +118,7 @@ def test_an_output_that_cannot_be_a_file_is_refused(case, tmp_path, capsys, done
 
 
 JOBS = {  # case -> (args, the files it writes, relative to {run} or absolute)
-    "export's default model": (("export", "{run}", "--format", "torchscript"), ["{run}/model.pt", "{run}/model.pt.json"]),
+    "export's default model": (("export", "{run}", "--format", "torchscript"), ["{run}/model.pt", "{run}/model.pt.json", "{run}/model_card.md"]),
     "onnx under any name": (("export", "{run}", "--out", "{tmp}/model.bin"), ["{tmp}/model.bin", "{tmp}/model.bin.json"]),
     "torchscript named .onnx": (("export", "{run}", "--format", "torchscript", "--out", "{tmp}/m.onnx"), ["{tmp}/m.onnx", "{tmp}/m.onnx.json"]),
     "predict beside the run's files": (("predict", "{run}", "{imgs}", "--out", "{run}/predictions.csv"), ["{run}/predictions.csv"]),

@@ -69,13 +69,16 @@ SUMMARY_METRICS = ["balanced_accuracy", "macro_f1", "gmean", "mauc", "accuracy",
 AFTER_TRAINING = ("posthoc", "eval")
 #: what names a cell's run rather than what it trains
 RUN_IDENTITY = ("name", "output_dir")
-#: what a run writes after training; a cell that shares another's training starts from a copy without these
-EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, rundir.PREDICTIONS, "report.html", "report.md", "report_files")
+#: what a run writes after training; a cell that shares another's training starts from a copy without these (and without the
+#: trained cell's MLflow record, tracking.json: the copy is another cell, logged as a run of its own)
+EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, rundir.PREDICTIONS, "report.html", "report.md", "report_files", rundir.CARD, "tracking.json")
 #: the CSV column naming the config a row was made with (:func:`config_hash`); empty in rows written before it
 HASH_COLUMN = "config_hash"
 #: config keys that change how a cell runs, never what it computes, so changing one reruns no cell: the run's
-#: name and folder, the progress bar, TensorBoard, CPU threads, DataLoader workers and the decode cache
-HASH_IGNORES = ("name", "output_dir", "train.progress", "train.tensorboard", "train.threads", "data.num_workers", "data.cache", "data.cache_dir")
+#: name and folder, the progress bar, TensorBoard, CPU threads, DataLoader workers, the decode cache, the data's licence (the
+#: model card's text) and where the run is tracked (MLflow)
+HASH_IGNORES = ("name", "output_dir", "train.progress", "train.tensorboard", "train.threads", "data.num_workers", "data.cache", "data.cache_dir",
+                "data.license", "tracking")
 #: what a CSV row needs to name its cell; a row without them was cut short (a killed write) or edited
 ROW_KEYS = ("dataset", "method", "seed")
 #: a cell: (dataset, method, seed) on the holdout split, (dataset, method, seed, fold) in a k-fold grid; every
@@ -569,13 +572,25 @@ def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None 
             log.info(states[c][1])
     waiting = [c for c in todo if c not in finished]
     progress = GridProgress([Cell(progress_label(spec, *c), *cell_epochs(spec, *c, fresh=c in fresh)) for c in waiting])
-    for i, c in enumerate(waiting):
-        progress.start_cell(i)
-        run_cell(spec, *c, on_epoch=progress, fresh=c in fresh)
-        progress.finish_cell()
-    rows = collect(spec, recorded)
-    write_outputs(spec, [*rows, *other_scheme_rows(spec, recorded)], current_rows(spec, rows, current))
+    with grid_tracking(spec, todo) as parent:  # tracking.mlflow: the cells' MLflow runs nest under one parent run of the grid
+        for i, c in enumerate(waiting):
+            progress.start_cell(i)
+            run_cell(spec, *c, on_epoch=progress, fresh=c in fresh)
+            progress.finish_cell()
+        rows = collect(spec, recorded)
+        write_outputs(spec, [*rows, *other_scheme_rows(spec, recorded)], current_rows(spec, rows, current))
+        results = Path(spec.results)
+        parent.log_files([results, results.with_suffix(".md"), results.with_suffix(".html")])
     return rows
+
+
+def grid_tracking(spec: BenchSpec, todo: list[CellKey]) -> Any:
+    """The grid's MLflow parent run (a context manager), in the store of its first cell's recipe (its tracking section;
+    untracked when it has none), recorded in the grid's output_dir so that a rerun nests under the same parent."""
+    from ..tracking import grid_run
+
+    tracking = cell_config(spec, *todo[0]).tracking if todo else None
+    return grid_run(tracking, Path(spec.output_dir), spec.name)
 
 
 def other_scheme_rows(spec: BenchSpec, recorded: dict[CellKey, dict[str, Any]]) -> list[dict[str, Any]]:

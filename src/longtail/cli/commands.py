@@ -140,6 +140,8 @@ PLUGIN_COMMANDS = {
     "compare": ("longtail.evaluation.report", "compare runs side by side"),
     "bench": ("longtail.bench.grid", "run a methods x seeds benchmark grid"),
     "export": ("longtail.inference.export", "export a run's best model (post-hoc correction folded in) to ONNX or TorchScript"),
+    "card": ("longtail.evaluation.card", "write a run's model card (Markdown with the Hugging Face header)"),
+    "serve": ("longtail.serving.app", "serve a run over HTTP: POST /predict, a web page, /health, /model"),
 }
 
 

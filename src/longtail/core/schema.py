@@ -167,6 +167,7 @@ class DataConfig(Strict):
     )
     eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
     num_workers: int = Field(0, ge=0, le=MAX_PARALLEL)
+    license: str | None = Field(None, description="the data's licence, written into the model card (HAM10000: CC BY-NC 4.0, non-commercial)")
     #: the YAML file this section came from (set by load_config): data-source errors name it
     _config_file: str | None = PrivateAttr(None)
 
@@ -420,6 +421,20 @@ class SPBLConfig(Strict):
     finetune_lr_mult: float | None = Field(0.1, gt=0, description="backbone lr multiplier in the paces after the first (None: as the optimizer says)")
 
 
+class MlflowConfig(Strict):
+    """Where a run is logged in MLflow (``longtail[track]``): a local SQLite file or a server."""
+
+    uri: str = Field(..., min_length=1, description="tracking URI: sqlite:///mlflow.db (offline), file:./mlruns, or http(s)://host:port")
+    experiment: str = Field("longtail", min_length=1, description="MLflow experiment name (created when missing)")
+
+
+class TrackingConfig(Strict):
+    """Experiment tracking beside the run directory; TensorBoard (train.tensorboard) is separate and stays."""
+
+    mlflow: MlflowConfig | None = Field(None, description="log params, per-epoch and final metrics, report, card and exported model to MLflow")
+    required: bool = Field(False, description="an unreachable tracking store is an error before training (default: a warning, and the run goes on)")
+
+
 class Config(Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     name: str = "run"
@@ -437,6 +452,7 @@ class Config(Strict):
     posthoc: PosthocConfig = PosthocConfig()
     eval: EvalConfig = EvalConfig()
     spbl: SPBLConfig | None = None
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
     @classmethod

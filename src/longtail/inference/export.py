@@ -154,12 +154,13 @@ def default_out(run_dir: Path, fmt: str) -> Path:
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
-    """Write the run's deployable model (``format``: onnx or torchscript) and ``<out>.json`` beside it.
+    """Write the run's deployable model (``format``: onnx or torchscript), ``<out>.json`` and ``model_card.md`` beside it.
 
-    Both paths are checked before any work (never a file the run owns, never a folder). The model is
-    built in memory, checked there (ONNX with ``onnx.checker``; one batch through ``onnxruntime`` or
-    TorchScript against the PyTorch model), then written atomically: a kill or a full disk leaves the
-    old file or the new one. Returns the model's path.
+    All three paths are checked before any work (never a file the run owns, never a folder, never another
+    run's card). The model is built in memory, checked there (ONNX with ``onnx.checker``; one batch through
+    ``onnxruntime`` or TorchScript against the PyTorch model), then written atomically: a kill or a full
+    disk leaves the old file or the new one. The card names the exported file and its sha256; the three
+    files go to the run's MLflow record when it has one (``longtail.tracking``). Returns the model's path.
     """
     if format not in FORMATS:
         raise LongtailError(f"export format '{format}' is not one of {', '.join(FORMATS)}")
@@ -181,14 +182,46 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     info["format"] = format
     rundir.atomic_write_bytes(path, data, within)
     rundir.write_json(sidecar_path(path), info, within)
+    card = _write_card(run_dir, path)
+    _log_artifacts(run_dir, [p for p in (path, sidecar_path(path), card) if p is not None])
     return path
 
 
+def card_path(model_path: str | Path) -> Path:
+    """``DIR/model.onnx`` -> ``DIR/model_card.md``: the card lies beside the exported model (in the run: rundir.CARD)."""
+    return Path(model_path).with_name(rundir.CARD)
+
+
+def _write_card(run_dir: Path, model_path: Path) -> Path | None:
+    """The model card beside the exported model (``model_card.md`` in its folder), naming the exported file;
+    the model is written already, so a card that cannot be written is a warning (`longtail card` retries it)."""
+    from ..evaluation.card import write_card
+
+    try:
+        return write_card(run_dir, card_path(model_path), exported=model_path)
+    except LongtailError as e:
+        log.warning("the model was exported but its card was not written (%s); write it with `longtail card %s --out FILE`", e, run_dir)
+        return None
+
+
+def _log_artifacts(run_dir: Path, paths: list[Path]) -> None:
+    """Add the exported files to the run's MLflow record (``longtail.tracking``; a no-op for a run without tracking)."""
+    try:
+        from ..tracking import log_artifacts
+    except ImportError:  # a longtail without the tracking package: nothing to log to
+        return
+    log_artifacts(run_dir, paths)
+
+
 def _output(run_dir: Path, format: str, out: str | Path | None) -> tuple[Path, Path | None]:
-    """The model's path, checked with its sidecar's (rundir.outputs), and the run to keep the default one in (no link out of it)."""
+    """The model's path, checked with its sidecar's and its card's (rundir.outputs), and the run to keep the default one in
+    (no link out of it)."""
+    from ..evaluation.card import check_card_output
+
     example = default_out(run_dir, format).name
     path = rundir.check_output(out if out is not None else default_out(run_dir, format), "export", example)
     rundir.check_output(sidecar_path(path), "export", example, label="the sidecar JSON")
+    check_card_output(run_dir, card_path(path))  # before any work: never over a file a run owns, nor another run's card
     return path, run_dir if out is None else None
 
 
@@ -259,11 +292,14 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("export", help="export a run's best model (post-hoc correction folded in) to ONNX or TorchScript")
     p.add_argument("run_dir", help="a run directory made by `longtail train`")
     p.add_argument("--format", choices=sorted(FORMATS), default="onnx", help="onnx (checked with onnxruntime) or torchscript (default: onnx)")
-    p.add_argument("--out", metavar="FILE", help="model file (default: RUN_DIR/model.onnx or RUN_DIR/model.pt); the sidecar JSON is FILE.json")
+    p.add_argument("--out", metavar="FILE", help="model file (default: RUN_DIR/model.onnx or RUN_DIR/model.pt); the sidecar JSON is FILE.json, "
+                   "the model card model_card.md in FILE's folder")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args: Any) -> int:
     path = export(args.run_dir, args.format, args.out)
-    print(f"wrote {path} and {sidecar_path(path)} (input: float32 {json.dumps(rundir.read_json(sidecar_path(path))['input_shape'])} in [0, 1])")
+    card = card_path(path)
+    also = f", {card}" if card.is_file() else ""
+    print(f"wrote {path} and {sidecar_path(path)}{also} (input: float32 {json.dumps(rundir.read_json(sidecar_path(path))['input_shape'])} in [0, 1])")
     return 0

@@ -14,12 +14,10 @@ import numpy as np
 import torch
 
 from .. import rundir
-from ..catalog.check import load_config
 from ..core.errors import LongtailError
 from ..core.schema import Config
 from ..data.decode import shown
-from ..training.finalize import head_params
-from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc, read_trust
+from ..training.loading import load_run_config, read_data_meta
 
 log = logging.getLogger("longtail")
 
@@ -85,35 +83,24 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
     return (lambda i: decoder(files[i])), files
 
 
-@torch.no_grad()
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
             overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
             rule_051: bool = True, explain: str | Path | None = None) -> list[dict[str, Any]]:
     """:func:`longtail.api.predict`: one row per input (label, top-k, every probability, warning), and the CSV."""
-    from ..data import build_pipeline
-    from ..engine.device import autocast, select_device
-    from ..engine.inference import build_tta
-    from ..evaluation import prediction, trust
+    from ..evaluation import prediction
+    from .predictor import Predictor
 
     run_dir = Path(run_dir)
     if out is not None:  # checked before any work: never a folder, never a file a run owns
         out = rundir.check_output(out, "predict", "predictions.csv" if submission is None else f"{submission}_submission.csv")
-    cfg = load_run_config(run_dir)
-    if overrides:
-        cfg = load_config(run_dir / rundir.CONFIG, overrides)
+    load_run_config(run_dir)  # a folder that is not a run: its one-line error before anything is loaded
     meta = read_data_meta(run_dir)
-    class_names, counts = meta["class_names"], np.asarray(meta["train_counts"])
+    class_names = meta["class_names"]
     top_k = prediction.check_top_k(top_k, len(class_names))
-    fitted = read_trust(run_dir)
-    trust_columns = tuple(c for c, key in ((prediction.PREDICTION_SET, "conformal"), (prediction.ABSTAIN, "selective")) if key in fitted)
-    header = prediction.columns(class_names, top_k, trust_columns)
-    device = select_device(cfg.train.device)
-    model = load_model(run_dir, cfg, len(class_names), meta["channels"], counts, device)
-    pipeline = build_pipeline(cfg.data.eval_transforms, meta["norm_mean"], meta["norm_std"], train=False)
-    posthoc = read_posthoc(run_dir)
-    tta = build_tta(cfg)
+    predictor = Predictor(run_dir, overrides)
+    cfg = predictor.cfg
+    header = prediction.columns(class_names, top_k, predictor.trust_columns)
     load, files = _prediction_inputs(images, cfg, meta)
-    clips = bool(meta.get("frames_per_clip"))
     if submission is not None:
         from ..evaluation.submission import check_challenge
 
@@ -124,33 +111,18 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     if explain is not None:  # the folder and the model are checked before any image is scored
         from .overlays import OverlayWriter
 
-        writer = OverlayWriter(model, cfg.eval.cam_layer, rundir.check_output_folder(explain, "predict --explain", "overlays"))
+        writer = OverlayWriter(predictor.model, cfg.eval.cam_layer, rundir.check_output_folder(explain, "predict --explain", "overlays"))
     rows: list[dict[str, Any]] = []
     all_logits: list[np.ndarray] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        raw = torch.stack([load(i) for i in range(start, start + len(chunk))]).to(device)
-        x = pipeline.batch(raw)
-        with autocast(device, cfg.train.precision):
-            if tta is not None:
-                logits, feats = tta.predict(lambda v: model(v), x), None
-            else:
-                logits, feats = model(x, return_features=True)
-        logits_np = logits.float().cpu().numpy()
-        if posthoc:
-            from ..evaluation.posthoc import apply_posthoc
-
-            w, b = head_params(model)
-            logits_np = apply_posthoc(logits_np, None if feats is None else feats.float().cpu().numpy(), posthoc, w, b, counts)
-        all_logits.append(logits_np)
+        raw = torch.stack([load(i) for i in range(start, start + len(chunk))])
+        scored = predictor.score(raw)
+        all_logits.append(scored.logits)
         if writer is not None:
-            writer.write(raw, x, logits_np.argmax(axis=1), chunk)
-        probs = trust.calibrated_probs(logits_np, fitted)  # softmax, with the run's temperature when it has one
-        sets, abstain = trust.image_sets(probs, fitted), trust.abstains(probs, fitted)
-        for i, (f, p) in enumerate(zip(chunk, probs)):
-            warning = "" if clips else prediction.input_warning(f, meta)
-            rows.append(prediction.row(shown(f), p, class_names, top_k, warning, None if sets is None else sets[i],
-                                       None if abstain is None else bool(abstain[i])))
+            writer.write(raw, scored.model_input, scored.logits.argmax(axis=1), chunk)
+        warnings = ["" if predictor.clips else prediction.input_warning(f, meta) for f in chunk]
+        rows += predictor.rows(scored, [shown(f) for f in chunk], warnings, top_k)
     flagged = [r for r in rows if r[prediction.WARNING]]
     if flagged:
         log.warning("%d of %d input(s) are far from the training data (see the warning column), e.g. '%s': %s",

@@ -22,6 +22,8 @@ REPORT_MD = "report.md"
 REPORT_FILES = "report_files"  # the report's figures (PNG), linked from report.md
 #: what ``longtail report`` writes (training writes it too, at the end of a run)
 REPORT = (REPORT_HTML, REPORT_MD, REPORT_FILES)
+TRACKING = "tracking.json"  # tracking.session: the MLflow run this run logs to (resume and export add to it)
+CARD = "model_card.md"  # evaluation.card: the model card (training writes it at the end of a run, `longtail card` rewrites it)
 #: what ``longtail export`` writes by default: model.onnx / model.pt and each one's sidecar JSON
 EXPORTED = ("model.onnx", "model.onnx.json", "model.pt", "model.pt.json")
 
@@ -32,4 +34,4 @@ STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
 
 #: every file a run writes (a temp file of one of these names is a killed write: staging.clean_temp_files)
-WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, TRUST, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD)
+WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, TRUST, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD, CARD, TRACKING)

@@ -34,6 +34,9 @@ from .layout import (
     SPBL,
     SPLITS,
     TENSORBOARD,
+    TRACKING,
+    TRUST,
+    CARD,
 )
 from .staging import is_run
 
@@ -44,6 +47,7 @@ OWNED = {
     RESUMES: "its resume log", "checkpoints": "its checkpoints", LAST: "its last checkpoint", BEST: "its best checkpoint",
     PREDICTIONS: "its saved predictions", PACES: "its SPBL paces", SPBL: "its SPBL classifier", TENSORBOARD: "its TensorBoard log",
     REPORT_HTML: "its report", REPORT_MD: "its Markdown report", REPORT_FILES: "its report's figures",
+    TRUST: "its trust fit", TRACKING: "its MLflow record", CARD: "its model card",
     **{name: "its exported model" if not name.endswith(".json") else "its exported model's sidecar" for name in EXPORTED},
 }
 
@@ -51,7 +55,7 @@ OWNED = {
 OWNED_FOLDERS = ("checkpoints", PREDICTIONS, PACES, SPBL, TENSORBOARD, REPORT_FILES)
 
 #: the owned names that one command writes as its job (command -> names); no other command may
-JOBS = {"report": REPORT, "export": EXPORTED}
+JOBS = {"report": REPORT, "export": EXPORTED, "card": (CARD,)}
 
 
 def check_output(path: str | Path, command: str, example: str, label: str = "output") -> Path:

@@ -35,6 +35,7 @@ SAFE_KEYS = (
     "data.num_workers", "data.cache", "data.cache_dir",     # how images are read, not which
     "data.eval_batch_size",                                 # inference batching
     "train.on_divergence", "train.divergence_factor",       # the guard, not the training
+    "tracking", "data.license",                             # where the run is logged (MLflow), what its model card says
 )
 
 #: keys a resume may raise (a longer run; a shorter one would end before the epochs already trained)

@@ -27,6 +27,7 @@ from ..engine import distributed
 from ..engine.interrupt import Interrupted
 from ..evaluation.cohorts import check_columns
 from ..rundir.clock import RunClock
+from ..tracking import TrackingSession, open_session
 from . import resume_check
 from .claim import claim_run_dir
 from .finalize import check_eval_classes, finalize
@@ -120,23 +121,33 @@ def _follow(stop_after: int | None, started: float) -> TrainResult:
 
 
 def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resume: str | Path | None, stop_after: int | None) -> TrainResult:
-    """Rank 0 (or the only process): claim or resume the run directory and train in it."""
+    """Rank 0 (or the only process): claim or resume the run directory and train in it.
+
+    The MLflow store (tracking.mlflow) is checked first, before anything is written: under tracking.required a
+    store that cannot be used fails the call here, otherwise it is one WARNING and the run goes on untracked."""
     started = time.perf_counter()
     if resume is not None:
         # the real folder: a resume through a symbolic link extends (stages, swaps) the run itself, not the link
         run_dir = Path(os.path.realpath(resume)) if Path(resume).is_symlink() else Path(resume)
         if not run_dir.parent.is_dir():
             raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
+        track = open_session(_requested_config(config, overrides, resume))
         with rundir.RunLock(run_dir):
-            return _resume(run_dir, config, overrides, stop_after, started)
+            with track.watching():
+                result = _resume(run_dir, config, overrides, stop_after, started, track)
+            track.finish(result.run_dir, result.finished)  # a tracking failure is a WARNING: it never costs the run
+            return result
     if config is None:
         raise LongtailError("train needs a config (a YAML path, a dict or a Config) or resume=RUN_DIR")
     cfg = _as_config(config, overrides)
+    track = open_session(cfg)
     run_dir, lock = claim_run_dir(Path(cfg.output_dir) / cfg.name, overwrite)
     if run_dir.name != cfg.name:
         cfg = cfg.model_copy(update={"name": run_dir.name})
     try:
-        result = _new_run(run_dir, cfg, overwrite, stop_after, started)
+        with track.watching():
+            result = _new_run(run_dir, cfg, overwrite, stop_after, started, track)
+        track.finish(result.run_dir, result.finished)
     except BaseException:
         lock.release(remove_made_parents=not run_dir.exists())  # a failed first run leaves no folder behind
         raise
@@ -144,7 +155,7 @@ def _train_main(config: Any, overrides: list[str] | None, overwrite: bool, resum
     return result
 
 
-def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None, started: float) -> TrainResult:
+def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None, started: float, track: TrackingSession) -> TrainResult:
     """Train a new run in ``run_dir`` (hold its lock); ``--overwrite`` builds it beside the old run and swaps at the end."""
     rundir.recover(run_dir)
     replacing = rundir.check_new(run_dir, overwrite)
@@ -152,7 +163,7 @@ def _new_run(run_dir: Path, cfg: Config, overwrite: bool, stop_after: int | None
     if not replacing:
         rundir.create(work)
     try:
-        result = _train_in(work, cfg, None, stop_after, started)
+        result = _train_in(work, cfg, None, stop_after, started, track=track)
     except BaseException as e:
         keep = not replacing and rundir.resumable(work)  # resumable: keep it
         if not keep:
@@ -180,7 +191,7 @@ def _resume_config(run_dir: Path, config: Any, overrides: list[str] | None, save
     return cfg, changes
 
 
-def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float, track: TrackingSession) -> TrainResult:
     """Continue ``run_dir`` from its last checkpoint, validated before anything in the run is written."""
     from ..rundir.checkpoint import load_checkpoint
 
@@ -188,7 +199,7 @@ def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after:
     if not run_dir.is_dir():
         raise LongtailError(f"cannot resume: '{run_dir}' is not a folder; pass the run directory `longtail train` created")
     if (run_dir / rundir.PACES).is_dir():
-        return _resume_spbl(run_dir, config, overrides, stop_after, started)
+        return _resume_spbl(run_dir, config, overrides, stop_after, started, track)
     if not (run_dir / rundir.LAST).is_file():
         raise LongtailError(f"cannot resume: '{run_dir}' has no {rundir.LAST}; start a new run without {option('resume')}")
     state = load_checkpoint(run_dir / rundir.LAST)
@@ -204,13 +215,13 @@ def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after:
     rundir.clean_temp_files(run_dir)
     if not finished:
         try:
-            return _train_in(run_dir, cfg, state, stop_after, started)
+            return _train_in(run_dir, cfg, state, stop_after, started, track=track)
         except Interrupted as e:
             raise _interrupted(e, run_dir) from None
     # extending a finished run (more epochs): work on a copy, swap it in only when it succeeds
     work = rundir.staging_dir(run_dir, copy=True)
     try:
-        result = _train_in(work, cfg, state, stop_after, started)
+        result = _train_in(work, cfg, state, stop_after, started, track=track)
     except BaseException as e:
         rundir.discard(work)
         if isinstance(e, Interrupted):
@@ -221,7 +232,7 @@ def _resume(run_dir: Path, config: Any, overrides: list[str] | None, stop_after:
     return TrainResult(run_dir, result.results, result.finished)
 
 
-def _resume_spbl(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float) -> TrainResult:
+def _resume_spbl(run_dir: Path, config: Any, overrides: list[str] | None, stop_after: int | None, started: float, track: TrackingSession) -> TrainResult:
     """Continue an SPBL run after its last finished pace (a pace cut short resumes from its own last.pt)."""
     from ..core.config import to_plain
 
@@ -233,18 +244,21 @@ def _resume_spbl(run_dir: Path, config: Any, overrides: list[str] | None, stop_a
         return TrainResult(run_dir, rundir.read_json(run_dir / rundir.RESULTS), finished=True)
     rundir.clean_temp_files(run_dir)
     try:
-        return _train_in(run_dir, cfg, None, stop_after, started, resuming=True)
+        return _train_in(run_dir, cfg, None, stop_after, started, resuming=True, track=track)
     except Interrupted as e:
         raise _interrupted(e, run_dir) from None
 
 
-def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop_after: int | None, started: float, resuming: bool = False) -> TrainResult:
+def _train_in(work: Path, cfg: Config, resume_state: dict[str, Any] | None, stop_after: int | None, started: float, resuming: bool = False,
+              track: TrackingSession | None = None) -> TrainResult:
     """Build data and model, then train in the folder ``work`` (the run directory or its staging copy).
 
     ``resuming`` continues an SPBL run, whose checkpoints live per pace (no ``resume_state``). Under DDP
-    this runs on rank 0, which sends the other ranks what to train."""
+    this runs on rank 0, which sends the other ranks what to train; only rank 0 logs to MLflow (``track``)."""
     if cfg.spbl is not None and distributed.active():
         raise LongtailError("SPBL runs in one process (its paces fit a feature SVM between CNN runs); set train.devices=1 and start it without torchrun")
+    if track is not None:  # the MLflow run (a resumed run continues the one its tracking.json names)
+        track.begin(work, cfg, int(resume_state["progress"]["global_epoch"]) if resume_state is not None else 0)
     splits = saved_splits(work, cfg)
     distributed.send_plan((work, cfg, resume_state, splits))
     return _train_planned(work, cfg, resume_state, splits, stop_after, started, resuming)
