@@ -23,7 +23,7 @@ REPORT_FILES = "report_files"  # the report's figures (PNG), linked from report.
 #: what ``longtail report`` writes (training writes it too, at the end of a run)
 REPORT = (REPORT_HTML, REPORT_MD, REPORT_FILES)
 TRACKING = "tracking.json"  # tracking.session: the MLflow run this run logs to (resume and export add to it)
-CARD = "model_card.md"  # evaluation.card: the model card (training writes it at the end of a run, `longtail card` rewrites it)
+CARD = "model_card.md"  # evaluation.card: the model card (`longtail card` and `export` write it; a tracked run writes it at its end)
 #: what ``longtail export`` writes by default: model.onnx / model.pt and each one's sidecar JSON
 EXPORTED = ("model.onnx", "model.onnx.json", "model.pt", "model.pt.json")
 

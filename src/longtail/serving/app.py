@@ -58,6 +58,7 @@ class Service:
         self.lock = threading.Lock()
         self._explainer: Any = None
         self.explain_problem = self._explain_problem()
+        self.run_id = run_id(self.predictor.run_dir)  # hashes the checkpoint: once per process, not per /model call
 
     def _explain_problem(self) -> str | None:
         """Why this run's model cannot be explained with Grad-CAM (None when it can)."""
@@ -83,7 +84,7 @@ class Service:
                    for split in ("test", "test_posthoc") if isinstance(results.get(split), dict)}
         return {
             "run": p.run_dir.name,
-            "run_id": run_id(p.run_dir),
+            "run_id": self.run_id,
             "class_names": p.class_names,
             "input_size": p.meta.get("image_size"),
             "channels": int(p.meta["channels"]),
