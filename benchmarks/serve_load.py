@@ -1,14 +1,14 @@
 """A bounded load test of `longtail serve`: a fixed number of requests from a few concurrent clients.
 
     python benchmarks/serve_load.py RUN_DIR [--image examples/digits/3.png] [--requests 400] [--clients 1 4]
-                                    [--workers 1] [--no-docs]
+                                    [--workers 1] [--marker serve-load] [--no-docs]
 
 Starts ``longtail serve RUN_DIR`` on a free port of 127.0.0.1 (nothing else is ever contacted), waits for
 ``/health``, sends 10 warm-up requests, then for each client count sends ``--requests`` ``POST /predict``
 requests of one image each, spread over that many threads with a keep-alive connection each, and stops.
 Reports requests/s, the median and 95th-percentile latency and the count of answers that were not 200
 (it must be 0), then stops the server. Writes the table into docs/benchmarks.md between the
-``serve-load`` markers unless ``--no-docs``.
+``--marker`` markers (default ``serve-load``; one block per model served) unless ``--no-docs``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,17 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def served_model(run_dir: Path) -> str:
+    """The model and input size the run serves, from its config.yaml, for the data line."""
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = config["model"]
+    name = model.get("backbone") or model.get("arch") or model["name"]
+    size = config["data"].get("image_size")
+    return f"model {name}, {f'{size} px' if size else 'native-size'} input"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
@@ -119,6 +130,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--marker", default="serve-load", help="the docs/benchmarks.md block to write")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     image = Path(args.image)
@@ -138,11 +150,13 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=30)
     table = markdown_table(["clients", "requests", "errors", "requests/s", "p50 ms", "p95 ms"], rows)
-    command = f"python benchmarks/serve_load.py {args.run_dir} --image {os.path.relpath(image, ROOT)} --requests {args.requests} " \
-              f"--clients {' '.join(map(str, args.clients))} --workers {args.workers}"
+    shown = os.path.relpath(image, ROOT) if image.resolve().is_relative_to(ROOT) else str(image)
+    command = f"python benchmarks/serve_load.py {args.run_dir} --image {shown} --requests {args.requests} " \
+              f"--clients {' '.join(map(str, args.clients))} --workers {args.workers}" + \
+              (f" --marker {args.marker}" if args.marker != "serve-load" else "")
     print_and_publish(table, f"{cpu_name()}, {os.cpu_count()} cores, " + machine_line(torch_threads(), f", {args.workers} server worker(s)"),
-                      command, f"one {image.name} ({image.stat().st_size:,} bytes) per request, run {Path(args.run_dir).name}",
-                      ROOT / "docs" / "benchmarks.md", "serve-load", write=not args.no_docs)
+                      command, f"one {image.name} ({image.stat().st_size:,} bytes) per request, run {Path(args.run_dir).name} ({served_model(Path(args.run_dir))})",
+                      ROOT / "docs" / "benchmarks.md", args.marker, write=not args.no_docs)
     return 0
 
 

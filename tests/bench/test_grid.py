@@ -238,21 +238,46 @@ def test_a_grid_whose_run_directories_are_gone_keeps_its_csv_rows(tmp_path):
     rebuilds the same CSV and table (provenance included) from the recorded rows."""
     import shutil
 
-    spec = bench.load_bench(make_grid(tmp_path))
+    spec = bench.load_bench(make_grid(tmp_path)).model_copy(update={"paired_against": "ce"})
     bench.run(spec)
     csv_file, md_file = tmp_path / "results" / "digits.csv", tmp_path / "results" / "digits.md"
     before_csv, before_md = csv_file.read_text(), md_file.read_text()
     assert "git revision: " in before_md and "machine: " in before_md
+    archives = sorted((tmp_path / "results" / "digits.predictions" / "default").iterdir())
+    assert [p.name for p in archives] == ["balanced_softmax-s0.npz", "balanced_softmax-s1.npz", "ce-s0.npz", "ce-s1.npz"]
+    saved = {p: p.read_bytes() for p in archives}
     shutil.rmtree(tmp_path / "grid")
     rows = bench.run(spec)
     assert not (tmp_path / "grid").exists()  # nothing trained again
     assert len(rows) == 4 and csv_file.read_text() == before_csv and md_file.read_text() == before_md
+    # the paired column is read back from the saved test decisions, which the rerun left byte-identical
+    paired_row = next(line for line in before_md.splitlines() if line.startswith("| default | balanced_softmax"))
+    assert " seeds)" in paired_row and "n/a" not in paired_row
+    assert {p: p.read_bytes() for p in archives} == saved
     # a cell missing from both the CSV and the run folders is still trained
     kept = [line for line in before_csv.splitlines() if ",ce,1," not in line]
     csv_file.write_text("\n".join(kept) + "\n")
     bench.run(spec)
     assert sorted(p.name for p in (tmp_path / "grid").iterdir()) == ["ce-s1"]
     assert len(bench.recorded_rows(spec)) == 4
+
+
+def test_a_grid_stopped_midway_keeps_the_rows_of_its_finished_cells(tmp_path, monkeypatch):
+    spec = bench.load_bench(make_grid(tmp_path))
+    real, calls = bench.run_cell, []
+
+    def stop_at_the_third(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_cell", stop_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(spec)
+    with open(tmp_path / "results" / "digits.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # written after each finished cell, not only at the end
+    assert (tmp_path / "results" / "digits.md").read_text().count("| default |") == len({m for m in calls[:2]})
 
 
 def shared_training_grid(tmp_path: Path, **shared: object) -> Path:

@@ -110,3 +110,30 @@ def test_export_refuses_another_runs_folder_before_any_work(run, tmp_path) -> No
     with pytest.raises(LongtailError, match="card of another run"):
         longtail.export(run, "torchscript", other / "model.pt")
     assert sorted(p.name for p in other.iterdir()) == [rundir.MARKER]  # nothing written: checked before the export
+
+
+@pytest.mark.parametrize("missing", [rundir.RESULTS, rundir.BEST])
+def test_card_of_an_unfinished_run_is_a_one_line_error(run, tmp_path, capsys, missing) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "unfinished"))
+    (copy / missing).unlink()
+    (copy / rundir.CARD).unlink(missing_ok=True)
+    assert main(["card", str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"has no {missing}" in err and f"longtail train --resume {copy}" in err
+    assert not (copy / rundir.CARD).exists()
+
+
+def test_export_keeps_the_model_when_its_card_cannot_be_written(run, tmp_path, monkeypatch, caplog) -> None:
+    import longtail.evaluation.card as card_module
+
+    def failing(*args, **kwargs):
+        raise LongtailError("cannot write 'model_card.md' (No space left on device); free disk space and run again")
+
+    monkeypatch.setattr(card_module, "write_card", failing)
+    (tmp_path / "out").mkdir()
+    with caplog.at_level("WARNING"):
+        model = Path(longtail.export(run, "torchscript", tmp_path / "out" / "model.pt"))
+    assert model.is_file() and not (tmp_path / "out" / rundir.CARD).exists()
+    assert "exported but its card was not written" in caplog.text and "No space left" in caplog.text

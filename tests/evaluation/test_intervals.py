@@ -174,3 +174,32 @@ def test_bench_summary_carries_the_paired_columns(trained, tmp_path):
         BenchSpec(**spec, paired_against="cee")
     with pytest.raises(ValidationError, match="paired_metric 'bal_acc' is not a summary metric"):
         BenchSpec(**spec, paired_against="ce", paired_metric="bal_acc")
+
+
+def test_bench_paired_column_outlives_the_run_folders_through_the_archive(trained, tmp_path):
+    from longtail.bench.archive import cell_archive
+
+    saved = rundir.load_predictions(trained, "test")
+    y, c = saved["targets"], saved["logits"].shape[1]
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(2):
+        for method, scale in (("ce", 0.5), ("good", 3.0)):
+            run = copy_run(trained, tmp_path / "runs" / f"{method}-s{seed}", logits=np.eye(c)[y] * scale + rng.normal(size=(len(y), c)))
+            rows.append({"dataset": "d", "method": method, "seed": seed, "run_dir": str(run), "config_hash": f"h-{method}"})
+    boot, archive = BootstrapConfig(resamples=200), tmp_path / "r.predictions"
+    live = paired_against(rows, "ce", "balanced_accuracy", boot)[("d", "good")]
+    kept = paired_against(rows, "ce", "balanced_accuracy", boot, archive=archive)[("d", "good")]
+    assert kept == live  # one-hot scores of the predicted class give a decision metric's own values, resample for resample
+    path = cell_archive(archive, "d", "good", 1)
+    with np.load(path) as z:
+        assert (z["predicted"] == np.load(Path(rows[3]["run_dir"]) / "predictions" / "test.npz")["logits"].argmax(1)).all()
+        assert str(z["config_hash"]) == "h-good" and (z["targets"] == y).all()
+    shutil.rmtree(tmp_path / "runs")
+    assert paired_against(rows, "ce", "balanced_accuracy", boot, archive=archive)[("d", "good")] == live
+    assert "is gone; rerun the cell" in paired_against(rows, "ce", "balanced_accuracy", boot)[("d", "good")]["note"]
+    assert "needs the scores" in paired_against(rows, "ce", "mauc", boot, archive=archive)[("d", "good")]["note"]
+    stale = [{**r, "config_hash": "h-new"} if r["method"] == "good" else r for r in rows]
+    assert "made with another config" in paired_against(stale, "ce", "balanced_accuracy", boot, archive=archive)[("d", "good")]["note"]
+    path.unlink()
+    assert "were not saved" in paired_against(rows, "ce", "balanced_accuracy", boot, archive=archive)[("d", "good")]["note"]

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import rundir
 from ..core.errors import ConfigError, LongtailError, did_you_mean
 from ..core.schema import MAX_FOLDS, Config
+from .archive import archive_root
 from .paired import paired_against, paired_cell
 from .progress import Cell, GridProgress
 
@@ -577,10 +578,18 @@ def run(spec: BenchSpec, only: list[str] | None = None, seeds: list[int] | None 
             progress.start_cell(i)
             run_cell(spec, *c, on_epoch=progress, fresh=c in fresh)
             progress.finish_cell()
-        rows = collect(spec, recorded)
-        write_outputs(spec, [*rows, *other_scheme_rows(spec, recorded)], current_rows(spec, rows, current))
+            if i < len(waiting) - 1:  # the results so far, so that a grid stopped later keeps what finished
+                publish(spec, recorded, current)
+        rows = publish(spec, recorded, current)
         results = Path(spec.results)
         parent.log_files([results, results.with_suffix(".md"), results.with_suffix(".html")])
+    return rows
+
+
+def publish(spec: BenchSpec, recorded: dict[CellKey, dict[str, Any]], current: dict[CellKey, str]) -> list[dict[str, Any]]:
+    """Collect every finished cell and rewrite the CSV and the summaries; the collected rows."""
+    rows = collect(spec, recorded)
+    write_outputs(spec, [*rows, *other_scheme_rows(spec, recorded)], current_rows(spec, rows, current))
     return rows
 
 
@@ -736,7 +745,8 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]], summarised: list[
     summary = summarise(summarised, spec.extra_metrics)
     paired = None
     if spec.paired_against and not spec.folds:
-        paired = (spec.paired_against, spec.paired_metric, paired_against(summarised, spec.paired_against, spec.paired_metric))
+        paired = (spec.paired_against, spec.paired_metric, paired_against(summarised, spec.paired_against, spec.paired_metric,
+                                                                                archive=archive_root(spec.results)))
     table = format_summary(summary, extra=spec.extra_metrics, paired=paired)
     provenance = describe_provenance(summarised)
     write_results(spec, rows)

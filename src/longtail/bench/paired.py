@@ -6,7 +6,9 @@ difference of a metric is averaged over seeds and given a two-level bootstrap in
 test images resampled, so the interval holds both the seed-to-seed spread and the sampling of the
 test set, which every seed shares). With more than one method against the baseline the p-values are
 Holm-adjusted over the methods of a dataset. The cells' ``predictions/test.npz`` are read (the
-post-hoc-corrected logits of a ``posthoc: true`` cell), so nothing is retrained.
+post-hoc-corrected logits of a ``posthoc: true`` cell), so nothing is retrained. For a metric of the
+predicted class alone, each cell's test decisions are also kept in the grid's archive (:mod:`.archive`)
+and the comparison reads them there, so it still works once the run folders are gone.
 """
 
 from __future__ import annotations
@@ -19,16 +21,44 @@ from ..core.errors import LongtailError
 from ..core.schema import BootstrapConfig
 from ..evaluation.intervals import check_same_test_set, final_test_predictions
 from ..metrics import bootstrap as B
+from ..rundir import PREDICTIONS
+from .archive import DECISION_METRICS, cell_archive, load_archive, read_config_hash, save_archive
 
 
-def _cells(rows: Sequence[dict[str, Any]], dataset: str, method: str) -> dict[int, Path]:
-    """seed -> run dir of the finished holdout cells of (dataset, method)."""
-    return {int(r["seed"]): Path(r["run_dir"]) for r in rows
+def _cells(rows: Sequence[dict[str, Any]], dataset: str, method: str) -> dict[int, dict[str, Any]]:
+    """seed -> CSV row of the finished holdout cells of (dataset, method)."""
+    return {int(r["seed"]): r for r in rows
             if r.get("dataset") == dataset and r.get("method") == method and not str(r.get("fold", "") or "").strip()}
 
 
-def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, boot: BootstrapConfig | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds} or {note} when it cannot be computed."""
+def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> dict[str, Any]:
+    """A cell's final test predictions for the comparison: from the archive for a decision metric (refreshed from the run
+    folder while it exists), else from the run folder; a one-line error when neither holds them."""
+    run_dir = Path(row["run_dir"])
+    live = (run_dir / PREDICTIONS / "test.npz").is_file()
+    if archive is None or metric not in DECISION_METRICS:
+        if not live and not run_dir.is_dir():
+            why = f"; {metric} needs the scores, which only the run folder keeps" if archive is not None else ""
+            raise LongtailError(f"the run folder '{run_dir}' is gone{why}; rerun the cell to compare it")
+        return final_test_predictions(run_dir)
+    config_hash = str(row.get("config_hash") or "")
+    path = cell_archive(archive, str(row["dataset"]), str(row["method"]), int(row["seed"]))
+    if live:
+        save_archive(run_dir, path, config_hash)
+    elif not path.is_file():
+        raise LongtailError(f"the run folder '{run_dir}' is gone and its test decisions were not saved ('{path}'); "
+                            "rerun the cell (delete its CSV row) to compare it")
+    elif config_hash and read_config_hash(path) not in ("", config_hash):
+        raise LongtailError(f"the saved test decisions '{path}' were made with another config than the CSV row's "
+                            f"({read_config_hash(path)}, not {config_hash}); rerun the cell to compare it")
+    return load_archive(path)
+
+
+def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, boot: BootstrapConfig | None = None,
+                   archive: Path | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds} or {note} when it cannot be computed.
+
+    ``archive``: the grid's folder of saved test decisions (:func:`.archive.archive_root`); None reads only run folders."""
     boot = boot or BootstrapConfig()
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for dataset in sorted({str(r["dataset"]) for r in rows}):
@@ -39,7 +69,7 @@ def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, b
         for method in methods:
             key = (dataset, method)
             try:
-                out[key] = _one(base, base_preds, _cells(rows, dataset, method), metric, boot)
+                out[key] = _one(base, base_preds, _cells(rows, dataset, method), metric, boot, archive)
                 done.append(key)
             except LongtailError as e:
                 out[key] = {"note": str(e)}
@@ -51,16 +81,17 @@ def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, b
     return out
 
 
-def _one(base: dict[int, Path], base_preds: dict[int, dict[str, Any]], cells: dict[int, Path], metric: str, boot: BootstrapConfig) -> dict[str, Any]:
+def _one(base: dict[int, dict[str, Any]], base_preds: dict[int, dict[str, Any]], cells: dict[int, dict[str, Any]], metric: str,
+         boot: BootstrapConfig, archive: Path | None) -> dict[str, Any]:
     seeds = sorted(set(base) & set(cells))
     if not seeds:
         raise LongtailError("no seed was run for both this method and the baseline")
     a, b = [], []
     for s in seeds:
         if s not in base_preds:
-            base_preds[s] = final_test_predictions(base[s])
-        pa, pb = final_test_predictions(cells[s]), base_preds[s]
-        check_same_test_set([base[seeds[0]], base[s], cells[s]], [base_preds[seeds[0]], pb, pa])
+            base_preds[s] = cell_predictions(base[s], archive, metric)
+        pa, pb = cell_predictions(cells[s], archive, metric), base_preds[s]
+        check_same_test_set([Path(r["run_dir"]) for r in (base[seeds[0]], base[s], cells[s])], [base_preds[seeds[0]], pb, pa])
         a.append(pa["logits"])
         b.append(pb["logits"])
     first = base_preds[seeds[0]]
