@@ -263,11 +263,11 @@ def test_a_grid_whose_run_directories_are_gone_keeps_its_csv_rows(tmp_path):
 
 
 def test_a_grid_stopped_midway_keeps_the_rows_of_its_finished_cells(tmp_path, monkeypatch):
-    spec = bench.load_bench(make_grid(tmp_path))
+    spec = bench.load_bench(make_grid(tmp_path)).model_copy(update={"paired_against": "ce"})
     real, calls = bench.run_cell, []
 
     def stop_at_the_third(*args, **kwargs):
-        calls.append(args[2])
+        calls.append((args[2], args[3]))  # (method, seed)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
@@ -277,7 +277,10 @@ def test_a_grid_stopped_midway_keeps_the_rows_of_its_finished_cells(tmp_path, mo
         bench.run(spec)
     with open(tmp_path / "results" / "digits.csv") as f:
         assert len(list(csv.DictReader(f))) == 2  # written after each finished cell, not only at the end
-    assert (tmp_path / "results" / "digits.md").read_text().count("| default |") == len({m for m in calls[:2]})
+    assert (tmp_path / "results" / "digits.md").read_text().count("| default |") == len({m for m, _ in calls[:2]})
+    # the finished cells' test decisions are kept too, before the baseline they are compared with has run
+    kept = sorted(p.name for p in (tmp_path / "results" / "digits.predictions" / "default").iterdir())
+    assert kept == sorted(f"{m}-s{s}.npz" for m, s in calls[:2])  # balanced_softmax first: the YAML lists it first
 
 
 def shared_training_grid(tmp_path: Path, **shared: object) -> Path:

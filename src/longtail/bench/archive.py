@@ -99,3 +99,16 @@ def load_archive(path: Path) -> dict[str, Any]:
         raise LongtailError(f"the saved test decisions '{path}' are damaged (predicted classes outside 0..{classes - 1}); delete the file "
                             "and rerun `longtail bench` while the cell's run folder exists")
     return {"logits": np.eye(classes)[predicted], "targets": targets, "ids": np.array([digest]), "groups": groups}
+
+
+def keep_decisions(rows: list[dict[str, Any]], root: Path) -> int:
+    """Archive every holdout row whose run folder still holds its test predictions (the baseline's too, before any
+    method is compared with it); the count of files written or refreshed."""
+    written = 0
+    for row in rows:
+        run_dir = Path(row["run_dir"])
+        if str(row.get("fold", "") or "").strip() or not (run_dir / rundir.PREDICTIONS / "test.npz").is_file():
+            continue
+        path = cell_archive(root, str(row["dataset"]), str(row["method"]), int(row["seed"]))
+        written += save_archive(run_dir, path, str(row.get("config_hash") or ""))
+    return written

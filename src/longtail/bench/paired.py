@@ -44,7 +44,7 @@ def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> 
     config_hash = str(row.get("config_hash") or "")
     path = cell_archive(archive, str(row["dataset"]), str(row["method"]), int(row["seed"]))
     if live:
-        save_archive(run_dir, path, config_hash)
+        save_archive(run_dir, path, config_hash)  # unchanged arrays: nothing written
     elif not path.is_file():
         raise LongtailError(f"the run folder '{run_dir}' is gone and its test decisions were not saved ('{path}'); "
                             "rerun the cell (delete its CSV row) to compare it")
