@@ -46,7 +46,8 @@ def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> 
     if live:
         save_archive(run_dir, path, config_hash)  # unchanged arrays: nothing written
     elif not path.is_file():
-        raise LongtailError(f"the run folder '{run_dir}' is gone and its test decisions were not saved ('{path}'); "
+        raise LongtailError(f"the run folder '{run_dir}' is gone and its test decisions were not saved (no {path.name} in the grid's "
+                            f"{archive.name} folder); "
                             "rerun the cell (delete its CSV row) to compare it")
     elif config_hash and read_config_hash(path) not in ("", config_hash):
         raise LongtailError(f"the saved test decisions '{path}' were made with another config than the CSV row's "
