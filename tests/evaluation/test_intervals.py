@@ -191,7 +191,7 @@ def test_bench_paired_column_outlives_the_run_folders_through_the_archive(traine
     live = paired_against(rows, "ce", "balanced_accuracy", boot)[("d", "good")]
     kept = paired_against(rows, "ce", "balanced_accuracy", boot, archive=archive)[("d", "good")]
     assert kept == live  # one-hot scores of the predicted class give a decision metric's own values, resample for resample
-    path = cell_archive(archive, "d", "good", 1)
+    path = cell_archive(archive, rows[3])  # good, seed 1
     with np.load(path) as z:
         assert (z["predicted"] == np.load(Path(rows[3]["run_dir"]) / "predictions" / "test.npz")["logits"].argmax(1)).all()
         assert str(z["config_hash"]) == "h-good" and (z["targets"] == y).all()

@@ -6,15 +6,16 @@ alone (accuracy, balanced accuracy, macro F1, G-mean, ...) the predicted class o
 all it needs, so ``longtail bench`` writes, per cell, ``<results>.predictions/<dataset>/<cell>.npz``:
 the predicted class and the label of every test image, the bootstrap groups, a SHA-256 of the
 image ids (to check that two cells saw the same test set in the same order) and the cell's config
-hash (a rerun with another config replaces it). CIFAR-10's 10,000 test images take about 20 KB a
-cell, small enough to commit with the CSV. Metrics of the scores (MAUC, ECE, top-5) cannot be
-recomputed from it and keep reading the run folders.
+hash (a rerun with another config replaces it). CIFAR-10's 10,000 test images take 5 to 7 KB a
+cell (benchmarks/results/cifar10_lt_cpu.predictions/), small enough to commit with the CSV. Metrics of
+the scores (MAUC, ECE, top-5) cannot be recomputed from it and keep reading the run folders.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,14 @@ def archive_root(results_csv: str | Path) -> Path:
     return Path(results_csv).with_suffix(".predictions")
 
 
-def cell_archive(root: Path, dataset: str, method: str, seed: int, fold: int | None = None) -> Path:
-    """The archive file of one cell (named like its run directory)."""
-    return root / dataset / (f"{method}-s{seed}" + (f"-f{fold}" if fold is not None else "") + ".npz")
+def is_holdout(row: dict[str, Any]) -> bool:
+    """A CSV row of a holdout cell (an empty ``fold``): the only cells compared, so the only ones kept."""
+    return not str(row.get("fold", "") or "").strip()
+
+
+def cell_archive(root: Path, row: dict[str, Any]) -> Path:
+    """The archive file of a holdout cell's CSV row (named like its run directory)."""
+    return root / str(row["dataset"]) / f"{row['method']}-s{int(row['seed'])}.npz"
 
 
 def ids_digest(ids: np.ndarray) -> str:
@@ -78,37 +84,31 @@ def save_archive(run_dir: Path, path: Path, config_hash: str | None) -> bool:
     return True
 
 
-def read_config_hash(path: Path) -> str:
-    """The config hash an archive was written for ('' when unknown)."""
-    with np.load(path, allow_pickle=False) as z:
-        return str(z["config_hash"]) if "config_hash" in z.files else ""
-
-
 def load_archive(path: Path) -> dict[str, Any]:
     """An archive as :func:`~longtail.evaluation.intervals.final_test_predictions` gives a run's predictions:
-    one-hot logits of the predicted class (exact for :data:`DECISION_METRICS`), the labels, the groups, and
-    the ids' digest standing in for the ids."""
+    one-hot logits of the predicted class (exact for :data:`DECISION_METRICS`), the labels, the groups, the
+    ids' digest standing in for the ids, and the config hash it was written for ('' when unknown)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             predicted, targets, classes = z["predicted"], z["targets"].astype(np.int64), int(z["num_classes"])
             digest, groups = str(z["ids_sha256"]), (z["groups"] if "groups" in z.files else None)
+            config_hash = str(z["config_hash"]) if "config_hash" in z.files else ""
     except (OSError, ValueError, KeyError) as e:
         raise LongtailError(f"the saved test decisions '{path}' cannot be read ({e}); delete the file and rerun `longtail bench` "
                             "while the cell's run folder exists") from None
     if predicted.shape != targets.shape or predicted.size and not 0 <= int(predicted.min()) <= int(predicted.max()) < classes:
         raise LongtailError(f"the saved test decisions '{path}' are damaged (predicted classes outside 0..{classes - 1}); delete the file "
                             "and rerun `longtail bench` while the cell's run folder exists")
-    return {"logits": np.eye(classes)[predicted], "targets": targets, "ids": np.array([digest]), "groups": groups}
+    return {"logits": np.eye(classes)[predicted], "targets": targets, "ids": np.array([digest]), "groups": groups,
+            "config_hash": config_hash}
 
 
-def keep_decisions(rows: list[dict[str, Any]], root: Path) -> int:
-    """Archive every holdout row whose run folder still holds its test predictions (the baseline's too, before any
-    method is compared with it); the count of files written or refreshed."""
+def keep_decisions(rows: Sequence[dict[str, Any]], root: Path) -> int:
+    """Archive (or refresh) every holdout row whose run folder still holds its test predictions, the baseline's
+    too before any method is compared with it; the count of files written."""
     written = 0
     for row in rows:
         run_dir = Path(row["run_dir"])
-        if str(row.get("fold", "") or "").strip() or not (run_dir / rundir.PREDICTIONS / "test.npz").is_file():
-            continue
-        path = cell_archive(root, str(row["dataset"]), str(row["method"]), int(row["seed"]))
-        written += save_archive(run_dir, path, str(row.get("config_hash") or ""))
+        if is_holdout(row) and (run_dir / rundir.PREDICTIONS / "test.npz").is_file():
+            written += save_archive(run_dir, cell_archive(root, row), str(row.get("config_hash") or ""))
     return written

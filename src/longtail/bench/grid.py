@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import rundir
 from ..core.errors import ConfigError, LongtailError, did_you_mean
 from ..core.schema import MAX_FOLDS, Config
-from .archive import archive_root, keep_decisions
+from .archive import archive_root
 from .paired import paired_against, paired_cell
 from .progress import Cell, GridProgress
 
@@ -745,7 +745,6 @@ def write_outputs(spec: BenchSpec, rows: list[dict[str, Any]], summarised: list[
     summary = summarise(summarised, spec.extra_metrics)
     paired = None
     if spec.paired_against and not spec.folds:
-        keep_decisions(summarised, archive_root(spec.results))
         paired = (spec.paired_against, spec.paired_metric, paired_against(summarised, spec.paired_against, spec.paired_metric,
                                                                                 archive=archive_root(spec.results)))
     table = format_summary(summary, extra=spec.extra_metrics, paired=paired)

@@ -22,45 +22,45 @@ from ..core.schema import BootstrapConfig
 from ..evaluation.intervals import check_same_test_set, final_test_predictions
 from ..metrics import bootstrap as B
 from ..rundir import PREDICTIONS
-from .archive import DECISION_METRICS, cell_archive, load_archive, read_config_hash, save_archive
+from .archive import DECISION_METRICS, cell_archive, is_holdout, keep_decisions, load_archive
 
 
 def _cells(rows: Sequence[dict[str, Any]], dataset: str, method: str) -> dict[int, dict[str, Any]]:
     """seed -> CSV row of the finished holdout cells of (dataset, method)."""
     return {int(r["seed"]): r for r in rows
-            if r.get("dataset") == dataset and r.get("method") == method and not str(r.get("fold", "") or "").strip()}
+            if r.get("dataset") == dataset and r.get("method") == method and is_holdout(r)}
 
 
 def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> dict[str, Any]:
-    """A cell's final test predictions for the comparison: from the archive for a decision metric (refreshed from the run
-    folder while it exists), else from the run folder; a one-line error when neither holds them."""
+    """A cell's final test predictions for the comparison: from the archive for a decision metric (written by
+    :func:`paired_against` from the run folders that exist), else from the run folder; a one-line error when
+    neither holds them."""
     run_dir = Path(row["run_dir"])
-    live = (run_dir / PREDICTIONS / "test.npz").is_file()
     if archive is None or metric not in DECISION_METRICS:
-        if not live and not run_dir.is_dir():
+        if not (run_dir / PREDICTIONS / "test.npz").is_file() and not run_dir.is_dir():
             why = f"; {metric} needs the scores, which only the run folder keeps" if archive is not None else ""
             raise LongtailError(f"the run folder '{run_dir}' is gone{why}; rerun the cell to compare it")
         return final_test_predictions(run_dir)
-    config_hash = str(row.get("config_hash") or "")
-    path = cell_archive(archive, str(row["dataset"]), str(row["method"]), int(row["seed"]))
-    if live:
-        save_archive(run_dir, path, config_hash)  # unchanged arrays: nothing written
-    elif not path.is_file():
+    path = cell_archive(archive, row)
+    if not path.is_file():
         raise LongtailError(f"the run folder '{run_dir}' is gone and its test decisions were not saved (no {path.name} in the grid's "
-                            f"{archive.name} folder); "
-                            "rerun the cell (delete its CSV row) to compare it")
-    elif config_hash and read_config_hash(path) not in ("", config_hash):
+                            f"{archive.name} folder); rerun the cell (delete its CSV row) to compare it")
+    kept, config_hash = load_archive(path), str(row.get("config_hash") or "")
+    if config_hash and kept["config_hash"] not in ("", config_hash):
         raise LongtailError(f"the saved test decisions '{path}' were made with another config than the CSV row's "
-                            f"({read_config_hash(path)}, not {config_hash}); rerun the cell to compare it")
-    return load_archive(path)
+                            f"({kept['config_hash']}, not {config_hash}); rerun the cell to compare it")
+    return kept
 
 
 def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, boot: BootstrapConfig | None = None,
                    archive: Path | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds} or {note} when it cannot be computed.
 
-    ``archive``: the grid's folder of saved test decisions (:func:`.archive.archive_root`); None reads only run folders."""
+    ``archive``: the grid's folder of saved test decisions (:func:`.archive.archive_root`), first brought up to date
+    from the run folders that exist (every holdout row's, compared or not); None reads only run folders."""
     boot = boot or BootstrapConfig()
+    if archive is not None and metric in DECISION_METRICS:
+        keep_decisions(rows, archive)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for dataset in sorted({str(r["dataset"]) for r in rows}):
         base = _cells(rows, dataset, baseline)
