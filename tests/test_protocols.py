@@ -95,6 +95,13 @@ SPBL_LOOP = "xpwu95/SPBL_Pytorch spbl/examples/spbl.py"
 SPBL_TRAINER = "xpwu95/SPBL_Pytorch spbl/reid/trainers.py (open-reid)"
 SPBL_DATA = "xpwu95/SPBL_Pytorch spbl/reid/utils/data/data_process.py"
 MEDMNIST = "MedMNIST/experiments MedMNIST2D/train_and_eval_pytorch.py"
+LADE_CFG = "hyperconnect/LADE config/CIFAR100_LT/lade.yaml"
+LADE_README = "hyperconnect/LADE README.md"
+WB1 = "ShadeAlsha/LTR-weight-balancing demo1_first-stage-training.py"
+WB2 = "ShadeAlsha/LTR-weight-balancing demo2_second-stage-training.py"
+WB_PGD = "ShadeAlsha/LTR-weight-balancing utils/regularizers.py"
+WB_DATA = "ShadeAlsha/LTR-weight-balancing utils/dataset_CIFAR100LT.py"
+WB_TRAIN = "ShadeAlsha/LTR-weight-balancing utils/trainval.py"
 
 CIFAR_MEAN_STD = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
 CROP_FLIP = [{"name": "random_crop", "size": 32, "padding": 4}, {"name": "hflip", "p": 0.5}]
@@ -523,6 +530,51 @@ LOGIT_ADJUSTED_LOSS: Row = {
     "loss.tau": Orig(1.0, f"{LA}: tau = 1"),
     "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation of the classifier"),
 }
+LADE_METHOD: Row = {
+    "loss.name": Orig("lade", f"{LADE_CFG}: PerformanceLoss PriorCELoss + RouteWeightLoss LADELoss on the same logits"),
+    "loss.alpha": Orig(0.1, f"{LADE_README}: CIFAR-100 imbalance 0.01 command --alpha 0.1 (RouteWeightLoss weight)"),
+    "loss.remine_lambda": Orig(0.01, f"{LADE_README}: CIFAR-100 imbalance 0.01 command --remine_lambda 0.01"),
+    "posthoc.logit_adjust": Orig(False, "hyperconnect/LADE run_networks.py: eval adds the log prior of the (balanced) test split, nothing chosen on validation"),
+}
+WB_STAGE_OPTIM: Row = {
+    "optimizer.name": Orig("sgd", f"{WB1}: optim.SGD"),
+    "optimizer.lr": Orig(0.01, f"{WB1}: base_lr = 0.01"),
+    "optimizer.momentum": Orig(0.9, f"{WB1}: SGD(momentum=0.9)"),
+    "optimizer.nesterov": Orig(False, f"{WB1}: SGD without nesterov"),
+    "optimizer.no_decay": Orig([], f"{WB1}: SGD(model.parameters(), weight_decay=...) decays every parameter"),
+    "schedule.name": Orig("cosine", f"{WB1}: lr_scheduler.CosineAnnealingLR"),
+    "schedule.min_lr": Orig(0.0, f"{WB1}: CosineAnnealingLR(eta_min=0)"),
+    "schedule.warmup_epochs": Orig(0, f"{WB1}: no warm-up"),
+}
+WEIGHT_BALANCING: Row = {
+    "data.batch_size": Orig(64, f"{WB1}: batch_size = 64"),
+    "data.drop_last": Orig(False, f"{WB1}: DataLoader(shuffle=True), drop_last unset"),
+    "data.train_transforms": Orig(CROP_FLIP, f"{WB_DATA}: RandomCrop(32, padding=4), RandomHorizontalFlip()"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{WB_DATA}: transforms.Normalize"),
+    "data.image_size": Orig(None, f"{WB_DATA}: 32x32 CIFAR images"),
+    "model.name": Orig("resnet34", f"{WB1}: ResnetEncoder(encoder_num_layers=34)"),
+    "model.head": Orig("linear", f"{WB1}: ResnetEncoder's encoder.fc nn.Linear"),
+    "sampler.name": Orig("instance", f"{WB1}: shuffled loader"),
+    "train.select_metric": Orig("balanced_accuracy", f"{WB_TRAIN}: best_perClassAcc, the mean per-class accuracy"),
+    **staged("stages.0.", WB_STAGE_OPTIM),
+    "stages.0.epochs": Orig(320, f"{WB1}: total_epoch_num = 320"),
+    "stages.0.loss.name": Orig("ce", f"{WB1}: nn.CrossEntropyLoss()"),
+    "stages.0.class_weights.name": Orig("uniform", f"{WB1}: unweighted CE"),
+    "stages.0.optimizer.weight_decay": Orig(5e-3, f"{WB1}: weight_decay = 5e-3 (with_WD_model, found by grid search)"),
+    "stages.0.optimizer.head_max_norm": Orig(None, f"{WB1}: no constraint in the first stage"),
+    **{k: Orig(v.value, v.source.replace(WB1, WB2)) for k, v in staged("stages.1.", WB_STAGE_OPTIM).items()},
+    "stages.1.epochs": Orig(10, f"{WB2}: total_epoch_num = 10"),
+    "stages.1.freeze_backbone": Orig(True, f"{WB2}: requires_grad False for every parameter but encoder.fc weight and bias"),
+    "stages.1.reinit_head": Orig(False, f"{WB2}: the stage-1 model (with_WD_model_best) is the starting point"),
+    "stages.1.loss.name": Orig("cb", f"{WB2}: CB_loss"),
+    "stages.1.loss.beta": Orig(0.9999, f"{WB2}: CB_loss(..., 'softmax', 0.9999, 2.0)"),
+    "stages.1.loss.base": Orig("softmax", f"{WB2}: CB_loss loss_type 'softmax' (BCE of the softmax probabilities: the recipe names the difference)"),
+    "stages.1.class_weights.name": Orig("uniform", f"{WB2}: the effective-number weights live in the loss"),
+    "stages.1.sampler.name": Orig("instance", f"{WB2}: the stage-1 shuffled loader"),
+    "stages.1.optimizer.weight_decay": Orig(0.1, f"{WB2}: weight_decay = 0.1"),
+    "stages.1.optimizer.head_max_norm": Orig({"thresh": 0.1, "relative": True},
+                                             f"{WB_PGD}: MaxNorm_via_PGD(thresh=0.1), per-layer threshold min + thresh (max - min) of the fc row norms"),
+}
 POSTHOC_LA: Row = {
     "posthoc.logit_adjust": Orig(True, f"{LA}: post-hoc logit adjustment of an ERM model"),
     "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation"),
@@ -616,6 +668,8 @@ PROTOCOLS: dict[str, Row] = {
     "cifar10_lt/cdb_ce.yaml": cifar_ldam(without(CDB_METHOD, "train.select_metric")),
     "cifar10_lt/hml1.yaml": {**HML1_CIFAR, "model.head": CE_LOSS["model.head"]},
     "cifar10_lt/bbn.yaml": BBN_CIFAR,
+    "cifar10_lt/lade.yaml": cifar_ldam(LADE_METHOD),
+    "cifar10_lt/weight_balancing.yaml": {**without(LDAM_DATA, "model.name"), **WEIGHT_BALANCING},
     "cifar10_lt/crt_tau_norm.yaml": {
         **without(LDAM_PROTOCOL, "train.epochs"),
         **CE_LOSS,

@@ -129,6 +129,45 @@ def test_shades_of_gray_matches_numpy_reference():
     assert torch.equal(GrayWorld(grid=2)(cast), out)  # uniform image: segmented = plain
 
 
+def test_shades_of_gray_by_hand():
+    # power 2 on a 1 x 2 image: e = (sqrt((30^2 + 40^2) / 2), 10, sqrt(20^2 / 2)) = (35.355, 10, 14.142),
+    # RMS(e) = sqrt((1250 + 100 + 200) / 3) = 22.730; gains RMS(e) / e_c = (0.6429, 2.2730, 1.6073), truncated
+    img = torch.tensor([[[30, 40]], [[10, 10]], [[0, 20]]], dtype=torch.uint8)
+    assert torch.equal(ShadesOfGray(power=2)(img), torch.tensor([[[19, 25]], [[22, 22]], [[0, 32]]], dtype=torch.uint8))
+    # a flat cast image: e = (200, 100, 50) for every power; each channel becomes RMS(e) = sqrt(17500) = 132.29 -> 132
+    cast = torch.stack([torch.full((3, 4), 200), torch.full((3, 4), 100), torch.full((3, 4), 50)]).to(torch.uint8)
+    for power in (1, 2, 6):
+        assert torch.equal(ShadesOfGray(power=power)(cast), torch.full((3, 3, 4), 132, dtype=torch.uint8))
+    # clipping: B = (250, 10), power 2: e_B = sqrt((250^2 + 10^2) / 2) = 177.0, RMS(e) = sqrt((2 * 62500 + 31300) / 3) = 228.25;
+    # gain_B = 1.2896: 250 -> 322.4, clipped to 255; 10 -> 12.9 -> 12; R and G (250) -> 228
+    bright = torch.tensor([[[250, 250]], [[250, 250]], [[250, 10]]], dtype=torch.uint8)
+    assert torch.equal(ShadesOfGray(power=2)(bright), torch.tensor([[[228, 228]], [[228, 228]], [[255, 12]]], dtype=torch.uint8))
+
+
+def test_shades_of_gray_power_one_is_classic_gray_world():
+    rng = np.random.default_rng(1)
+    # a reddish cast (channel means about 127, 76, 38): no gain clips, so every channel mean ends at RMS(means)
+    img = (rng.integers(0, 256, (3, 9, 11)) * np.array([1.0, 0.6, 0.3])[:, None, None]).astype(np.uint8)
+    got = ShadesOfGray(power=1)(torch.from_numpy(img))
+    assert torch.equal(got, GrayWorld()(torch.from_numpy(img)))
+    # classic gray world (Buchsbaum): channel c times mean(means) / mean_c; the sqrt(3) form scales that by RMS / mean
+    means = img.reshape(3, -1).astype(np.float64).mean(1)
+    classic = img.astype(np.float64) * (means.mean() / means)[:, None, None]
+    rms_over_mean = np.sqrt((means**2).mean()) / means.mean()
+    want = np.clip(classic * rms_over_mean, 0, 255).astype(np.uint8)
+    assert np.abs(got.numpy().astype(int) - want.astype(int)).max() <= 1  # float32 vs float64 at a truncation edge
+    # the corrected channel means are equal (grey), up to truncation and clipping
+    out_means = got.numpy().reshape(3, -1).astype(np.float64).mean(1)
+    assert out_means.max() - out_means.min() < 1.0 and abs(out_means.mean() - np.sqrt((means**2).mean())) < 1.0
+
+
+def test_shades_of_gray_leaves_grey_images_unchanged():
+    grey = torch.randint(0, 256, (1, 5, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ShadesOfGray()(grey), grey) and torch.equal(GrayWorld()(grey), grey)
+    with pytest.raises(ConfigError, match="power must be > 0"):
+        ShadesOfGray(power=0)
+
+
 def test_geometric_preprocess_ops():
     img = torch.arange(3 * 10 * 20, dtype=torch.uint8).view(3, 10, 20)
     assert torch.equal(BorderCrop(pixels=2)(img), img[:, 2:8, 2:18])

@@ -31,7 +31,7 @@ def _call(loss: LongTailLoss, logits, targets, features, **kw) -> torch.Tensor:
 
 def test_registry_lists_the_expected_losses_with_descriptions() -> None:
     expected = {"ce", "focal", "cb", "ldam", "balanced_softmax", "logit_adjusted", "eql", "ghmc", "low",
-                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal"}
+                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal", "lade"}
     assert expected <= set(NAMES)
     for name, text in LOSSES.describe().items():
         assert text and "\n" not in text and len(text) < 130, name

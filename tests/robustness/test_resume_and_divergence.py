@@ -51,6 +51,7 @@ RESUME_KEYS = {
     "model.dropout=0.2": False,
     "train.val_every=2": False,
     "train.select_metric=accuracy": False,
+    "train.ema.decay=0.99": False,     # averaging the weights from the middle of a run: another training
 }
 
 
@@ -74,6 +75,14 @@ def test_the_folder_keys_are_not_compared_the_run_continues_in_place(tmp_path):
     saved = _saved(tmp_path)
     resolved = load_config(raw=saved, overrides=["name=other", "output_dir=elsewhere"])
     assert resume_check.resume_changes(saved, resolved, tmp_path) == {}
+
+
+def test_a_section_longtail_gained_after_the_run_was_written_is_no_change(tmp_path):
+    saved = _saved(tmp_path)
+    del saved["train"]["ema"]  # a run written before train.ema existed trained without it, as it continues
+    assert resume_check.resume_changes(saved, load_config(raw=saved), tmp_path) == {}
+    with pytest.raises(LongtailError, match=r"train\.ema"):  # turning it on is still refused
+        resume_check.resume_changes(saved, load_config(raw=saved, overrides=["train.ema.decay=0.99"]), tmp_path)
 
 
 def test_staged_runs_may_lengthen_only_their_last_stage(tmp_path):

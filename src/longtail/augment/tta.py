@@ -3,8 +3,10 @@
 ``multi_crop`` cuts a sqrt(K) x sqrt(K) grid of crops evenly spaced over the central region of every
 image (``l_region`` of the long side, ``s_region`` of the short side); ``multi_scale`` takes centre
 crops of ``crop * (1 + s/100)``, resizes them to ``crop`` and flips / rotates them, one view per name
-``<op>_<+-s>`` (op in scale, flip_x, flip_y, rotate_90, rotate_270). Views work on any dtype (uint8 or
-normalised float batches). :class:`TTA` runs a model on every view and returns the log of the
+``<op>_<+-s>`` (op in scale, flip_x, flip_y, rotate_90, rotate_270). ``flips`` multiplies every view by
+the horizontal flip (2) or the dihedral group D4 (8: rotations by 0/90/180/270 degrees, each also
+flipped; the SIIM-ISIC 2020 winners' TTA), alone or on top of the crops and scales. Views work on any
+dtype (uint8 or normalised float batches). :class:`TTA` runs a model on every view and returns the log of the
 averaged softmax probabilities (``average``) or of the normalised vote histogram (``vote``), so that
 a downstream softmax gives back exactly those probabilities.
 """
@@ -20,9 +22,11 @@ import torchvision.transforms.v2.functional as TF
 from ..core.errors import ConfigError, DataError
 from ..core.registry import METHODS
 
-__all__ = ["CROP_COUNTS", "SCALE_NAMES", "crop_positions", "multi_crop", "multi_scale", "TTA"]
+__all__ = ["CROP_COUNTS", "FLIPS", "SCALE_NAMES", "crop_positions", "flip_views", "multi_crop", "multi_scale", "TTA"]
 
 CROP_COUNTS = (9, 16, 25, 36)
+#: ``flips`` settings and the number of views each makes of one view
+FLIPS: dict[str, int] = {"none": 1, "hflip": 2, "dihedral": 8}
 #: MBIT's default multi-scale view names, in order (``MULTI_SCALE.SCALE_NUM`` takes the first ones)
 SCALE_NAMES: tuple[str, ...] = (
     "scale_+00", "flip_x_+00", "rotate_90_+00", "rotate_270_+00",
@@ -114,14 +118,40 @@ def multi_scale(batch: torch.Tensor, crop_size: int | Sequence[int], names: Sequ
     return torch.stack(list(_scale_views(batch, crop_size, names)))
 
 
+def flip_views(view: torch.Tensor, flips: str) -> Iterator[torch.Tensor]:
+    """The group's images of one N x C x h x w view: ``none`` the view; ``hflip`` it and ``view.flip(-1)``;
+    ``dihedral`` ``rot90(view, k)`` for k = 0..3, then ``rot90(view, k).flip(-1)`` for k = 0..3 (all 8
+    symmetries of a square). A lesion has no up, down, left or right, so each is as plausible as the
+    original. 90-degree rotations swap height and width, so ``dihedral`` needs a square view (a model
+    trained at one size is not shown transposed inputs): a non-square one is a ConfigError.
+    """
+    if flips not in FLIPS:
+        raise ConfigError(f"tta: flips must be one of {', '.join(FLIPS)}, got '{flips}'")
+    if flips == "dihedral" and view.shape[-2] != view.shape[-1]:
+        raise ConfigError(f"tta: flips 'dihedral' rotates by 90 degrees and needs square views, got {view.shape[-2]}x{view.shape[-1]}; "
+                          "set a square crop_size or flips: hflip")
+    if flips == "none":
+        yield view
+    elif flips == "hflip":
+        yield view
+        yield view.flip(-1)
+    else:
+        rotations = [torch.rot90(view, k, dims=(-2, -1)) for k in range(4)]
+        yield from rotations
+        for r in rotations:
+            yield r.flip(-1)
+
+
 @METHODS.register("tta")
 class TTA:
-    """Test-time augmentation: MBIT multi-crop grid (9/16/25/36) and multi-scale views, averaged or voted.
+    """Test-time augmentation: MBIT multi-crop grid (9/16/25/36) and multi-scale views, x2 flips or x8 dihedral, averaged or voted.
 
     ``crops``: grid size or None; ``scales``: number of MBIT's default views (first ones of
     :data:`SCALE_NAMES`), a list of view names, or None; ``crop_size`` defaults to 7/8 of the short
     side of the evaluated images (set it to the training crop size); ``scheme``: ``average`` (mean
-    softmax) or ``vote`` (fraction of views predicting each class).
+    softmax) or ``vote`` (fraction of views predicting each class). ``flips``: ``none``, ``hflip``
+    (x2) or ``dihedral`` (x8, square views only), applied to every crop and scale view; with crops
+    and scales both None the flips see the whole image (its centre ``crop_size`` crop when set).
     """
 
     def __init__(
@@ -132,7 +162,11 @@ class TTA:
         crop_size: int | list[int] | None = None,
         l_region: float = 1.0,
         s_region: float = 1.0,
+        flips: str | None = "none",
     ) -> None:
+        flips = "none" if flips is None else str(flips)
+        if flips not in FLIPS:
+            raise ConfigError(f"tta: flips must be one of {', '.join(FLIPS)}, got '{flips}'")
         if scheme not in ("average", "vote"):
             raise ConfigError(f"tta: scheme must be 'average' or 'vote', got '{scheme}'")
         if crops is not None and crops not in CROP_COUNTS:
@@ -144,19 +178,22 @@ class TTA:
         names = list(scales or [])
         for name in names:
             _parse_scale(name)
-        if crops is None and not names:
-            raise ConfigError("tta: nothing to do; set crops (9/16/25/36) and/or scales")
+        if crops is None and not names and flips == "none":
+            raise ConfigError("tta: nothing to do; set crops (9/16/25/36), scales and/or flips (hflip, dihedral)")
+        if flips == "dihedral" and crop_size is not None and len(set(_size(crop_size))) != 1:  # type: ignore[arg-type]
+            raise ConfigError(f"tta: flips 'dihedral' rotates by 90 degrees and needs a square crop_size, got {crop_size}; use flips: hflip")
         for r in (l_region, s_region):
             if not 0.0 < float(r) <= 1.0:
                 raise ConfigError(f"tta: l_region and s_region must be in (0, 1], got {r}")
-        self.crops, self.scale_names, self.scheme = crops, names, scheme
+        self.crops, self.scale_names, self.scheme, self.flips = crops, names, scheme, flips
         self.crop_size = crop_size
         self.l_region, self.s_region = float(l_region), float(s_region)
         self.activation = "softmax"  # "sigmoid" under eval.unk_class: sigmoid (see predict)
 
     @property
     def num_views(self) -> int:
-        return (self.crops or 0) + len(self.scale_names)
+        base = (self.crops or 0) + len(self.scale_names)
+        return max(base, 1) * FLIPS[self.flips]  # no crops or scales: the flips of the whole image
 
     def _crop(self, batch: torch.Tensor) -> tuple[int, int]:
         if self.crop_size is not None:
@@ -164,13 +201,28 @@ class TTA:
         side = max(1, round(min(batch.shape[-2:]) * 7 / 8))
         return side, side
 
-    def views(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Every view of the batch (N x C x h x w each), crops first, then scales; lazily."""
+    def _base_views(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
+        if not self.crops and not self.scale_names:  # flips alone: the whole image, or its centre crop_size crop
+            if self.crop_size is None:
+                yield batch
+                return
+            ch, cw = _size(self.crop_size)  # type: ignore[arg-type]
+            height, width = batch.shape[-2:]
+            if ch > height or cw > width:
+                raise DataError(f"tta: crop {ch}x{cw} is larger than the {height}x{width} images; set a smaller crop_size")
+            yield TF.center_crop(batch, [ch, cw])
+            return
         crop = self._crop(batch)
         if self.crops:
             yield from _crop_views(batch, crop, self.crops, self.l_region, self.s_region)
         if self.scale_names:
             yield from _scale_views(batch, crop, self.scale_names)
+
+    def views(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Every view of the batch (N x C x h x w each), crops first, then scales, each followed by its
+        flips (:func:`flip_views`); lazily."""
+        for view in self._base_views(batch):
+            yield from flip_views(view, self.flips)
 
     @torch.no_grad()
     def predict(self, model_fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
@@ -198,4 +250,4 @@ class TTA:
         return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
 
     def __repr__(self) -> str:
-        return f"TTA(crops={self.crops}, scales={len(self.scale_names)}, scheme={self.scheme!r}, crop_size={self.crop_size})"
+        return f"TTA(crops={self.crops}, scales={len(self.scale_names)}, flips={self.flips!r}, scheme={self.scheme!r}, crop_size={self.crop_size})"

@@ -198,6 +198,21 @@ class ModelConfig(BaseModel):
 
 
 # ------------------------------------------------------------------------------ optimisation
+class MaxNormConfig(Strict):
+    """Weight balancing's MaxNorm (Alshammari et al., CVPR 2022): after every optimizer step each class row
+    ``w_c`` of the linear head is projected to ``||w_c|| <= t`` (``w_c * min(1, t / ||w_c||)``); the bias is free."""
+
+    thresh: float = Field(..., gt=0, description="relative: the share of the head's row-norm range; else t itself")
+    relative: bool = Field(True, description="t = min_c ||w_c|| + thresh * (max_c ||w_c|| - min_c ||w_c||) over the head's rows when the stage "
+                                             "starts (the official MaxNorm_via_PGD, thresh in (0, 1]); false: t = thresh, an absolute norm")
+
+    @model_validator(mode="after")
+    def _relative_share(self) -> "MaxNormConfig":
+        if self.relative and self.thresh > 1:
+            raise ValueError(f"thresh {self.thresh}: a relative threshold is a share of the row-norm range, in (0, 1]; set relative: false for an absolute norm")
+        return self
+
+
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "sgd"
     lr: float = Field(0.1, gt=0)
@@ -207,6 +222,8 @@ class OptimizerConfig(Strict):
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"], description="parameter-name keys excluded from weight decay ('norm' = all normalisation layers)")
     lr_mult: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
+    head_max_norm: MaxNormConfig | None = Field(None, description="project the linear head's class rows into a norm ball after every step "
+                                                                  "(weight balancing's MaxNorm); a stage sets it in its own optimizer section")
 
 
 class ScheduleConfig(Strict):
@@ -255,6 +272,15 @@ class EarlyStoppingConfig(Strict):
     min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best score by more than this")
 
 
+class EmaConfig(Strict):
+    """An exponential moving average of the weights: validation, the best checkpoint and the test use the average."""
+
+    decay: float = Field(0.999, gt=0, lt=1, description="after every optimizer step ema = decay * ema + (1 - decay) * weights "
+                                                        "(parameters and BatchNorm statistics); 0.999 averages about the last 1000 steps")
+    warmup: bool = Field(False, description="the n-th update uses min(decay, (1 + n) / (10 + n)) (TensorFlow's num_updates), so "
+                                            "a short fine-tune's average is not held at its first steps")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=0, le=MAX_EPOCHS)
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
@@ -263,6 +289,9 @@ class TrainConfig(Strict):
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
     )
+    ema: EmaConfig | None = Field(
+        None, description="average the weights over training (engine/ema.py): validation, checkpoint selection, best.pt and the test "
+                          "use the average, last.pt also keeps the trained weights for --resume; each stage starts its own average")
     precision: Literal["32", "bf16", "16-mixed"] = "32"
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: the same model; an EfficientNet-Lite0 step took 0.60x the NCHW time on 2 CPU cores (python benchmarks/finetune_cost.py --channels-last)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -295,6 +324,9 @@ class PosthocConfig(Strict):
     target_prior: bool = Field(
         False, description="logit adjustment toward eval.target_prior instead of a uniform prior; tau chosen by the validation "
                            "accuracy re-weighted to that prior (needs logit_adjust: true)")
+    logit_adjust_from: Literal["train", "uniform"] = Field(
+        "train", description="the prior the raw logits carry: train (a CE model: subtract log train prior, add log target) or "
+                             "uniform (trained on z + log prior: balanced softmax, LADE; only add log target prior; needs target_prior: true)")
     tau_norm: bool = False
     tau_norm_bias: Literal["drop", "keep"] = Field(
         "keep", description="what tau-norm does with the linear head's bias: drop = classifier-balancing's tau_norm.py "
@@ -304,6 +336,13 @@ class PosthocConfig(Strict):
                             "stored in trust.json, applied by eval, predict, the report and export")
     grid: list[Annotated[float, Field(ge=0.0, le=MAX_TAU)]] = Field(default_factory=lambda: [round(0.1 * i, 2) for i in range(0, 21)])
     metric: str = "balanced_accuracy"
+
+    @model_validator(mode="after")
+    def _uniform_logits_adjust_toward_a_target(self) -> "PosthocConfig":
+        if self.logit_adjust_from == "uniform" and not self.target_prior:
+            raise ValueError("logit_adjust_from: uniform only adds the log target prior: set logit_adjust: true and target_prior: true "
+                             "(with eval.target_prior), or leave it at train")
+        return self
 
 
 class ConformalConfig(Strict):

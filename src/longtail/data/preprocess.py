@@ -94,7 +94,16 @@ def _gamma_lut(img: torch.Tensor, gamma: float) -> torch.Tensor:
 
 @TRANSFORMS.register("shades_of_gray")
 class ShadesOfGray(SampleOp):
-    """Shades-of-Gray colour constancy, Minkowski norm `power` (6), optional `gamma` LUT first (MBIT)."""
+    """Shades-of-Gray colour constancy, Minkowski norm `power` (6), optional `gamma` LUT first (MBIT).
+
+    Finlayson & Trezzi (2004), the ISIC 2019 winners' (and MBIT's) ``shade_of_gray_cc``: the
+    illuminant of channel c is ``e_c = mean(I_c ** power) ** (1 / power)`` and channel c is scaled by
+    ``1 / (sqrt(3) * e_c / ||e||)`` (the sqrt(3) form, i.e. ``RMS(e) / e_c``, which is ``mean(e) / e_c``
+    times RMS(e) / mean(e) >= 1), so that the illuminant becomes grey; the result is clipped to 0..255
+    and truncated back to uint8 (decode-time ops receive and return uint8). ``power = 1`` is exactly
+    ``gray_world``; a large power tends to max-RGB. A 1-channel (grey) image has no colour cast to
+    remove and is returned unchanged, as by ``gray_world``.
+    """
 
     def __init__(self, power: float = 6.0, gamma: float | None = None) -> None:
         if power <= 0:

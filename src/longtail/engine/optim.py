@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..core.schema import OptimizerConfig, ScheduleConfig
+from ..core.schema import MaxNormConfig, OptimizerConfig, ScheduleConfig
 
 _NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -68,6 +69,8 @@ def _excluded(name: str, keys: Iterable[str], norm_names: set[str]) -> bool:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """The stage's optimizer over :func:`param_groups`; with ``head_max_norm`` it also projects the head
+    after every step (:func:`attach_head_max_norm`)."""
     groups = param_groups(model, cfg)
     if not groups:
         from ..core.errors import ConfigError
@@ -76,6 +79,44 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
     for g in groups:
         g["lr"] = cfg.lr * g["lr_mult"]
         g["initial_lr"] = g["lr"]
+    optimizer = _make_optimizer(groups, cfg)
+    if cfg.head_max_norm is not None:
+        attach_head_max_norm(optimizer, model, cfg.head_max_norm)
+    return optimizer
+
+
+#: the param-group key holding MaxNorm's bound, so that the optimizer's state_dict (last.pt) keeps it across a resume
+MAX_NORM_KEY = "head_max_norm"
+
+
+def attach_head_max_norm(optimizer: torch.optim.Optimizer, model: nn.Module, cfg: MaxNormConfig) -> float:
+    """Weight balancing's MaxNorm as projected gradient descent: after every ``optimizer.step()`` (torch's
+    step post-hook, so a step GradScaler skips projects nothing) each class row of the model's linear head
+    is projected to norm <= t. A relative t is taken from the head as it is now (the stage's start) and kept
+    in the param groups, so a resumed stage reloads it with the optimizer state instead of recomputing it.
+    Returns t."""
+    from ..core.errors import ConfigError
+    from ..models.heads import LinearHead, max_norm_project, max_norm_threshold
+
+    head = getattr(model, "head", None)
+    weight = getattr(head, "weight", None)
+    if type(head) is not LinearHead or not isinstance(weight, nn.Parameter) or not weight.requires_grad:
+        kind = type(head).__name__ if head is not None else "none"
+        raise ConfigError(f"optimizer.head_max_norm constrains the class rows of a trainable linear head; this stage's head is {kind} "
+                          "(use model.head: linear, and a stage that trains the head)")
+    threshold = max_norm_threshold(weight, cfg.thresh, cfg.relative)
+    for g in optimizer.param_groups:
+        g[MAX_NORM_KEY] = threshold
+
+    def project(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        with torch.no_grad():
+            weight.copy_(max_norm_project(weight, float(opt.param_groups[0][MAX_NORM_KEY])))
+
+    optimizer.register_step_post_hook(project)
+    return threshold
+
+
+def _make_optimizer(groups: list[dict], cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name == "adam":

@@ -32,6 +32,7 @@ from .batches import drops_last_batch, iterate_batches
 from .device import as_memory_format, autocast, grad_scaler, optimizer_step
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
+from .ema import WeightEMA
 from .hooks import EpochReport, announce, listening
 from .inference import build_tta, cross_entropy, per_class_accuracy, predict_dataset
 from .optim import build_optimizer, set_epoch_lr
@@ -56,6 +57,11 @@ class StageParts:
     step: Any
     train_model: nn.Module  # what the step calls: the model, or its DistributedDataParallel wrapper
     guard: DivergenceGuard  # stops (or skips) on an exploding loss: the stage's reference is its first batch
+    ema: WeightEMA | None = None  # train.ema: the stage's average of the weights, updated after every optimizer step
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """What validation scores and best.pt holds: the average under train.ema, else the trained ``model``."""
+        return self.ema.model if self.ema is not None else model
 
 
 @dataclass
@@ -105,7 +111,18 @@ class Trainer:
         self.progress = Progress()
         self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
         self.tta = build_tta(cfg)
+        self._check_tta()
         self.writer = _tensorboard(run_dir) if cfg.train.tensorboard and distributed.is_main() else None
+
+    def _check_tta(self) -> None:
+        """Cut eval.tta's views of one validation image now, so that a TTA these images cannot take (a crop
+        larger than them, flips: dihedral on non-square views) stops the run before training, not after it."""
+        val = self.bundle.val
+        if self.tta is None or val is None or len(val) == 0:
+            return
+        image, _ = val[0]
+        for _ in self.tta.views(self.eval_pipeline.batch(image[None].to(self.device))):
+            pass
 
     # ---------------------------------------------------------------- building per stage
     def build_stage(self, stage: ResolvedStage, fresh: bool) -> StageParts:
@@ -138,7 +155,9 @@ class Trainer:
         step = METHODS.create(self.cfg.method.name, **self.cfg.method.kwargs)
         _warn_stacked_priors(stage, self.model)
         guard = DivergenceGuard(stage.name, self.bundle.num_classes, self.cfg.train.divergence_factor, self.cfg.train.on_divergence)
-        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device), guard)
+        # a fresh average per stage, of the model as this stage changed it (a new or re-initialised head)
+        ema = WeightEMA(self.model, self.cfg.train.ema.decay, self.cfg.train.ema.warmup) if self.cfg.train.ema is not None else None
+        return StageParts(stage, loss, weights, sampler, optimizer, mixing, step, distributed.wrap(self.model, self.device), guard, ema)
 
     # ------------------------------------------------------------------------- the loop
     def fit(self, resume_state: dict[str, Any] | None = None, stop_after: int | None = None) -> Progress:
@@ -167,6 +186,8 @@ class Trainer:
                     self.scaler.load_state_dict(resume_state["scaler"])
                 if "weights" in resume_state and hasattr(parts.weights, "load_state_dict"):
                     parts.weights.load_state_dict(resume_state["weights"])
+                if parts.ema is not None and "ema" in resume_state:  # train.ema: the stage's average continues where it was
+                    parts.ema.load_state_dict(resume_state["ema"])
                 if self.progress.last_val_accuracy is not None:
                     self._validation_hooks(parts, np.asarray(self.progress.last_val_accuracy, dtype=float))
                 set_rng_state(resume_state["rng"])
@@ -289,6 +310,8 @@ class Trainer:
             parts.optimizer.zero_grad(set_to_none=True)
             if not optimizer_step(loss, parts.optimizer, self.scaler, model.parameters(), cfg.train.grad_clip):
                 skipped += 1
+            elif parts.ema is not None:
+                parts.ema.update(model)
             loss_sum += value * len(y)
             seen += len(y)
         if seen == 0 and exploded:
@@ -302,7 +325,7 @@ class Trainer:
     def _validate(self, parts: StageParts) -> dict[str, Any]:
         from ..evaluation.scoring import split_metrics
 
-        out = predict_dataset(self.model, self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
+        out = predict_dataset(parts.eval_model(self.model), self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
         result = split_metrics(out.logits, out.targets, self.counts, self.bundle.class_names, self.cfg.eval)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)
@@ -359,12 +382,16 @@ class Trainer:
         if not distributed.is_main():  # every rank holds the same weights: rank 0 writes them
             return
         self.progress.elapsed_seconds = round(self.clock.seconds(), 3)
+        # last.pt (include_optimizer): the trained weights, to resume, and the average beside them;
+        # best.pt: the weights that were validated (the average under train.ema), which evaluation and export load
         state: dict[str, Any] = {
-            "model": self.model.state_dict(),
+            "model": (self.model if include_optimizer else parts.eval_model(self.model)).state_dict(),
             "progress": self.progress.__dict__.copy(),
             "stage_index": parts.stage.index,
             "heads": [s.head for s in self.stages[: parts.stage.index + 1]],
         }
+        if parts.ema is not None:
+            state["ema"] = parts.ema.state_dict() if include_optimizer else {"updates": parts.ema.updates, "decay": parts.ema.decay}
         if include_optimizer:
             state["optimizer"] = parts.optimizer.state_dict()
             state["loss"] = parts.loss.state_dict()

@@ -59,10 +59,23 @@ def log_prior(train_counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.log(len(counts) * counts / counts.sum())
 
 
-def prior_shift(train_counts: Sequence[int] | np.ndarray, target_prior: Sequence[float] | None = None) -> np.ndarray:
-    """``log(C * train prior) - log(C * target prior)``: what logit adjustment subtracts per unit of tau
-    (the target is uniform when ``target_prior`` is None: then this is :func:`log_prior`)."""
+#: the prior a model's raw logits carry: ``train`` (a CE-trained model) or ``uniform`` (trained on
+#: ``z + log prior``: balanced softmax, LADE's PriorCE), which adjustment toward a target only adds to
+SOURCE_PRIORS = ("train", "uniform")
+
+
+def prior_shift(train_counts: Sequence[int] | np.ndarray, target_prior: Sequence[float] | None = None, source: str = "train") -> np.ndarray:
+    """``log(C * source prior) - log(C * target prior)``: what logit adjustment subtracts per unit of tau.
+
+    The source prior is the training prior (``source="train"``) or uniform (``"uniform"``: the
+    logits already estimate the balanced posterior, so only ``log(C * target)`` is added, LADE's
+    test-time rule); the target is uniform when ``target_prior`` is None. ``train`` with no target
+    is :func:`log_prior`."""
+    if source not in SOURCE_PRIORS:
+        raise LongtailError(f"posthoc: the logits' prior '{source}' is not one of {', '.join(SOURCE_PRIORS)}; fix posthoc.logit_adjust_from or posthoc.json")
     shift = log_prior(train_counts)
+    if source == "uniform":
+        shift = np.zeros_like(shift)
     if target_prior is None:
         return shift
     target = np.asarray(target_prior, dtype=np.float64)
@@ -71,10 +84,13 @@ def prior_shift(train_counts: Sequence[int] | np.ndarray, target_prior: Sequence
     return shift - np.log(len(target) * target / target.sum())
 
 
-def logit_adjust(logits: ArrayLike, train_counts: Sequence[int] | np.ndarray, tau: float, target_prior: Sequence[float] | None = None) -> ArrayLike:
+def logit_adjust(
+    logits: ArrayLike, train_counts: Sequence[int] | np.ndarray, tau: float, target_prior: Sequence[float] | None = None, source: str = "train"
+) -> ArrayLike:
     """``logits - tau * (log(C * prior) - log(C * target))``: move decisions from the training prior towards
-    ``target_prior`` (a uniform one when None, Menon et al.'s balanced-error setting)."""
-    prior = prior_shift(train_counts, target_prior)
+    ``target_prior`` (a uniform one when None, Menon et al.'s balanced-error setting). With
+    ``source="uniform"`` the logits' prior is uniform: ``logits + tau * log(C * target)``."""
+    prior = prior_shift(train_counts, target_prior, source)
     if logits.shape[-1] != len(prior):
         raise LongtailError(f"logits have {logits.shape[-1]} classes but train_counts has {len(prior)}; use the counts of the run that produced the logits")
     if _is_torch(logits):
@@ -195,6 +211,7 @@ def fit_posthoc(
     head_bias: ArrayLike | None = None,
     target_prior: Sequence[float] | None = None,
     tau_norm_bias: str = "keep",
+    source_prior: str = "train",
 ) -> dict[str, Any]:
     """Choose the enabled corrections on validation; the dict is what ``posthoc.json`` stores.
 
@@ -204,7 +221,9 @@ def fit_posthoc(
     that prior and its tau is chosen by the validation accuracy re-weighted to it
     (``target_prior_accuracy``, see :mod:`longtail.evaluation.decision`), which is stored with the choice.
     ``tau_norm_bias`` (``drop`` or ``keep``, see :func:`tau_norm_logits`) is stored in the tau-norm
-    entry as ``bias``, so :func:`apply_posthoc` and the export apply the same form.
+    entry as ``bias``, so :func:`apply_posthoc` and the export apply the same form. ``source_prior``
+    ``uniform`` (a model whose raw logits carry no training prior, e.g. LADE) needs ``target_prior``:
+    the adjustment adds ``tau * log(C * target)``; it is stored as ``source_prior`` in the entry.
     """
     out: dict[str, Any] = {}
     current = val_logits
@@ -218,12 +237,16 @@ def fit_posthoc(
     if logit_adjustment:
         base = current
         if target_prior is None:
+            if source_prior != "train":
+                raise ConfigError("posthoc.logit_adjust_from: uniform logits need a target to adjust toward: set eval.target_prior and posthoc.target_prior: true")
             tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t), val_targets, metric)
             out["logit_adjust"] = _choice(tau, scores, metric)
         else:
             prior = np.asarray(target_prior, dtype=np.float64)
-            tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t, prior), val_targets, TARGET_PRIOR_METRIC, prior)
+            tau, scores = select_tau(grid, lambda t: logit_adjust(base, train_counts, t, prior, source_prior), val_targets, TARGET_PRIOR_METRIC, prior)
             out["logit_adjust"] = {**_choice(tau, scores, TARGET_PRIOR_METRIC), "target_prior": [float(p) for p in prior]}
+            if source_prior != "train":
+                out["logit_adjust"]["source_prior"] = source_prior
     return out
 
 
@@ -259,7 +282,7 @@ def apply_posthoc(
         if train_counts is None:
             raise LongtailError("this run uses logit adjustment: pass the training class counts stored in results.json")
         entry = posthoc["logit_adjust"]
-        out = logit_adjust(out, train_counts, float(entry["tau"]), entry.get("target_prior"))
+        out = logit_adjust(out, train_counts, float(entry["tau"]), entry.get("target_prior"), entry.get("source_prior", "train"))
     return out
 
 

@@ -109,7 +109,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     offset = None
     if "logit_adjust" in posthoc:
         entry = posthoc["logit_adjust"]
-        offset = torch.as_tensor(float(entry["tau"]) * prior_shift(counts, entry.get("target_prior")), dtype=torch.float32)
+        offset = torch.as_tensor(float(entry["tau"]) * prior_shift(counts, entry.get("target_prior"), entry.get("source_prior", "train")), dtype=torch.float32)
     clips = bool(meta.get("frames_per_clip"))
     fitted = read_trust(run_dir).get("temperature")
     temperature = None if fitted is None else torch.as_tensor(fitted["value"], dtype=torch.float32)
@@ -142,6 +142,7 @@ def sidecar(cfg: Any, meta: dict[str, Any], posthoc: dict[str, Any]) -> dict[str
             "std": meta["norm_std"],
             # tau_norm "bias": "drop" when the head's bias is left out (classifier-balancing's form); absent: kept
             "posthoc": {k: {"tau": v["tau"], **({"target_prior": v["target_prior"]} if "target_prior" in v else {}),
+                            **({"source_prior": v["source_prior"]} if "source_prior" in v else {}),
                             **({"bias": "drop"} if k == "tau_norm" and v.get("bias") == "drop" else {})} for k, v in posthoc.items()},
             "softmax": True,
         },

@@ -8,6 +8,7 @@
 - :class:`LWSHead`: learnable weight scaling (Kang et al. 2020, decoupled stage 2): a frozen
   linear head whose per-class weight norms are re-learned.
 - :func:`tau_normalize`: post-hoc tau-normalisation of classifier rows.
+- :func:`max_norm_project`: weight balancing's MaxNorm, each class row projected into a norm ball.
 """
 
 from __future__ import annotations
@@ -180,6 +181,26 @@ def tau_normalize(weight: Tensor, tau: float) -> Tensor:
     One implementation (:func:`tau_normalize_weight`) serves training-time heads and post-hoc evaluation.
     """
     return tau_normalize_weight(weight, tau)
+
+
+def max_norm_threshold(weight: Tensor, thresh: float, relative: bool = True) -> float:
+    """The norm bound ``t`` of weight balancing's MaxNorm (Alshammari et al., CVPR 2022).
+
+    ``relative``: ``min_c ||w_c|| + thresh * (max_c ||w_c|| - min_c ||w_c||)`` over the rows of
+    ``weight`` (ShadeAlsha/LTR-weight-balancing ``MaxNorm_via_PGD.setPerLayerThresh``, taken once
+    when the constrained training starts); otherwise ``thresh`` itself.
+    """
+    if not relative:
+        return float(thresh)
+    norms = weight.detach().float().norm(dim=1)
+    return float(norms.min() + thresh * (norms.max() - norms.min()))
+
+
+def max_norm_project(weight: Tensor, threshold: float) -> Tensor:
+    """``w_c * min(1, t / ||w_c||)`` per class row: the Euclidean projection of each row onto the ball of
+    radius ``t``; rows already inside are multiplied by exactly 1 (left as they are)."""
+    norms = weight.norm(dim=1, keepdim=True)
+    return weight * torch.clamp(threshold / norms.clamp_min(1e-12), max=1.0)
 
 
 def make_head(

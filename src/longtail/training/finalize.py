@@ -193,6 +193,7 @@ def choose_posthoc(cfg: Config, model: Any, val: Any, counts: np.ndarray) -> dic
         val_features=val.features, head_weight=w, head_bias=b,
         target_prior=cfg.eval.target_prior if cfg.posthoc.target_prior else None,
         tau_norm_bias=cfg.posthoc.tau_norm_bias,
+        source_prior=cfg.posthoc.logit_adjust_from,
     )
 
 

@@ -36,7 +36,11 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, counts: Any, device: torch.device, checkpoint: str = rundir.BEST) -> Any:
-    """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights."""
+    """Rebuild the architecture (including stage head swaps) and load a checkpoint's weights.
+
+    Under ``train.ema`` both checkpoints give the averaged weights, the ones validation scored:
+    best.pt holds them as its model, last.pt beside the trained weights it resumes from.
+    """
     from ..models import build_model, load_checkpoint_weights
     from ..rundir.checkpoint import load_checkpoint
 
@@ -52,7 +56,8 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
     for head in state.get("heads", []):
         if head is not None:
             model.set_head(head, class_counts=np.asarray(counts))
-    load_checkpoint_weights(model, state["model"], str(path))
+    ema = state.get("ema")
+    load_checkpoint_weights(model, ema["model"] if isinstance(ema, dict) and "model" in ema else state["model"], str(path))
     if cfg.spbl is not None:  # an SPBL model's head is its feature classifier
         from ..spbl.pipeline import attach_classifier
 

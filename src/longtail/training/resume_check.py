@@ -81,13 +81,20 @@ def _shown(value: Any) -> str:
 _MISSING = object()
 
 
+def _added_later(saved: Any, new: Any) -> bool:
+    """An optional section the saved config lacks and the new one leaves off (``train.ema: null``): one that
+    longtail gained after the run was written, so the run trained without it, as it continues."""
+    return saved is _MISSING and new is None
+
+
 def resume_changes(saved: dict[str, Any], resolved: Config, run_dir: Path) -> dict[str, tuple[Any, Any]]:
     """The allowed changes ``{key: (saved, new)}`` of a resume; a one-line error naming any other.
 
     ``saved`` is the config the run trained with (the checkpoint's copy, or ``config.yaml`` for
     checkpoints written before it was stored)."""
     old, new = (_without_place(flatten(c)) for c in (saved, to_plain(resolved)))
-    differ = {k: (old.get(k, _MISSING), new.get(k, _MISSING)) for k in sorted(old.keys() | new.keys()) if old.get(k, _MISSING) != new.get(k, _MISSING)}
+    differ = {k: (old.get(k, _MISSING), new.get(k, _MISSING)) for k in sorted(old.keys() | new.keys())
+              if old.get(k, _MISSING) != new.get(k, _MISSING) and not _added_later(old.get(k, _MISSING), new.get(k, _MISSING))}
     longer = _longer_keys(old)
     refused = {}
     for key, (a, b) in differ.items():
