@@ -1,4 +1,4 @@
-"""optimizer.head_max_norm: weight balancing's MaxNorm applied after every optimizer step, and a 2-stage run."""
+"""optimizer.head_max_norm: weight balancing's MaxNorm after every epoch (the official loop) or step, and a 2-stage run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from longtail import rundir
 from longtail.catalog.check import load_config
 from longtail.core.errors import ConfigError
 from longtail.core.schema import OptimizerConfig
-from longtail.engine.optim import MAX_NORM_KEY, build_optimizer
+from longtail.engine.optim import MAX_NORM_KEY, build_optimizer, project_head
 from longtail.models.heads import CosineHead, LinearHead
 from longtail.rundir.checkpoint import load_checkpoint
 
@@ -45,7 +45,7 @@ def test_one_step_projects_the_rows_outside_and_leaves_the_rest():
     with torch.no_grad():
         model.backbone.weight.zero_()
         model.backbone.bias.zero_()  # zero features: the head's weight gradient is 0, its bias gradient 1
-    cfg = OptimizerConfig(lr=1.0, momentum=0.0, weight_decay=0.0, head_max_norm={"thresh": 2.0, "relative": False})
+    cfg = OptimizerConfig(lr=1.0, momentum=0.0, weight_decay=0.0, head_max_norm={"thresh": 2.0, "relative": False, "every": "step"})
     opt = build_optimizer(model, cfg)
     assert opt.param_groups[0][MAX_NORM_KEY] == 2.0
     model(torch.zeros(1, 2)).sum().backward()
@@ -58,7 +58,7 @@ def test_one_step_projects_the_rows_outside_and_leaves_the_rest():
 
 def test_every_row_within_the_bound_after_a_real_step_and_relative_threshold():
     model = model_with_rows([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])  # norms 1, 2, 5
-    opt = build_optimizer(model, OptimizerConfig(lr=0.5, head_max_norm={"thresh": 0.25}))
+    opt = build_optimizer(model, OptimizerConfig(lr=0.5, head_max_norm={"thresh": 0.25, "every": "step"}))
     t = 1.0 + 0.25 * (5.0 - 1.0)
     assert opt.param_groups[0][MAX_NORM_KEY] == pytest.approx(t)  # min + thresh * (max - min) at the stage's start
     for seed in range(3):
@@ -70,6 +70,22 @@ def test_every_row_within_the_bound_after_a_real_step_and_relative_threshold():
         norms = model.head.weight.detach().norm(dim=1)
         assert (norms <= t * (1 + 1e-6)).all()
         assert not torch.equal(before, model.head.weight.detach())
+
+
+def test_every_epoch_leaves_the_steps_alone_and_the_loop_projects():
+    """every: epoch (the official utils/trainval.py): optimizer steps do not project; project_head does."""
+    model = model_with_rows([[0.3, 0.4], [3.0, 4.0], [6.0, 8.0]])
+    opt = build_optimizer(model, OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0,
+                                                 head_max_norm={"thresh": 2.0, "relative": False}))
+    for seed in range(2):
+        x = torch.randn(4, 2, generator=torch.Generator().manual_seed(seed))
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])).backward()
+        opt.step()
+    stepped = model.head.weight.detach().clone()
+    assert (stepped.norm(dim=1) > 2.0).sum() == 2  # the two long rows are still outside after the steps
+    project_head(model, opt)
+    assert torch.allclose(model.head.weight.detach(), stepped * torch.clamp(2.0 / stepped.norm(dim=1, keepdim=True), max=1.0))
 
 
 def test_the_bound_travels_with_the_optimizer_state():
@@ -122,4 +138,7 @@ def test_recipe_sets_max_norm_in_its_second_stage_only():
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "cifar10_lt" / "weight_balancing.yaml")
     first, second = cfg.resolved_stages()
     assert first.optimizer.head_max_norm is None
-    assert second.optimizer.head_max_norm.thresh == 0.1 and second.optimizer.head_max_norm.relative
+    max_norm = second.optimizer.head_max_norm
+    assert max_norm.thresh == 0.1 and max_norm.relative and max_norm.every == "epoch"  # the official per-epoch projection
+    assert second.loss.name == "cb" and second.loss.kwargs["base"] == "softmax_bce"  # the official CB_loss 'softmax'
+

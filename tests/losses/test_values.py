@@ -147,6 +147,22 @@ def test_cb_sigmoid_and_focal_values() -> None:
     assert foc == pytest.approx((w[YN] * ((1 - p_t) ** 2 * bce).sum(1)).mean(), rel=1e-5)
 
 
+def test_cb_softmax_bce_is_the_vandit15_softmax_branch() -> None:
+    """weight balancing's stage-2 loss: BCE of the softmax probabilities, w_y on each element, mean over N x C."""
+    counts = [100, 10, 1]
+    loss = create("cb", counts, beta=0.9999, base="softmax_bce")
+    w = loss.cb_weights.numpy()
+    p = np.exp(ZN - ZN.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot = np.eye(3)[YN]
+    elements = -(onehot * np.log(p) + (1 - onehot) * np.log(1 - p))
+    assert loss(Z, Y).item() == pytest.approx((w[YN][:, None] * elements).mean(), rel=1e-5)
+    z, zr = Z.clone().requires_grad_(True), Z.clone().requires_grad_(True)
+    loss(z, Y).backward()
+    F.binary_cross_entropy(zr.softmax(1), F.one_hot(Y, 3).float(), weight=torch.as_tensor(w)[Y][:, None].expand(-1, 3)).backward()
+    assert torch.allclose(z.grad, zr.grad, rtol=1e-5, atol=1e-7)
+
+
 # -------------------------------------------------------------------------------- EQL
 def test_eql_element_weights_and_value() -> None:
     counts = [1000, 10, 1]  # frequencies 0.989, 0.0099, 0.00099: only class 2 is below lambda 0.005

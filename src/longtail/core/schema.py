@@ -199,12 +199,15 @@ class ModelConfig(BaseModel):
 
 # ------------------------------------------------------------------------------ optimisation
 class MaxNormConfig(Strict):
-    """Weight balancing's MaxNorm (Alshammari et al., CVPR 2022): after every optimizer step each class row
-    ``w_c`` of the linear head is projected to ``||w_c|| <= t`` (``w_c * min(1, t / ||w_c||)``); the bias is free."""
+    """Weight balancing's MaxNorm (Alshammari et al., CVPR 2022): after every epoch (or optimizer step) each class
+    row ``w_c`` of the linear head is projected to ``||w_c|| <= t`` (``w_c * min(1, t / ||w_c||)``); the bias is free."""
 
     thresh: float = Field(..., gt=0, description="relative: the share of the head's row-norm range; else t itself")
     relative: bool = Field(True, description="t = min_c ||w_c|| + thresh * (max_c ||w_c|| - min_c ||w_c||) over the head's rows when the stage "
                                              "starts (the official MaxNorm_via_PGD, thresh in (0, 1]); false: t = thresh, an absolute norm")
+    every: Literal["epoch", "step"] = Field("epoch", description="when to project: epoch = after each epoch's batches, before validation "
+                                                              "(the official utils/trainval.py); step = after every optimizer step "
+                                                              "(projected gradient descent as the paper writes it)")
 
     @model_validator(mode="after")
     def _relative_share(self) -> "MaxNormConfig":
@@ -222,7 +225,7 @@ class OptimizerConfig(Strict):
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     no_decay: list[str] = Field(default_factory=lambda: ["bias", "norm"], description="parameter-name keys excluded from weight decay ('norm' = all normalisation layers)")
     lr_mult: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier, e.g. {backbone: 0.1}")
-    head_max_norm: MaxNormConfig | None = Field(None, description="project the linear head's class rows into a norm ball after every step "
+    head_max_norm: MaxNormConfig | None = Field(None, description="project the linear head's class rows into a norm ball after every epoch or step "
                                                                   "(weight balancing's MaxNorm); a stage sets it in its own optimizer section")
 
 

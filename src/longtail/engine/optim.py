@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from torch import nn
@@ -69,8 +68,8 @@ def _excluded(name: str, keys: Iterable[str], norm_names: set[str]) -> bool:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """The stage's optimizer over :func:`param_groups`; with ``head_max_norm`` it also projects the head
-    after every step (:func:`attach_head_max_norm`)."""
+    """The stage's optimizer over :func:`param_groups`; with ``head_max_norm`` it also holds MaxNorm's bound
+    and projects the head after every step where asked (:func:`attach_head_max_norm`)."""
     groups = param_groups(model, cfg)
     if not groups:
         from ..core.errors import ConfigError
@@ -90,13 +89,13 @@ MAX_NORM_KEY = "head_max_norm"
 
 
 def attach_head_max_norm(optimizer: torch.optim.Optimizer, model: nn.Module, cfg: MaxNormConfig) -> float:
-    """Weight balancing's MaxNorm as projected gradient descent: after every ``optimizer.step()`` (torch's
-    step post-hook, so a step GradScaler skips projects nothing) each class row of the model's linear head
-    is projected to norm <= t. A relative t is taken from the head as it is now (the stage's start) and kept
-    in the param groups, so a resumed stage reloads it with the optimizer state instead of recomputing it.
-    Returns t."""
+    """Weight balancing's MaxNorm as projected gradient descent on the model's linear head. A relative bound t
+    is taken from the head as it is now (the stage's start) and kept in the param groups, so a resumed stage
+    reloads it with the optimizer state instead of recomputing it. ``every: step`` projects after every
+    ``optimizer.step()`` (torch's step post-hook, so a step GradScaler skips projects nothing); ``every: epoch``
+    leaves it to the loop, which calls :func:`project_head` after each epoch's batches. Returns t."""
     from ..core.errors import ConfigError
-    from ..models.heads import LinearHead, max_norm_project, max_norm_threshold
+    from ..models.heads import LinearHead, max_norm_threshold
 
     head = getattr(model, "head", None)
     weight = getattr(head, "weight", None)
@@ -107,13 +106,18 @@ def attach_head_max_norm(optimizer: torch.optim.Optimizer, model: nn.Module, cfg
     threshold = max_norm_threshold(weight, cfg.thresh, cfg.relative)
     for g in optimizer.param_groups:
         g[MAX_NORM_KEY] = threshold
-
-    def project(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        with torch.no_grad():
-            weight.copy_(max_norm_project(weight, float(opt.param_groups[0][MAX_NORM_KEY])))
-
-    optimizer.register_step_post_hook(project)
+    if cfg.every == "step":
+        optimizer.register_step_post_hook(lambda opt, args, kwargs: project_head(model, opt))
     return threshold
+
+
+def project_head(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Project each class row of ``model.head`` onto the ball of the bound :func:`attach_head_max_norm` stored."""
+    from ..models.heads import max_norm_project
+
+    weight = model.head.weight  # type: ignore[union-attr]
+    with torch.no_grad():
+        weight.copy_(max_norm_project(weight, float(optimizer.param_groups[0][MAX_NORM_KEY])))
 
 
 def _make_optimizer(groups: list[dict], cfg: OptimizerConfig) -> torch.optim.Optimizer:

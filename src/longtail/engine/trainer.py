@@ -35,7 +35,7 @@ from .early_stopping import EarlyStopping
 from .ema import WeightEMA
 from .hooks import EpochReport, announce, listening
 from .inference import build_tta, cross_entropy, per_class_accuracy, predict_dataset
-from .optim import build_optimizer, set_epoch_lr
+from .optim import build_optimizer, project_head, set_epoch_lr
 
 log = logging.getLogger("longtail")
 
@@ -231,6 +231,9 @@ class Trainer:
                 hook(one_based, stage.epochs)
         t0 = time.perf_counter()
         train_loss, seen, skipped = self._train_one_epoch(parts)
+        max_norm = stage.optimizer.head_max_norm
+        if max_norm is not None and max_norm.every == "epoch":  # weight balancing's MaxNorm as its official code runs it
+            project_head(self.model, parts.optimizer)
         seconds = time.perf_counter() - t0
         self.progress.global_epoch += 1
         self.progress.stage_epoch = epoch + 1
