@@ -102,6 +102,20 @@ WB2 = "ShadeAlsha/LTR-weight-balancing demo2_second-stage-training.py"
 WB_PGD = "ShadeAlsha/LTR-weight-balancing utils/regularizers.py"
 WB_DATA = "ShadeAlsha/LTR-weight-balancing utils/dataset_CIFAR100LT.py"
 WB_TRAIN = "ShadeAlsha/LTR-weight-balancing utils/trainval.py"
+GCL_BB = "Keke921/GCLLoss cifar_train_backbone.py"
+GCL_CLS = "Keke921/GCLLoss cifar_train_classifier.py"
+GCL_LOSS = "Keke921/GCLLoss losses.py"
+GCL_UTILS = "Keke921/GCLLoss utils.py"
+GCL_SAMPLER = "Keke921/GCLLoss sampler.py"
+GCL_MODEL = "Keke921/GCLLoss models/resnet_cifar.py"
+MISLAS_CFG1 = "dvlab-research/MiSLAS config/cifar10/cifar10_imb001_stage1_mixup.yaml"
+MISLAS_CFG2 = "dvlab-research/MiSLAS config/cifar10/cifar10_imb001_stage2_mislas.yaml"
+MISLAS_TRAIN1 = "dvlab-research/MiSLAS train_stage1.py"
+MISLAS_TRAIN2 = "dvlab-research/MiSLAS train_stage2.py"
+MISLAS_METHODS = "dvlab-research/MiSLAS methods.py"
+MISLAS_DATA = "dvlab-research/MiSLAS datasets/cifar10.py"
+MISLAS_SAMPLER = "dvlab-research/MiSLAS datasets/sampler.py"
+MISLAS_MODEL = "dvlab-research/MiSLAS models/resnet_cifar.py"
 
 CIFAR_MEAN_STD = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
 CROP_FLIP = [{"name": "random_crop", "size": 32, "padding": 4}, {"name": "hflip", "p": 0.5}]
@@ -575,6 +589,158 @@ WEIGHT_BALANCING: Row = {
     "stages.1.optimizer.head_max_norm": Orig({"thresh": 0.1, "relative": True},
                                              f"{WB_PGD}: MaxNorm_via_PGD(thresh=0.1), per-layer threshold min + thresh (max - min) of the fc row norms"),
 }
+GCL_STAGE_OPTIM: Row = {
+    "optimizer.name": Orig("sgd", f"{GCL_BB}: torch.optim.SGD"),
+    "optimizer.momentum": Orig(0.9, f"{GCL_BB}: --momentum 0.9"),
+    "optimizer.nesterov": Orig(False, f"{GCL_BB}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(2e-4, f"{GCL_BB}: --wd 2e-4"),
+    "optimizer.no_decay": Orig([], f"{GCL_BB}: SGD(model.parameters(), weight_decay=...) decays every parameter"),
+}
+GCL_CIFAR: Row = {
+    **LDAM_DATA,
+    "data.batch_size": Orig(64, f"{GCL_BB}: -b 64 (and {GCL_CLS}: -b 64)"),
+    "data.drop_last": Orig(False, f"{GCL_BB}: DataLoader without drop_last"),
+    "model.head": Orig("cosine", f"{GCL_MODEL}: NormedLinear (use_norm True for loss_type GCL)"),
+    "train.mixing.name": Orig("mixup", f"{GCL_BB}: --mixup True, mixup_data and mixup_criterion (also {GCL_CLS})"),
+    "train.mixing.alpha": Orig(1.0, f"{GCL_UTILS}: mixup_data(alpha=1.0), lam = np.random.beta(alpha, alpha)"),
+    # stage 1: the backbone and the classifier with GCL
+    **staged("stages.0.", GCL_STAGE_OPTIM),
+    "stages.0.epochs": Orig(200, f"{GCL_BB}: --epochs 200"),
+    "stages.0.optimizer.lr": Orig(0.1, f"{GCL_BB}: --lr 0.1"),
+    "stages.0.schedule.name": Orig("multistep", f"{GCL_BB}: adjust_learning_rate"),
+    "stages.0.schedule.milestones": Orig([160, 180], f"{GCL_BB}: adjust_learning_rate, x0.1 for epoch > 160, x0.01 for > 180 (1-based)"),
+    "stages.0.schedule.gamma": Orig(0.1, f"{GCL_BB}: adjust_learning_rate"),
+    "stages.0.schedule.warmup_epochs": Orig(5, f"{GCL_BB}: adjust_learning_rate, lr * epoch / 5 for epoch <= 5"),
+    "stages.0.schedule.warmup_start": Orig(None, f"{GCL_BB}: adjust_learning_rate, factor (e+1)/5 from the first epoch"),
+    "stages.0.sampler.name": Orig("instance", f"{GCL_BB}: --train_rule None, shuffled loader"),
+    "stages.0.class_weights.name": Orig("uniform", f"{GCL_BB}: --train_rule None, per_cls_weights None"),
+    "stages.0.freeze_backbone": Orig(False, f"{GCL_BB}: SGD over model.parameters()"),
+    "stages.0.loss.name": Orig("gcl", f"{GCL_BB}: --loss_type GCL, {GCL_LOSS} GCLLoss"),
+    "stages.0.loss.margin": Orig(0.0, f"{GCL_BB}: GCLLoss(m=0.)"),
+    "stages.0.loss.scale": Orig(30, f"{GCL_BB}: GCLLoss(s=30)"),
+    "stages.0.loss.noise_mul": Orig(0.5, f"{GCL_BB}: GCLLoss(noise_mul=0.5)"),
+    "stages.0.loss.gamma": Orig(0.0, f"{GCL_BB}: GCLLoss train_cls False, plain F.cross_entropy"),
+    "stages.0.mixing.name": Orig("mixup", f"{GCL_BB}: --mixup True"),
+    # stage 2: the classifier alone, re-sampled
+    **{k: Orig(v.value, v.source.replace(GCL_BB, GCL_CLS)) for k, v in staged("stages.1.", GCL_STAGE_OPTIM).items()},
+    "stages.1.epochs": Orig(30, f"{GCL_CLS}: --epochs 30"),
+    "stages.1.optimizer.lr": Orig(0.002, f"{GCL_CLS}: adjust_learning_rate, param_group lr 0.1 * 0.1 * --lr 0.1 * (1 + cos(pi e / epochs))"),
+    "stages.1.schedule.name": Orig("cosine", f"{GCL_CLS}: adjust_learning_rate, cosine of epoch / args.epochs"),
+    "stages.1.schedule.min_lr": Orig(0.0, f"{GCL_CLS}: adjust_learning_rate, lr_min = 0"),
+    "stages.1.schedule.warmup_epochs": Orig(0, f"{GCL_CLS}: no warm-up"),
+    "stages.1.freeze_backbone": Orig(True, f"{GCL_CLS}: requires_grad False for the model, SGD(classifier.parameters()), model.eval()"),
+    "stages.1.reinit_head": Orig(False, f"{GCL_CLS}: the classifier loaded from the stage-1 checkpoint's linear.weight"),
+    "stages.1.sampler.name": Orig("class_balanced", f"{GCL_SAMPLER}: BalancedDatasetSampler (--train_rule BalancedRS), weights 1/n_y with replacement"),
+    "stages.1.class_weights.name": Orig("uniform", f"{GCL_CLS}: BalancedRS, per_cls_weights None"),
+    "stages.1.loss.name": Orig("gcl", f"{GCL_CLS}: --loss_type GCL, {GCL_LOSS} GCLLoss"),
+    "stages.1.loss.margin": Orig(0.1, f"{GCL_CLS}: GCLLoss(m=0.1)"),
+    "stages.1.loss.scale": Orig(20, f"{GCL_CLS}: GCLLoss(s=20)"),
+    "stages.1.loss.noise_mul": Orig(0.5, f"{GCL_CLS}: GCLLoss(noise_mul=0.5)"),
+    "stages.1.loss.gamma": Orig(1.0, f"{GCL_CLS}: GCLLoss(train_cls=True, gamma=1.), {GCL_LOSS} focal_loss"),
+    "stages.1.mixing.name": Orig("mixup", f"{GCL_CLS}: --mixup True"),
+}
+MISLAS_STAGE_OPTIM: Row = {
+    "optimizer.name": Orig("sgd", f"{MISLAS_TRAIN1}: torch.optim.SGD (and {MISLAS_TRAIN2})"),
+    "optimizer.lr": Orig(0.1, f"{MISLAS_CFG1}: lr 0.1 (and {MISLAS_CFG2})"),
+    "optimizer.momentum": Orig(0.9, f"{MISLAS_CFG1}: momentum 0.9 (and {MISLAS_CFG2})"),
+    "optimizer.nesterov": Orig(False, f"{MISLAS_TRAIN1}: SGD without nesterov (and {MISLAS_TRAIN2})"),
+    "optimizer.weight_decay": Orig(2e-4, f"{MISLAS_CFG1}: weight_decay 2e-4 (and {MISLAS_CFG2})"),
+    "optimizer.no_decay": Orig([], f"{MISLAS_TRAIN1}: SGD param groups with weight_decay=config.weight_decay on every parameter"),
+}
+MISLAS_CIFAR: Row = {
+    "model.name": Orig("resnet32", f"{MISLAS_MODEL}: resnet32_fe (backbone: config backbone 'resnet32_fe')"),
+    "model.head": Orig("linear", f"{MISLAS_MODEL}: Classifier, nn.Linear(feat_in=64, num_classes) with bias"),
+    "data.image_size": Orig(None, f"{MISLAS_DATA}: 32x32 CIFAR images, never resized"),
+    "data.train_transforms": Orig(CROP_FLIP, f"{MISLAS_DATA}: train_transform RandomCrop(32, padding=4), RandomHorizontalFlip()"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{MISLAS_DATA}: transforms.Normalize"),
+    "data.long_tail.recipe": Orig("ldam", f"{MISLAS_DATA}: IMBALANCECIFAR10 (LDAM-DRW's: seed 0, shuffled per class, int(n_max * imb^(i / 9)))"),
+    "data.long_tail.profile": Orig("exp", f"{MISLAS_DATA}: imb_type 'exp'"),
+    "data.long_tail.imbalance_ratio": Orig(100, f"{MISLAS_CFG1}: imb_factor 0.01"),
+    "data.batch_size": Orig(128, f"{MISLAS_CFG1}: batch_size 128 (and {MISLAS_CFG2})"),
+    "data.drop_last": Orig(False, f"{MISLAS_TRAIN1}: the loop breaks at i > int(N / batch_size): the last partial batch is kept"),
+    # stage 1: the representation, CE with mixup
+    **staged("stages.0.", MISLAS_STAGE_OPTIM),
+    "stages.0.epochs": Orig(200, f"{MISLAS_CFG1}: num_epochs 200"),
+    "stages.0.schedule.name": Orig("multistep", f"{MISLAS_TRAIN1}: adjust_learning_rate with {MISLAS_CFG1} cos False"),
+    "stages.0.schedule.milestones": Orig([160, 180], f"{MISLAS_TRAIN1}: adjust_learning_rate, x0.1 for epoch > 160, x0.01 for > 180 (1-based)"),
+    "stages.0.schedule.gamma": Orig(0.1, f"{MISLAS_TRAIN1}: adjust_learning_rate, lr * 0.1 then lr * 0.01"),
+    "stages.0.schedule.warmup_epochs": Orig(5, f"{MISLAS_TRAIN1}: adjust_learning_rate, lr * epoch / 5 for epoch <= 5"),
+    "stages.0.schedule.warmup_start": Orig(None, f"{MISLAS_TRAIN1}: adjust_learning_rate, factor (e+1)/5 from the first epoch"),
+    "stages.0.loss.name": Orig("ce", f"{MISLAS_TRAIN1}: nn.CrossEntropyLoss()"),
+    "stages.0.class_weights.name": Orig("uniform", f"{MISLAS_TRAIN1}: no class weights"),
+    "stages.0.sampler.name": Orig("instance", f"{MISLAS_DATA}: train_instance, DataLoader(shuffle=True)"),
+    "stages.0.freeze_backbone": Orig(False, f"{MISLAS_TRAIN1}: SGD over model.parameters() and classifier.parameters()"),
+    "stages.0.mixing.name": Orig("mixup", f"{MISLAS_CFG1}: mixup True; {MISLAS_METHODS} mixup_data and mixup_criterion"),
+    "stages.0.mixing.alpha": Orig(1.0, f"{MISLAS_CFG1}: alpha 1.0 (np.random.beta(alpha, alpha), one per batch)"),
+    # stage 2: the classifier and its logit scales on the frozen backbone, LAS, class-aware sampling
+    **{k: Orig(v.value, v.source.replace(MISLAS_TRAIN1, MISLAS_TRAIN2).replace(MISLAS_CFG1, MISLAS_CFG2))
+       for k, v in staged("stages.1.", MISLAS_STAGE_OPTIM).items()},
+    "stages.1.epochs": Orig(10, f"{MISLAS_CFG2}: num_epochs 10"),
+    "stages.1.optimizer.lr_mult": Orig({"head.weight": 0.5, "head.bias": 0.5},
+                                       f"{MISLAS_TRAIN2}: adjust_learning_rate, param group 0 (the classifier) at lr_factor 0.5 ({MISLAS_CFG2}), "
+                                       "group 1 (LearnableWeightScaling) at 1.0"),
+    "stages.1.schedule.name": Orig("cosine", f"{MISLAS_TRAIN2}: adjust_learning_rate, 0.5 lr (1 + cos(epoch / num_epochs * pi))"),
+    "stages.1.schedule.min_lr": Orig(0.0, f"{MISLAS_TRAIN2}: adjust_learning_rate, lr_min = 0"),
+    "stages.1.schedule.warmup_epochs": Orig(0, f"{MISLAS_TRAIN2}: no warm-up"),
+    "stages.1.freeze_backbone": Orig(True, f"{MISLAS_TRAIN2}: features under torch.no_grad, SGD over classifier and lws_model only"),
+    "stages.1.train_norm": Orig(False, f"{MISLAS_CFG2}: shift_bn False, so {MISLAS_TRAIN2} keeps model.eval()"),
+    "stages.1.reinit_head": Orig(False, f"{MISLAS_TRAIN2}: the classifier loaded from the stage-1 checkpoint (state_dict_classifier)"),
+    "stages.1.head": Orig("scaled_linear", f"{MISLAS_METHODS}: LearnableWeightScaling, learned_norm (ones) * classifier(feat)"),
+    "stages.1.sampler.name": Orig("class_balanced", f"{MISLAS_SAMPLER}: ClassAwareSampler (datasets/cifar10.py train_balance)"),
+    "stages.1.sampler.num_samples": Orig(12544, f"{MISLAS_TRAIN2}: end_steps = ceil(N / batch_size), the loop breaks at i > end_steps: 98 batches of 128"),
+    "stages.1.class_weights.name": Orig("uniform", f"{MISLAS_TRAIN2}: no class weights"),
+    "stages.1.loss.name": Orig("las", f"{MISLAS_TRAIN2}: LabelAwareSmoothing, {MISLAS_METHODS}"),
+    "stages.1.loss.smooth_head": Orig(0.3, f"{MISLAS_CFG2}: smooth_head 0.3"),
+    "stages.1.loss.smooth_tail": Orig(0.0, f"{MISLAS_CFG2}: smooth_tail 0.0"),
+    "stages.1.loss.shape": Orig("concave", f"{MISLAS_METHODS}: LabelAwareSmoothing(shape='concave'), which {MISLAS_TRAIN2} does not set"),
+    "stages.1.loss.power": Orig(None, f"{MISLAS_METHODS}: LabelAwareSmoothing(power=None)"),
+    "stages.1.mixing": Orig(None, f"{MISLAS_CFG2}: mixup False"),
+}
+RIDE_REPO = "frank-xwang/RIDE-LongTailRecognition"
+RIDE_CFG = f"{RIDE_REPO} configs/config_imbalance_cifar100_ride.json"
+RIDE_README = f"{RIDE_REPO} README.md"
+RIDE_MODEL = f"{RIDE_REPO} model/ldam_drw_resnets/ride_resnet_cifar.py"
+RIDE_LOSS = f"{RIDE_REPO} model/loss.py"
+RIDE_TRAIN = f"{RIDE_REPO} train.py"
+RIDE_DATA = f"{RIDE_REPO} data_loader/cifar_data_loaders.py"
+RIDE_EPOCHS = f"{RIDE_REPO} base/base_trainer.py"
+RIDE_CIFAR: Row = {
+    "train.epochs": Orig(200, f"{RIDE_CFG}: trainer epochs 200"),
+    "data.batch_size": Orig(128, f"{RIDE_CFG}: data_loader batch_size 128"),
+    "data.drop_last": Orig(False, f"{RIDE_DATA}: ImbalanceCIFAR100DataLoader is a DataLoader without drop_last"),
+    "sampler.name": Orig("instance", f"{RIDE_CFG}: shuffle true, balanced unset"),
+    "data.image_size": Orig(None, f"{RIDE_DATA}: 32x32 CIFAR images, never resized"),
+    "data.train_transforms": Orig([*CROP_FLIP, {"name": "random_rotation", "degrees": 15}],
+                                  f"{RIDE_DATA}: RandomCrop(32, padding=4), RandomHorizontalFlip(), RandomRotation(15)"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{RIDE_DATA}: transforms.Normalize(mean=[0.4914, 0.4822, 0.4465], std=[0.2023, 0.1994, 0.2010])"),
+    "optimizer.name": Orig("sgd", f"{RIDE_CFG}: optimizer SGD"),
+    "optimizer.lr": Orig(0.1, f"{RIDE_CFG}: lr 0.1"),
+    "optimizer.momentum": Orig(0.9, f"{RIDE_CFG}: momentum 0.9"),
+    "optimizer.nesterov": Orig(True, f"{RIDE_CFG}: nesterov true"),
+    "optimizer.weight_decay": Orig(5e-4, f"{RIDE_CFG}: weight_decay 5e-4"),
+    "optimizer.no_decay": Orig([], f"{RIDE_TRAIN}: config.init_obj('optimizer', torch.optim, model.parameters()) decays every parameter"),
+    "schedule.name": Orig("multistep", f"{RIDE_TRAIN}: CustomLR, a LambdaLR stepped after each epoch"),
+    "schedule.milestones": Orig([160, 180], f"{RIDE_CFG}: step1 160, step2 180 (0-based epochs of LambdaLR)"),
+    "schedule.gamma": Orig(0.01, f"{RIDE_CFG}: gamma 0.01 (x gamma from step1, x gamma^2 from step2)"),
+    "schedule.warmup_epochs": Orig(5, f"{RIDE_CFG}: warmup_epoch 5"),
+    "schedule.warmup_start": Orig(None, f"{RIDE_TRAIN}: lr_lambda, factor (1 + epoch) / warmup_epoch from the first epoch"),
+    "model.name": Orig("ride_resnet32", f"{RIDE_CFG}: ResNet32Model with num_experts > 1 ({RIDE_MODEL})"),
+    "model.num_experts": Orig(3, f"{RIDE_CFG}: num_experts 3 (and {RIDE_README}: --num_experts 3)"),
+    "model.reduce_dimension": Orig(True, f"{RIDE_CFG}: reduce_dimension true, layer2/layer3 widths 24/48 in {RIDE_MODEL}"),
+    "model.scale": Orig(30, f"{RIDE_MODEL}: ResNet_s(s=30), each expert's logits out * self.s"),
+    "model.head": Orig("cosine", f"{RIDE_CFG}: use_norm true, NormedLinear experts"),
+    "loss.name": Orig("ride", f"{RIDE_CFG}: loss RIDELoss ({RIDE_LOSS})"),
+    "loss.max_margin": Orig(0.5, f"{RIDE_LOSS}: RIDELoss(max_m=0.5)"),
+    "loss.scale": Orig(30, f"{RIDE_LOSS}: RIDELoss(s=30), margins x s on the scaled logits"),
+    "loss.base_loss_factor": Orig(1.0, f"{RIDE_LOSS}: RIDELoss(base_loss_factor=1.0)"),
+    "loss.additional_diversity_factor": Orig(-0.45, f"{RIDE_CFG}: additional_diversity_factor -0.45"),
+    "loss.temperature": Orig(1.0, f"{RIDE_LOSS}: RIDELoss(base_diversity_temperature=1.0)"),
+    "loss.reweight_factor": Orig(0.05, f"{RIDE_LOSS}: RIDELoss(reweight_factor=0.05)"),
+    "class_weights.name": Orig("drw", f"{RIDE_CFG}: reweight true, reweight_epoch 160"),
+    "class_weights.kind": Orig("effective_number", f"{RIDE_LOSS}: per_cls_weights (1 - beta) / (1 - beta^n), normalised to sum C"),
+    "class_weights.beta": Orig(0.9999, f"{RIDE_LOSS}: betas = [0, 0.9999], idx 1"),
+    "class_weights.start_epoch": Orig(161, f"{RIDE_LOSS}: _hook_before_epoch, epoch > reweight_epoch 160 ({RIDE_EPOCHS}: 1-based epochs)"),
+}
 POSTHOC_LA: Row = {
     "posthoc.logit_adjust": Orig(True, f"{LA}: post-hoc logit adjustment of an ERM model"),
     "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation"),
@@ -670,6 +836,9 @@ PROTOCOLS: dict[str, Row] = {
     "cifar10_lt/bbn.yaml": BBN_CIFAR,
     "cifar10_lt/lade.yaml": cifar_ldam(LADE_METHOD),
     "cifar10_lt/weight_balancing.yaml": {**without(LDAM_DATA, "model.name"), **WEIGHT_BALANCING},
+    "cifar10_lt/gcl.yaml": GCL_CIFAR,
+    "cifar10_lt/ride.yaml": RIDE_CIFAR,
+    "cifar10_lt/mislas.yaml": MISLAS_CIFAR,
     "cifar10_lt/crt_tau_norm.yaml": {
         **without(LDAM_PROTOCOL, "train.epochs"),
         **CE_LOSS,

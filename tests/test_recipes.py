@@ -19,6 +19,14 @@ from longtail.core.config import load_raw
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
 
+#: what one short epoch per stage cannot take as the recipe sets it, each with why
+SHORT_RUN = {
+    # a 4-batch stage 1 leaves BatchNorm's running statistics near their start, so the frozen backbone's
+    # features are huge and the official stage-2 lr 0.1 on the logit scales explodes; 98 x 128 draws
+    # would be 1568 batches of 8
+    "configs/cifar10_lt/mislas.yaml": ["stages.1.optimizer.lr=0.01", "stages.1.sampler.num_samples=64"],
+}
+
 
 def tiny_overrides(raw: dict, tmp_path: Path) -> list[str]:
     overrides = [
@@ -38,7 +46,7 @@ def test_recipe_runs_one_short_epoch(recipe, tmp_path, monkeypatch):
     missing = [source[k] for k in ("root", "file", "train", "val", "test") if source.get(k) and not Path(source[k]).exists()]
     if missing:
         pytest.skip(f"{missing[0]} is not available (the fixture tests below cover recipes on data that is not shipped)")
-    result = longtail.train(str(recipe), tiny_overrides(raw, tmp_path))
+    result = longtail.train(str(recipe), tiny_overrides(raw, tmp_path) + SHORT_RUN.get(recipe.as_posix(), []))
     assert result.finished
     res = result.results
     split = "test" if "test" in res else "val"

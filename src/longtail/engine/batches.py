@@ -1,32 +1,64 @@
-"""Batches from a dataset in a given index order, with seeded DataLoader workers."""
+"""Batches from a dataset in a given index order, with seeded DataLoader workers.
+
+A batch is a :class:`Batch`: uint8 images, int64 targets and, for a ``model.metadata`` run, the
+encoded metadata rows (``meta``, float32 N x M; None for every image-only dataset). :func:`batches`
+is what the loop, validation and inference iterate; :func:`iterate_batches` is its (images, targets)
+view for code that needs only those.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 
+class Batch(NamedTuple):
+    """One batch: images (uint8), targets (int64) and the encoded metadata (float32 N x M, or None)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    meta: torch.Tensor | None = None
+
+
+def meta_kwargs(meta: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """``{"meta": meta}`` for a metadata batch, ``{}`` otherwise: image-only calls keep their old signature."""
+    return {} if meta is None else {"meta": meta}
+
+
 # ------------------------------------------------------------------------------------ batches
 def iterate_batches(dataset: Any, indices: Any, batch_size: int, num_workers: int, seed: int, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, targets) batches in the order given by ``indices`` (a sampler or list).
+    """Yield (uint8 images, targets) batches in the order given by ``indices`` (a sampler or list)."""
+    for batch in batches(dataset, indices, batch_size, num_workers, seed, drop_last):
+        yield batch.images, batch.targets
+
+
+def batches(dataset: Any, indices: Any, batch_size: int, num_workers: int, seed: int, drop_last: bool = False) -> Iterator[Batch]:
+    """Yield :class:`Batch` es in the order given by ``indices`` (a sampler or list).
 
     In-memory datasets without a per-sample transform are sliced directly (one tensor index per
-    batch, no per-item Python overhead); everything else goes through a seeded DataLoader.
+    batch, no per-item Python overhead), on the device their images live on (a GPU for
+    ``data.device_resident``: images and targets come out there); everything else goes through a
+    seeded DataLoader.
     """
     images = getattr(dataset, "images", None)
+    meta = getattr(dataset, "meta", None)
     if isinstance(images, torch.Tensor) and getattr(dataset, "sample_transform", None) is None and num_workers == 0:
         order = torch.as_tensor(list(iter(indices)), dtype=torch.long)
         targets = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
         # subsets are index views into a shared tensor: item i is images[index[i]]
         view = getattr(dataset, "index", None)
         rows = order if view is None else torch.as_tensor(np.asarray(view), dtype=torch.long)[order]
+        # one copy per epoch of the order to where the images are (none on the CPU), not one per batch
+        rows, targets, on_device = rows.to(images.device), targets.to(images.device), order.to(images.device)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            yield images[rows[start : start + batch_size]], targets[order[start : start + batch_size]]
+            items = order[start : start + batch_size]
+            yield Batch(images[rows[start : start + batch_size]], targets[on_device[start : start + batch_size]],
+                        None if meta is None else meta[items])
         return
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
@@ -39,8 +71,8 @@ def iterate_batches(dataset: Any, indices: Any, batch_size: int, num_workers: in
         worker_init_fn=_seed_worker,
         persistent_workers=False,
     )
-    for x, y in loader:
-        yield x, torch.as_tensor(y, dtype=torch.long)
+    for item in loader:  # (images, targets) or, with metadata, (images, targets, meta)
+        yield Batch(item[0], torch.as_tensor(item[1], dtype=torch.long), item[2] if len(item) > 2 else None)
 
 
 def _seed_worker(worker_id: int) -> None:

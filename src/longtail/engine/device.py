@@ -40,7 +40,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: str, model: Any = None) -> contextlib.AbstractContextManager:
+    """The autocast context of ``train.precision`` on ``device``; ``auto`` is chosen for ``model`` (engine/precision.py)."""
+    if precision == "auto":
+        from .precision import resolve_precision
+
+        precision = resolve_precision(precision, device, model)
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise LongtailError("train.precision=bf16 but this GPU has no bfloat16 support; use 16-mixed (fp16 with loss scaling)")

@@ -12,7 +12,7 @@ from torch import nn
 from ..core.errors import LongtailError
 from ..core.schema import Config
 from . import distributed
-from .batches import iterate_batches
+from .batches import batches, meta_kwargs
 from .device import as_memory_format, autocast
 
 
@@ -33,14 +33,15 @@ def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch
         raise LongtailError("cannot evaluate an empty split; check the data config (max_per_class, split fractions)")
     logits, feats, targets = [], [], []
     # under DDP each rank predicts its share; the rows are gathered back in dataset order below
-    for x, y in iterate_batches(dataset, distributed.eval_indices(len(dataset)), batch_size, num_workers, seed=0):
+    for x, y, meta in batches(dataset, distributed.eval_indices(len(dataset)), batch_size, num_workers, seed=0):
         x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
-        with autocast(device, precision):
+        extra = meta_kwargs(None if meta is None else meta.to(device, non_blocking=True))  # model.metadata runs only
+        with autocast(device, precision, model):
             if tta is not None:
-                out = tta.predict(lambda v: model(v), x)
+                out = tta.predict(lambda v: model(v, **extra), x)  # every view of an image keeps its metadata
                 f = None
             else:
-                out, f = model(x, return_features=True)
+                out, f = model(x, return_features=True, **extra)
         logits.append(out.float().cpu())
         if f is not None:
             feats.append(f.float().cpu())

@@ -12,27 +12,42 @@ from torch import nn
 from ..core.errors import ConfigError
 from ..core.registry import METHODS
 from . import distributed
-from .batches import iterate_batches
+from .batches import iterate_batches, meta_kwargs
 
 
-def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
-    """One forward + loss, with optional label mixing (mixup/cutmix/remix)."""
+def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None,
+                 meta: torch.Tensor | None = None) -> torch.Tensor:
+    """One forward + loss, with optional label mixing (mixup/cutmix/remix).
+
+    ``meta`` (``model.metadata`` runs only) goes to the model beside the images; under mixing each mixed
+    image keeps the metadata of its own first image (the one ``y_a`` labels)."""
     needs_features = getattr(loss_fn, "needs_features", False)
     if mixing is not None:
         x, y_a, y_b, lam = mixing(x, y)
-        logits, feats = model(x, return_features=True)
+        logits, feats, extra = model_outputs(model, x, loss_fn, meta)
         f = feats if needs_features else None
-        return loss_fn(logits, y_a, f, sample_weight=lam) + loss_fn(logits, y_b, f, sample_weight=1 - lam)
-    logits, feats = model(x, return_features=True)
-    return loss_fn(logits, y, feats if needs_features else None)
+        return loss_fn(logits, y_a, f, sample_weight=lam, **extra) + loss_fn(logits, y_b, f, sample_weight=1 - lam, **extra)
+    logits, feats, extra = model_outputs(model, x, loss_fn, meta)
+    return loss_fn(logits, y, feats if needs_features else None, **extra)
+
+
+def model_outputs(model: nn.Module, x: torch.Tensor, loss_fn: Any, meta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The logits and features for the loss, and ``experts=`` (N x E x C) when the loss trains a multi-expert
+    model's experts (``needs_experts``: RIDE); the model is asked for them only then (models/experts.py)."""
+    if getattr(loss_fn, "needs_experts", False):
+        out = model(x, return_features=True, return_experts=True, **meta_kwargs(meta))
+        return out.logits, out.features, {"experts": out.experts}
+    logits, feats = model(x, return_features=True, **meta_kwargs(meta))
+    return logits, feats, {}
 
 
 @METHODS.register("standard")
 class StandardStep:
     """One forward pass and the stage's loss (with optional mixup / cutmix / remix)."""
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None) -> torch.Tensor:
-        return default_step(model, x, y, loss_fn, mixing)
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None,
+                 meta: torch.Tensor | None = None) -> torch.Tensor:
+        return default_step(model, x, y, loss_fn, mixing, meta=meta)
 
 
 @METHODS.register("bbn")
@@ -80,7 +95,7 @@ class BBNStep:
             sampler = build_sampler(Component(name=self.sampler_name), targets, trainer.cfg.seed + 1)
             sampler = distributed.shard(sampler, drop_last=False)  # this rank's share, as for the main batch
             sampler.set_epoch(trainer.progress.global_epoch)
-            self._batches = iterate_batches(trainer.bundle.train, sampler, size, trainer.cfg.data.num_workers, seed=trainer.cfg.seed + 7 + self._epoch)
+            self._batches = iterate_batches(trainer.train_set, sampler, size, trainer.cfg.data.num_workers, seed=trainer.cfg.seed + 7 + self._epoch)
         try:
             return next(self._batches)
         except StopIteration:

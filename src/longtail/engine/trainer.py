@@ -28,7 +28,8 @@ from ..core.schema import Config, ResolvedStage
 from ..rundir.checkpoint import config_hash, rng_state, save_checkpoint, set_rng_state
 from ..rundir.clock import RunClock
 from . import distributed, interrupt
-from .batches import drops_last_batch, iterate_batches
+from .batches import batches as split_batches
+from .batches import drops_last_batch, meta_kwargs
 from .device import as_memory_format, autocast, grad_scaler, optimizer_step
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
@@ -36,6 +37,8 @@ from .ema import WeightEMA
 from .hooks import EpochReport, announce, listening
 from .inference import build_tta, cross_entropy, per_class_accuracy, predict_dataset
 from .optim import build_optimizer, project_head, set_epoch_lr
+from .precision import explain_precision, resolve_precision
+from .resident import resident_split
 
 log = logging.getLogger("longtail")
 
@@ -99,7 +102,11 @@ class Trainer:
         self.model = distributed.sync_batchnorm(model, device) if cfg.train.sync_bn else model
         self.device = device
         self.batch_size = distributed.per_rank_batch(cfg.data.batch_size)  # data.batch_size is the global batch
-        self.scaler = grad_scaler(device, cfg.train.precision)
+        # train.precision auto: chosen once for this device and model (engine/precision.py), recorded in metrics.jsonl
+        self.precision = resolve_precision(cfg.train.precision, device, self.model)
+        if cfg.train.precision == "auto":
+            log.info(explain_precision(device, self.model))
+        self.scaler = grad_scaler(device, self.precision)
         self.counts = np.asarray(bundle.train_counts)
         self.train_pipeline = build_pipeline(cfg.data.train_transforms, bundle.norm_mean, bundle.norm_std, train=True)
         self.eval_pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
@@ -107,6 +114,9 @@ class Trainer:
         from ..augment.randaugment import TrainingImagePool
 
         self.train_pipeline.attach_image_pool(TrainingImagePool(bundle.train))
+        # what the loop draws its batches from: the bundle's split, or (data.device_resident) its copy on the device
+        self.train_set = (resident_split(bundle.train, self.train_pipeline, device, cfg.data.num_workers, cfg.data.train_transforms)
+                          if cfg.data.device_resident else bundle.train)
         self.stages = cfg.resolved_stages()
         self.progress = Progress()
         self._resume_rng: dict[str, Any] | None = None  # set when resuming inside an epoch
@@ -120,7 +130,7 @@ class Trainer:
         val = self.bundle.val
         if self.tta is None or val is None or len(val) == 0:
             return
-        image, _ = val[0]
+        image = val[0][0]
         for _ in self.tta.views(self.eval_pipeline.batch(image[None].to(self.device))):
             pass
 
@@ -142,6 +152,8 @@ class Trainer:
         self.model.freeze_backbone(stage.freeze_backbone)  # also ends an earlier stage's fractional freeze
         if stage.trainable_fraction is not None:
             self.model.freeze_fraction(stage.trainable_fraction)
+        if stage.train_norm:  # MiSLAS's shift learning: the frozen backbone's BatchNorm layers still train
+            self.model.train_norm(stage.train_norm)
         loss = build_loss(stage.loss, self.counts).to(self.device)
         weights = build_weights(stage.class_weights, self.counts)
         # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
@@ -255,6 +267,8 @@ class Trainer:
             "seconds": round(seconds, 3),
             "images_per_second": round(seen / max(seconds, 1e-9), 1),
         }
+        if cfg.train.precision == "auto":  # what auto chose on this device
+            record["precision"] = self.precision
         last_of_stage = epoch + 1 == stage.epochs
         if (epoch + 1) % cfg.train.val_every == 0 or last_of_stage:
             record.update(self._validate(parts))
@@ -285,13 +299,13 @@ class Trainer:
         exploded = 0
         batch_size = self.batch_size
         drop_last = drops_last_batch(len(parts.sampler), batch_size, cfg.data.drop_last)
-        batches = iterate_batches(
-            self.bundle.train, parts.sampler, batch_size, cfg.data.num_workers,
+        batches = split_batches(
+            self.train_set, parts.sampler, batch_size, cfg.data.num_workers,
             seed=cfg.seed * 1000 + self.progress.global_epoch + 7919 * distributed.rank(), drop_last=drop_last,
         )
         total = len(parts.sampler) // batch_size if drop_last else math.ceil(len(parts.sampler) / batch_size)
         bar = _progress(batches, cfg.train.progress, total=total, desc=f"{parts.stage.name} epoch {self.progress.stage_epoch + 1}/{parts.stage.epochs}")
-        for index, (x, y) in enumerate(bar):
+        for index, (x, y, meta) in enumerate(bar):
             if index < skip:  # done before the stop: same order, not trained again
                 continue
             if index == skip and self._resume_rng is not None:
@@ -303,8 +317,9 @@ class Trainer:
             interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
             x = as_memory_format(self.train_pipeline.batch(x.to(device, non_blocking=True)), cfg.train.channels_last)
             y = y.to(device, non_blocking=True)
-            with autocast(device, cfg.train.precision):
-                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self)
+            meta = None if meta is None else meta.to(device, non_blocking=True)  # model.metadata runs only
+            with autocast(device, self.precision):
+                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self, **meta_kwargs(meta))
             value = float(loss.detach())
             if parts.guard.skip(value, self.progress.global_epoch + 1, index + 1, self._kept()):
                 skipped += 1  # train.on_divergence=skip: this batch is left out of the update and of the epoch's loss
@@ -328,7 +343,7 @@ class Trainer:
     def _validate(self, parts: StageParts) -> dict[str, Any]:
         from ..evaluation.scoring import split_metrics
 
-        out = predict_dataset(parts.eval_model(self.model), self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.cfg.train.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
+        out = predict_dataset(parts.eval_model(self.model), self.bundle.val, self.eval_pipeline, self.device, self.cfg.data.eval_batch_size, self.precision, num_workers=self.cfg.data.num_workers, channels_last=self.cfg.train.channels_last)
         result = split_metrics(out.logits, out.targets, self.counts, self.bundle.class_names, self.cfg.eval)
         acc = per_class_accuracy(out.logits, out.targets, self.bundle.num_classes)
         self._validation_hooks(parts, acc)

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from ..core.errors import ConfigError, DataError, LongtailError, did_you_mean
 from ..metrics import to_numpy
 from ..models.bbn import BilateralBackbone
+from ..models.experts import ExpertBackbone
 from ..models.staged import StagedBackbone
 from ..models.timm_backbone import TimmBackbone
 from ..models.torchvision_backbone import TorchvisionBackbone
@@ -72,6 +73,13 @@ def refuse_clips(model: nn.Module) -> None:
     """A clip model (3-D convolutions over C x T x H x W) is refused: the maps here are 2-D."""
     if getattr(_backbone(model), "takes_clips", False) or any(isinstance(m, nn.Conv3d) for m in model.modules()):
         raise ConfigError(f"Grad-CAM maps are 2-D but model '{model_arch(model)}' takes clips (C x T x H x W); leave out {CAM_KEY} for video runs")
+
+
+def refuse_metadata(model: nn.Module) -> None:
+    """A metadata model (``model.metadata``) is refused: the maps here explain an image-only forward pass."""
+    if getattr(_unwrap(model), "metadata_dim", 0):
+        raise ConfigError(f"Grad-CAM explains image-only models, but this model also takes metadata (model.metadata); leave out {CAM_KEY} "
+                          "for this run (its report gallery shows the images without maps)")
 
 
 def _gradient_error(model: nn.Module, what: str) -> ConfigError:
@@ -133,13 +141,13 @@ def _timm_layer(net: nn.Module) -> nn.Module | None:
 def default_layer(model: nn.Module) -> nn.Module | None:
     """The last convolutional block of a known backbone family, or None.
 
-    BBN: the last stage of the shared trunk, the deepest map every logit depends on (each copy of the
-    last stage feeds only half of the features). Staged CNNs (small CNN, CIFAR ResNets, torchvision
+    BBN and multi-expert models (RIDE): the last stage of the shared trunk, the deepest map every logit
+    depends on (each branch feeds only its share of the features). Staged CNNs (small CNN, CIFAR ResNets, torchvision
     and timm ResNets / RegNets): the last stage. Other torchvision models: :data:`TORCHVISION_LAYERS`.
     timm: see :func:`_timm_layer`.
     """
     net = _backbone(model)
-    if isinstance(net, BilateralBackbone):
+    if isinstance(net, (BilateralBackbone, ExpertBackbone)):  # a multi-expert model (RIDE): the same rule, its shared trunk
         stages = net.trunk.stages()
         return stages[-1] if stages else None
     if isinstance(net, TorchvisionBackbone) and net.family is None:
@@ -374,6 +382,7 @@ class Explainer:
 
     def __init__(self, model: nn.Module, cam_layer: str | None, pipeline: Any, device: torch.device) -> None:
         refuse_clips(model)
+        refuse_metadata(model)
         check_gradient_path(model)
         _import_gradcam()
         self.model, self.pipeline, self.device = model, pipeline, device

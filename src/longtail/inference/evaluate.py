@@ -15,6 +15,7 @@ from .. import rundir
 from ..core.errors import LongtailError
 from ..training.finalize import apply_posthoc_to
 from ..training.loading import build_run_data, checkpoint_file, load_model, load_run_config, read_posthoc, read_trust, run_checkpoint, saved_splits
+from ..training.metadata import attach_saved
 
 
 def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict[str, Any]:
@@ -34,6 +35,7 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
     splits = saved_splits(run_dir, cfg)
     bundle, _ = build_run_data(cfg, splits)
+    attach_saved(run_dir, cfg, bundle)  # model.metadata: the inputs the run's saved encoding gives (no-op without)
     dataset = getattr(bundle, split, None)
     if dataset is None:
         raise LongtailError(f"this run's data has no '{split}' split; use --split val")

@@ -6,6 +6,13 @@ validation (tau-norm rewrites the head weights, and leaves the bias out where po
 tau_norm entry says ``bias: drop``; logit adjustment becomes a constant logit offset), then softmax.
 Its input is a float32 batch in [0, 1] at the size the run decodes images to, so a deployment only
 has to decode, resize and divide by 255; the sidecar says how. The batch size is dynamic.
+
+A ``model.metadata`` run exports a graph with a second input, ``metadata``: the float32 N x M vector
+that the run's encoding makes of each image's columns. The sidecar's ``metadata`` entry holds that
+encoding (columns, kinds, train means / stds, vocabularies, the name of every slot), so a deployment
+builds the vector without longtail: a numeric column is ``(value - mean) / std`` (with a 0/1 missing
+slot after it under ``missing: indicator``), a categorical one is one-hot over its vocabulary with a
+last ``unknown`` slot for a value training never saw (or a missing one).
 """
 
 from __future__ import annotations
@@ -29,17 +36,19 @@ log = logging.getLogger("longtail")
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAME = "image"
+METADATA_NAME = "metadata"  # the second input of a model.metadata run's graph
 OUTPUT_NAME = "probabilities"
 OPSET = 18
 
 
 class Deployed(nn.Module):
-    """Float input in [0, 1] -> eval transforms -> normalise -> model -> post-hoc -> softmax."""
+    """Float input in [0, 1] (and a metadata run's encoded metadata) -> eval transforms -> normalise -> model -> post-hoc -> softmax."""
 
     def __init__(self, model: nn.Module, ops: list[Any], mean: list[float], std: list[float],
                  head: nn.Module | None, offset: torch.Tensor | None, clips: bool, temperature: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
+        self.takes_metadata = bool(getattr(model, "metadata_dim", 0))  # a Python flag: the traced graph has one fixed shape
         self.ops = ops  # deterministic batched ops (resize, center_crop): plain tensor code, traced
         shape = (1, -1, 1, 1, 1) if clips else (1, -1, 1, 1)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
@@ -50,11 +59,13 @@ class Deployed(nn.Module):
         self.scale = temperature is not None  # trust.json's temperature (scalar, or one per class)
         self.register_buffer("temperature", temperature if temperature is not None else torch.zeros(0))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         for op in self.ops:
             x = op(x)
         x = (x - self.mean) / self.std
-        if self.head is not None:
+        if self.takes_metadata:
+            logits = self.model(x, meta=metadata) if self.head is None else self.head(self.model.features(x, metadata))
+        elif self.head is not None:
             logits = self.head(self.model.backbone(x))
         else:
             logits = self.model(x)
@@ -72,6 +83,7 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     from ..models.heads import tau_normalize_weight
     from ..training.finalize import head_params
     from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc, read_trust
+    from ..training.metadata import read_encoding
 
     cfg = load_run_config(run_dir)
     if cfg.spbl is not None:
@@ -115,6 +127,10 @@ def build_deployed(run_dir: Path) -> tuple[Deployed, dict[str, Any]]:
     temperature = None if fitted is None else torch.as_tensor(fitted["value"], dtype=torch.float32)
     deployed = Deployed(model, ops, meta["norm_mean"], meta["norm_std"], head, offset, clips, temperature).eval()
     info = sidecar(cfg, meta, posthoc)
+    encoding = read_encoding(run_dir, cfg)
+    if encoding is not None:  # the graph's second input and how to build it
+        info["metadata"] = {"input_name": METADATA_NAME, "input_shape": ["batch", encoding.width], "input_dtype": "float32",
+                            "encoding": encoding.to_json()}
     if fitted is not None:
         info["inside_model"]["temperature"] = fitted["value"]  # logits / T after the post-hoc correction, before the softmax
     return deployed, info
@@ -169,15 +185,17 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     path, within = _output(run_dir, format, out)
     deployed, info = build_deployed(run_dir)
     example = _example_input(info)
+    example_meta = _example_metadata(info)
+    inputs = (example,) if example_meta is None else (example, example_meta)
     with torch.no_grad(), warnings.catch_warnings():
         # torch marks jit.trace and the TorchScript-based ONNX exporter deprecated; both still work and are checked below
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         # shape checks in the eval transforms see H x W, which the input fixes; only the batch size varies
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        expected = deployed(example).numpy()
-        data = _torchscript_bytes(deployed, example) if format == "torchscript" else _onnx_bytes(deployed, example)
-    diff = float(np.abs(_probabilities(data, format, example.numpy()) - expected).max())
+        expected = deployed(*inputs).numpy()
+        data = _torchscript_bytes(deployed, inputs) if format == "torchscript" else _onnx_bytes(deployed, inputs)
+    diff = float(np.abs(_probabilities(data, format, example.numpy(), None if example_meta is None else example_meta.numpy()) - expected).max())
     if diff > 1e-4:
         raise LongtailError(f"the exported {format} model disagrees with the PyTorch model (max abs difference {diff:.2e}); nothing was written")
     info["format"] = format
@@ -240,14 +258,23 @@ def _example_input(info: dict[str, Any]) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(0))
 
 
-def _torchscript_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
+def _example_metadata(info: dict[str, Any]) -> torch.Tensor | None:
+    """A batch of 2 encoded metadata vectors for the check (None for an image-only run): one-hot slots drawn at
+    random would be as good as real ones for comparing two implementations of the same graph."""
+    entry = info.get("metadata")
+    if entry is None:
+        return None
+    return torch.rand((2, int(entry["input_shape"][1])), generator=torch.Generator().manual_seed(1))
+
+
+def _torchscript_bytes(deployed: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
     """The traced model as a TorchScript file's bytes (built in memory: the file is written atomically after the check)."""
     buf = io.BytesIO()
     torch.jit.save(torch.jit.trace(deployed, example, check_trace=False), buf)
     return buf.getvalue()
 
 
-def _onnx_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
+def _onnx_bytes(deployed: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
     """The model as an ONNX file's bytes, checked with ``onnx.checker`` (built in memory, like :func:`_torchscript_bytes`)."""
     try:
         import onnx
@@ -256,9 +283,10 @@ def _onnx_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
     from torch.onnx.errors import UnsupportedOperatorError
 
     buf = io.BytesIO()
+    names = [INPUT_NAME, METADATA_NAME][: len(example)]
     try:
-        torch.onnx.export(deployed, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(deployed, example, buf, input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, OUTPUT_NAME: {0: "batch"}}, opset_version=OPSET, dynamo=False)
     except UnsupportedOperatorError as e:
         op = str(e).split("'")[1] if "'" in str(e) else "an operator"
         hint = " (the antialiased resize of data.eval_transforms)" if "_aa" in op else ""
@@ -267,25 +295,30 @@ def _onnx_bytes(deployed: nn.Module, example: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def run_exported(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Probabilities of an exported model, whatever its file name: a TorchScript file is a zip archive, an ONNX file is not."""
-    return _probabilities(Path(path).read_bytes(), "torchscript" if zipfile.is_zipfile(path) else "onnx", x)
+def run_exported(path: str | Path, x: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities of an exported model, whatever its file name: a TorchScript file is a zip archive, an ONNX file is not.
+    ``metadata``: the encoded metadata batch a model.metadata run's graph takes as its second input."""
+    return _probabilities(Path(path).read_bytes(), "torchscript" if zipfile.is_zipfile(path) else "onnx", x, metadata)
 
 
-def _probabilities(data: bytes, format: str, x: np.ndarray) -> np.ndarray:
-    """Probabilities of the exported model ``data`` (the bytes of a ``format`` file) on the batch ``x``."""
+def _probabilities(data: bytes, format: str, x: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+    """Probabilities of the exported model ``data`` (the bytes of a ``format`` file) on the batch ``x`` (and ``metadata``)."""
     if format == "onnx":
         try:
             import onnxruntime as ort
         except ImportError:
             raise LongtailError("checking an ONNX model needs onnxruntime: pip install 'longtail[export]'") from None
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        return session.run(None, {INPUT_NAME: x.astype(np.float32)})[0]
+        feeds = {INPUT_NAME: x.astype(np.float32)}
+        if metadata is not None:
+            feeds[METADATA_NAME] = metadata.astype(np.float32)
+        return session.run(None, feeds)[0]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    args = [torch.as_tensor(x, dtype=torch.float32)] + ([] if metadata is None else [torch.as_tensor(metadata, dtype=torch.float32)])
     with torch.no_grad():
-        return module(torch.as_tensor(x, dtype=torch.float32)).numpy()
+        return module(*args).numpy()
 
 
 def add_commands(sub: Any) -> None:

@@ -20,9 +20,10 @@ class OverlayWriter:
     """Grad-CAM maps of a batch, blended over the decoded images, saved one PNG per input."""
 
     def __init__(self, model: nn.Module, cam_layer: str | None, folder: Path) -> None:
-        from ..evaluation.explain import cam_target_layer, check_gradient_path, refuse_clips
+        from ..evaluation.explain import cam_target_layer, check_gradient_path, refuse_clips, refuse_metadata
 
         refuse_clips(model)
+        refuse_metadata(model)
         check_gradient_path(model)
         self.model, self.layer, self.folder = model, cam_target_layer(model, cam_layer), Path(folder)
         self.used: set[str] = set()

@@ -83,10 +83,29 @@ def _prediction_inputs(images: list[str | Path], cfg: Config, meta: dict[str, An
     return (lambda i: decoder(files[i])), files
 
 
+def _metadata_inputs(predictor: Any, files: list[Any], metadata: str | Path | None) -> torch.Tensor | None:
+    """The encoded metadata of every input (None for an image-only run); a metadata run without the CSV, an
+    image-only run given one, a missing column or an image without a row is a one-line error."""
+    if predictor.encoding is None:
+        if metadata is not None:
+            raise LongtailError("this run's model takes images only (it was trained without model.metadata); drop --metadata")
+        return None
+    if metadata is None:
+        raise LongtailError(predictor.metadata_problem())
+    from ..data.metadata import MetadataTable
+
+    table = MetadataTable(metadata, predictor.encoding.names)
+    names = [shown(f) for f in files]
+    return predictor.encode_metadata([table.row(f) for f in files], names, f"metadata CSV '{table.path}'")
+
+
 def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | None = None, batch_size: int = 64,
             overrides: list[str] | None = None, top_k: int = 3, submission: str | None = None,
-            rule_051: bool = True, explain: str | Path | None = None) -> list[dict[str, Any]]:
-    """:func:`longtail.api.predict`: one row per input (label, top-k, every probability, warning), and the CSV."""
+            rule_051: bool = True, explain: str | Path | None = None, metadata: str | Path | None = None) -> list[dict[str, Any]]:
+    """:func:`longtail.api.predict`: one row per input (label, top-k, every probability, warning), and the CSV.
+
+    ``metadata``: a CSV of the run's ``model.metadata`` columns, one row per image (a metadata run needs it;
+    an image-only run refuses it), encoded with the run's saved encoding before any image is scored."""
     from ..evaluation import prediction
     from .predictor import Predictor
 
@@ -101,6 +120,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     cfg = predictor.cfg
     header = prediction.columns(class_names, top_k, predictor.trust_columns)
     load, files = _prediction_inputs(images, cfg, meta)
+    encoded = _metadata_inputs(predictor, files, metadata)  # every image's row checked before any work
     if submission is not None:
         from ..evaluation.submission import check_challenge
 
@@ -117,7 +137,7 @@ def predict(run_dir: str | Path, images: list[str | Path], out: str | Path | Non
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         raw = torch.stack([load(i) for i in range(start, start + len(chunk))])
-        scored = predictor.score(raw)
+        scored = predictor.score(raw, None if encoded is None else encoded[start : start + len(chunk)])
         all_logits.append(scored.logits)
         if writer is not None:
             writer.write(raw, scored.model_input, scored.logits.argmax(axis=1), chunk)

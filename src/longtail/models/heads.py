@@ -7,6 +7,8 @@
   LDAM loss applies its own scale s = 30).
 - :class:`LWSHead`: learnable weight scaling (Kang et al. 2020, decoupled stage 2): a frozen
   linear head whose per-class weight norms are re-learned.
+- :class:`ScaledLinearHead`: MiSLAS's stage-2 classifier: the trained linear head, trained on, its
+  logits times learned per-class scales (``LearnableWeightScaling``).
 - :func:`tau_normalize`: post-hoc tau-normalisation of classifier rows.
 - :func:`max_norm_project`: weight balancing's MaxNorm, each class row projected into a norm ball.
 """
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 from ..core.errors import ConfigError, DataError
 
 BiasMode = Literal["zero", "log_prior", "none"]
-HEAD_KINDS = ("linear", "cosine", "lws")
+HEAD_KINDS = ("linear", "cosine", "lws", "scaled_linear")
 BIAS_MODES = ("zero", "log_prior", "none")
 
 
@@ -165,6 +167,51 @@ class LWSHead(ClassVectorHead):
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
 
 
+class ScaledLinearHead(ClassVectorHead):
+    """``s_c * (w_c . x + b_c)`` with ``w``, ``b`` and ``s`` all learnt (MiSLAS ``LearnableWeightScaling``).
+
+    Unlike :class:`LWSHead` (Kang et al.: ``w``, ``b`` frozen, only the weight term scaled) the linear
+    head goes on training, and the scale multiplies the whole logit, bias included, as MiSLAS's
+    ``train_stage2.py`` applies ``learned_norm * classifier(feat)``. Built from a trained
+    :class:`LinearHead` with scales of 1, so before training it returns exactly that head's logits.
+    The scales are ``logit_scales`` (not ``scales``), so a checkpoint tells this head from LWS.
+    """
+
+    def __init__(self, linear: LinearHead) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        self.bias_mode = linear.bias_mode
+        self.class_counts = linear.class_counts
+        self.logit_scales = nn.Parameter(torch.ones(linear.num_classes, device=linear.weight.device, dtype=linear.weight.dtype))
+
+    def reset_parameters(self) -> None:
+        """A freshly initialised linear head (as cRT's) with scales of 1."""
+        fresh = LinearHead(self.in_features, self.num_classes, bias=self.bias_mode, class_counts=self.class_counts)
+        with torch.no_grad():
+            self.weight.copy_(fresh.weight)
+            if self.bias is not None and fresh.bias is not None:
+                self.bias.copy_(fresh.bias)
+            self.logit_scales.fill_(1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias) * self.logit_scales
+
+    def to_linear(self) -> LinearHead:
+        """The equivalent plain linear head (scales folded into the weight rows and the bias)."""
+        head = LinearHead(self.in_features, self.num_classes, bias=self.bias_mode, class_counts=self.class_counts)
+        head = head.to(device=self.weight.device, dtype=self.weight.dtype)
+        scales = self.logit_scales.detach()
+        with torch.no_grad():
+            head.weight.copy_(self.weight * scales[:, None])
+            if head.bias is not None and self.bias is not None:
+                head.bias.copy_(self.bias * scales)
+        return head
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_classes={self.num_classes}, bias={self.bias_mode}"
+
+
 def tau_normalize_weight(weight: Tensor | np.ndarray, tau: float) -> Tensor | np.ndarray:
     """``W_c / ||W_c||^tau`` row-wise (rows = classes); tau = 0 returns the weight unchanged."""
     if isinstance(weight, torch.Tensor):
@@ -210,7 +257,7 @@ def make_head(
     bias: BiasMode = "zero",
     class_counts: Sequence[int] | np.ndarray | None = None,
 ) -> nn.Module:
-    """A freshly initialised head of ``kind`` (``lws`` wraps a fresh linear head)."""
+    """A freshly initialised head of ``kind`` (``lws`` and ``scaled_linear`` wrap a fresh linear head)."""
     if kind not in HEAD_KINDS:
         raise ConfigError(f"head '{kind}' is not one of {', '.join(HEAD_KINDS)}")
     if kind == "cosine":
@@ -218,12 +265,14 @@ def make_head(
             raise ConfigError("model.head=cosine has no bias, so model.head_bias=log_prior cannot apply; use head_bias=zero")
         return CosineHead(in_features, num_classes)
     linear = LinearHead(in_features, num_classes, bias=bias, class_counts=class_counts)
+    if kind == "scaled_linear":
+        return ScaledLinearHead(linear)
     return LWSHead(linear) if kind == "lws" else linear
 
 
 def head_kind(head: nn.Module) -> str:
-    """'linear', 'cosine' or 'lws' for a head built here."""
-    for kind, cls in (("linear", LinearHead), ("cosine", CosineHead), ("lws", LWSHead)):
+    """'linear', 'cosine', 'lws' or 'scaled_linear' for a head built here."""
+    for kind, cls in (("linear", LinearHead), ("cosine", CosineHead), ("lws", LWSHead), ("scaled_linear", ScaledLinearHead)):
         if isinstance(head, cls):
             return kind
     raise TypeError(f"unknown head type {type(head).__name__}")

@@ -83,13 +83,16 @@ def unwrap_state_dict(obj: Mapping[str, Any], source_name: str = "the weight fil
 def load_checkpoint_weights(model: nn.Module, state_dict: Mapping[str, Any], source_name: str) -> None:
     """Load every key of ``model`` from ``state_dict``; any mismatch is a one-line LongtailError.
 
-    A checkpoint whose head was switched to LWS (``head.scales``) switches the model's head too,
-    so a decoupled run can be evaluated from the config it was built from.
+    A checkpoint whose head was switched to LWS (``head.scales``) or to MiSLAS's scaled linear head
+    (``head.logit_scales``) switches the model's head too, so a decoupled run can be evaluated from
+    the config it was built from.
     """
     sd, file_arch = unwrap_state_dict(state_dict, source_name)
     set_head = getattr(model, "set_head", None)
     if callable(set_head) and "head.scales" in sd and not hasattr(getattr(model, "head", None), "scales"):
         set_head("lws")
+    if callable(set_head) and "head.logit_scales" in sd and not hasattr(getattr(model, "head", None), "logit_scales"):
+        set_head("scaled_linear")
     _load_exact(model, sd, source_name, file_arch, optional=_optional_keys(model))
 
 

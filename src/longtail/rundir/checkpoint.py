@@ -30,15 +30,18 @@ from .files import atomic_torch_save
 FORMAT_VERSION = 1
 #: model settings that only change the initialisation, never the architecture
 _INIT_ONLY = ("pretrained", "weights")
+#: model options added after runs were written: unset (None), they are left out, so a run that does not use them hashes as before
+_ADDED_OPTIONS = ("metadata", "metadata_missing", "metadata_hidden")
 
 
 def config_hash(model_section: Mapping[str, Any]) -> str:
     """A short hash of the model section of a config (``cfg.model.model_dump(mode='json')``).
 
     Settings that only choose the initial weights (``pretrained``, ``weights``) are left out, so the
-    hash names the architecture a state dict fits.
+    hash names the architecture a state dict fits; so are the later options of :data:`_ADDED_OPTIONS`
+    while unset, so that an image-only run keeps the hash it had before ``model.metadata`` existed.
     """
-    plain = {k: v for k, v in model_section.items() if k not in _INIT_ONLY}
+    plain = {k: v for k, v in model_section.items() if k not in _INIT_ONLY and not (k in _ADDED_OPTIONS and v is None)}
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

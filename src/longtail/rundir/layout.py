@@ -14,6 +14,7 @@ BEST = "checkpoints/best.pt"
 PREDICTIONS = "predictions"
 PACES = "paces"  # SPBL: one engine run per pace, paces/<k>/
 DATA_META = "data.json"  # what the data looked like to the model (training.loading reads it back)
+METADATA_ENCODING = "metadata_encoding.json"  # model.metadata: columns, vocabularies, train means / stds (data.metadata)
 RESUMES = "resumes.jsonl"  # training.resume_check: one line per resume
 SPBL = "spbl"  # SPBL's final classifier and pools
 TENSORBOARD = "tensorboard"
@@ -34,4 +35,4 @@ STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
 
 #: every file a run writes (a temp file of one of these names is a killed write: staging.clean_temp_files)
-WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, TRUST, LAST, BEST, DATA_META, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD, CARD, TRACKING)
+WRITTEN = (MARKER, CONFIG, ENVIRONMENT, SPLITS, METRICS, RESULTS, POSTHOC, TRUST, LAST, BEST, DATA_META, METADATA_ENCODING, "pace.json", "classifier.skops", REPORT_HTML, REPORT_MD, CARD, TRACKING)

@@ -21,6 +21,7 @@ from .layout import (
     EXPORTED,
     LAST,
     MARKER,
+    METADATA_ENCODING,
     METRICS,
     PACES,
     POSTHOC,
@@ -44,6 +45,7 @@ from .staging import is_run
 OWNED = {
     MARKER: "its marker", CONFIG: "its config", ENVIRONMENT: "its environment record", SPLITS: "its split indices",
     METRICS: "its training log", RESULTS: "its results", POSTHOC: "its post-hoc strengths", DATA_META: "its data description",
+    METADATA_ENCODING: "its metadata encoding",
     RESUMES: "its resume log", "checkpoints": "its checkpoints", LAST: "its last checkpoint", BEST: "its best checkpoint",
     PREDICTIONS: "its saved predictions", PACES: "its SPBL paces", SPBL: "its SPBL classifier", TENSORBOARD: "its TensorBoard log",
     REPORT_HTML: "its report", REPORT_MD: "its Markdown report", REPORT_FILES: "its report's figures",

@@ -54,6 +54,9 @@ class Service:
         if self.predictor.clips:
             raise LongtailError(f"'{run_dir}' is a clip run (its inputs are folders of frames); `longtail serve` scores images: "
                                 "use `longtail predict RUN_DIR CLIP_FOLDERS` instead")
+        if self.predictor.encoding is not None:
+            raise LongtailError(f"'{run_dir}' was trained with model.metadata ({', '.join(self.predictor.encoding.names)}), which an upload "
+                                "does not carry; `longtail serve` scores images alone: use `longtail predict RUN_DIR IMAGES --metadata FILE.csv`")
         self.top_k = prediction.check_top_k(top_k, len(self.predictor.class_names))
         self.lock = threading.Lock()
         self._explainer: Any = None

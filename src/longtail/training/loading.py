@@ -16,6 +16,7 @@ from .. import rundir
 from ..catalog.check import load_config
 from ..core.errors import LongtailError
 from ..core.schema import Config
+from .metadata import read_encoding, width
 
 #: what the data looked like to the model (classes, channels, size, normalisation), beside config.yaml
 DATA_META = "data.json"
@@ -52,7 +53,8 @@ def load_model(run_dir: Path, cfg: Config, num_classes: int, channels: int, coun
     check_checkpoint(state, cfg, num_classes, path, names)
     # the checkpoint holds every weight: never fetch or read pretrained weights again here
     model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
-    model = build_model(model_cfg, num_classes, channels, np.asarray(counts)).to(device)
+    metadata_dim = width(read_encoding(run_dir, cfg))  # model.metadata: the input width the run's encoding gives
+    model = build_model(model_cfg, num_classes, channels, np.asarray(counts), metadata_dim=metadata_dim).to(device)
     for head in state.get("heads", []):
         if head is not None:
             model.set_head(head, class_counts=np.asarray(counts))

@@ -32,6 +32,7 @@ from . import resume_check
 from .claim import claim_run_dir
 from .finalize import check_eval_classes, finalize
 from .loading import DATA_META, build_run_data, check_checkpoint, check_item_kind, data_meta, saved_splits
+from .metadata import run_encoding, width
 
 log = logging.getLogger("longtail")
 
@@ -285,6 +286,7 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
         distributed.barrier()
     check_eval_classes(cfg, list(bundle.class_names))
     check_columns(cfg.eval, bundle.metadata)  # eval.subgroups / eval.aggregate_by name columns the data has
+    encoding = run_encoding(cfg, bundle, work)  # model.metadata: fitted on train (new run) or the run's own (resume); None without
     if resume_state is not None:
         check_checkpoint(resume_state, cfg, bundle.num_classes, work / rundir.LAST, list(bundle.class_names))
         rundir.read_jsonl(work / rundir.METRICS)  # a damaged log is refused before the run's files are rewritten
@@ -298,12 +300,14 @@ def _train_planned(work: Path, cfg: Config, resume_state: dict[str, Any] | None,
         rundir.write_json(work / rundir.ENVIRONMENT, environment)
         rundir.write_json(work / rundir.SPLITS, bundle.split_indices)
         rundir.write_json(work / DATA_META, data_meta(bundle, cfg, spec))
+        if encoding is not None:
+            rundir.write_json(work / rundir.METADATA_ENCODING, encoding.to_json())
 
     device = distributed.device_for(select_device(cfg.train.device))
     if cfg.spbl is not None:
         with stop_on_signals():
             return _train_spbl(cfg, work, bundle, device, resuming, stop_after, started)
-    model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts).to(device)
+    model = build_model(cfg.model, bundle.num_classes, bundle.channels, bundle.train_counts, metadata_dim=width(encoding)).to(device)
     check_item_kind(model, bundle, cfg.model.name)
     trainer = Trainer(cfg, work, bundle, model, device, clock=RunClock(started=started))
     if resume_state is not None and distributed.is_main():

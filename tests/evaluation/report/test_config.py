@@ -57,3 +57,16 @@ def test_pretrained_label() -> None:
     assert pretrained_label({"weights": "/ckpt/imagenet.pth"}) == "file:imagenet.pth"
     assert pretrained_label({"pretrained": "efficientnet_lite0"}) == "efficientnet_lite0"
     assert pretrained_label({}) == "none"
+
+
+def test_a_train_norm_stage_says_what_its_batchnorm_layers_do(tmp_path) -> None:
+    """MiSLAS's shift learning on BatchNorm (stages[].train_norm) is part of what ran."""
+    stages = [{"name": "mixup", "epochs": 200},
+              {"name": "mislas", "epochs": 10, "freeze_backbone": True, "train_norm": "stats", "loss": {"name": "las"}},
+              {"name": "affine", "epochs": 5, "freeze_backbone": True, "train_norm": True}]
+    run = hand_run(tmp_path, config={**CONFIG, "stages": stages}, best_epoch=210, epochs=215, select_metric="balanced_accuracy",
+                   best_val_score=0.5, stopped_epoch=None, train_seconds=1.0)
+    table = dict(map(tuple, config_sections(run)[0].tables[0][1]))
+    assert table["stage 2 mislas"] == "10 epochs, loss las, sampler -, backbone frozen, BatchNorm statistics updated"
+    assert table["stage 3 affine"].endswith("backbone frozen, BatchNorm statistics and affine trained")
+    assert "BatchNorm" not in table["stage 1 mixup"]

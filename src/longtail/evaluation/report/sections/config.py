@@ -68,6 +68,8 @@ def config_rows(config: dict[str, Any] | None, posthoc: dict[str, Any]) -> list[
                 parts.append(f"weights {comp(s.get('class_weights') or config.get('class_weights'))}")
             if s.get("freeze_backbone"):
                 parts.append("backbone frozen")
+            if s.get("train_norm"):  # MiSLAS's shift learning on BatchNorm
+                parts.append("BatchNorm statistics updated" if s["train_norm"] == "stats" else "BatchNorm statistics and affine trained")
             rows.append((f"stage {i + 1} {s.get('name') or ''}".strip(), ", ".join(parts)))
     else:
         rows += [
