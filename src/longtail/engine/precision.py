@@ -3,7 +3,7 @@
 The rule, from what the device offers and what the model is made of:
 
 - a CUDA GPU with bfloat16 support: ``bf16`` (tensor cores; the cast costs little next to the matmuls);
-- a CPU with AMX (``amx_bf16`` in /proc/cpuinfo) and a model that is not depthwise-heavy: ``bf16``
+- a CPU with AMX (torch's AMX-tile check; ``amx_bf16`` in the facts) and a model that is not depthwise-heavy: ``bf16``
   (AMX tiles speed up dense convolutions and matmuls; depthwise convolutions have no matmul to
   speed up and pay the casts);
 - anything else (CPUs without AMX, MPS, a GPU without bfloat16): ``32``.
@@ -16,8 +16,6 @@ every line of metrics.jsonl (``precision``) when the config asked for ``auto``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -60,24 +58,17 @@ def depthwise_share(model: nn.Module | None) -> float:
     return sum(1 for m in convs if m.groups > 1 and m.groups == m.in_channels) / len(convs)
 
 
-@lru_cache(maxsize=1)
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags (the first ``flags`` line of /proc/cpuinfo); empty where there is no such file."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, as torch's own CPU-capability check reports it (False where torch cannot tell)."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def device_facts(device: torch.device) -> DeviceFacts:
     if device.type == "cuda":
         return DeviceFacts("cuda", cuda_bf16=bool(torch.cuda.is_bf16_supported()))
     if device.type == "cpu":
-        return DeviceFacts("cpu", cpu_flags=cpu_flags())
+        return DeviceFacts("cpu", cpu_flags=frozenset({"amx_bf16"}) if cpu_has_amx() else frozenset())
     return DeviceFacts(device.type)
 
 
