@@ -87,6 +87,17 @@ def _restore(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _check_p(p: float, op: str) -> float:
+    if not 0.0 <= float(p) <= 1.0:
+        raise ConfigError(f"{op}.p must be a probability in [0, 1], got {p}; use e.g. 0.5")
+    return float(p)
+
+
+def _picked(n: int, p: float) -> torch.Tensor:
+    """Per-image Bernoulli(p) mask, drawn on the CPU (the same stream on any device)."""
+    return torch.rand(n) < p
+
+
 @TRANSFORMS.register("random_crop")
 class RandomCrop(BatchOp):
     """Random `size` crop per image after zero/reflect `padding` (CIFAR: size 32, padding 4)."""
@@ -289,20 +300,34 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 
 @TRANSFORMS.register("color_jitter")
 class ColorJitter(BatchOp):
-    """Per-image brightness/contrast/saturation factors (and approximate `hue` shift), in that order."""
+    """Per-image brightness/contrast/saturation factors (and approximate `hue` shift), in that order; each image with probability `p`.
+
+    With ``p < 1`` each image is jittered with probability `p` (independently per image) and the
+    others are left exactly as they were: torchvision's ``RandomApply([ColorJitter(...)], p)``,
+    as in SADE's test-time views (p = 0.8). The mask is drawn only when ``p < 1``, so the default
+    draws the same random numbers as before the parameter existed.
+    """
 
     clip_fold = "height"  # channel-wise: a clip's frames share one factor and one contrast mean
 
     def __init__(self, brightness: float | Sequence[float] = 0.0, contrast: float | Sequence[float] = 0.0,
-                 saturation: float | Sequence[float] = 0.0, hue: float = 0.0) -> None:
+                 saturation: float | Sequence[float] = 0.0, hue: float = 0.0, p: float = 1.0) -> None:
         self.brightness = _factor_range(brightness, "brightness")
         self.contrast = _factor_range(contrast, "contrast")
         self.saturation = _factor_range(saturation, "saturation")
         if not 0.0 <= hue <= 0.5:
             raise ConfigError(f"color_jitter.hue must be in [0, 0.5], got {hue}")
         self.hue = float(hue)
+        self.p = _check_p(p, "color_jitter")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p >= 1.0:
+            return self._jitter(x)
+        mask = _picked(x.shape[0], self.p)
+        out = self._jitter(x)
+        return torch.where(mask.to(x.device).view(-1, 1, 1, 1), out, x.to(out.dtype))
+
+    def _jitter(self, x: torch.Tensor) -> torch.Tensor:
         top = 255.0 if x.dtype == torch.uint8 else 1.0
         y = x.float()
         n, dev = y.shape[0], y.device
@@ -330,6 +355,104 @@ class ColorJitter(BatchOp):
         i, q = yiq[:, 1], yiq[:, 2]
         yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
         return torch.einsum("ij,njhw->nihw", from_yiq, yiq)
+
+
+@TRANSFORMS.register("random_grayscale")
+class RandomGrayscale(BatchOp):
+    """Replace each image, with probability `p`, by its ITU-R 601 luma repeated over the 3 channels.
+
+    torchvision's ``RandomGrayscale(p)`` (default 0.1; SADE's test-time views use 0.2), per image.
+    The luma is ``0.299 R + 0.587 G + 0.114 B`` (PIL's ``convert("L")``; torchvision's tensor
+    version uses 0.2989 for R), rounded for uint8. A 1-channel image is returned unchanged.
+    """
+
+    clip_fold = "height"  # channel-wise: a clip's frames are all grey or all colour
+
+    def __init__(self, p: float = 0.1) -> None:
+        self.p = _check_p(p, "random_grayscale")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = _picked(x.shape[0], self.p)
+        c = x.shape[1]
+        if c == 1 or not mask.any():
+            return x
+        if c != 3:
+            raise ConfigError(f"random_grayscale needs 1- or 3-channel images, got {c} channels; drop it for this data")
+        grey = _restore(grayscale(x.float()), x).to(x.dtype).expand_as(x)
+        return torch.where(mask.to(x.device).view(-1, 1, 1, 1), grey, x)
+
+
+def _gaussian_kernels(sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """One normalised 1-D Gaussian of length `size` (odd) per sigma: len(sigma) x size."""
+    t = torch.arange(size, device=sigma.device, dtype=sigma.dtype) - (size - 1) / 2
+    k = torch.exp(-0.5 * (t.view(1, -1) / sigma.view(-1, 1)) ** 2)
+    return k / k.sum(1, keepdim=True)
+
+
+@TRANSFORMS.register("gaussian_blur")
+class GaussianBlur(BatchOp):
+    """Gaussian blur of each image, with probability `p`, with its own sigma drawn uniformly in `sigma`.
+
+    SADE's (and MoCo v2's) test-time views: ``RandomApply([GaussianBlur([0.1, 2.0])], p=0.2)``,
+    where that GaussianBlur is PIL's ``ImageFilter.GaussianBlur(radius=sigma)``. PIL's `radius` is
+    the standard deviation of the Gaussian it approximates with extended box blurs; this op is an
+    exact (sampled, normalised) Gaussian with ``sigma = radius``, separable, with reflect padding
+    like torchvision's ``gaussian_blur`` (PIL repeats the edge pixels instead), so it differs from
+    PIL by a few grey levels inside the image and more along its border. `sigma` is a
+    ``[lo, hi]`` range or one fixed value; `kernel_size` (odd) defaults to
+    ``2 * ceil(3 * sigma_max) + 1`` and is cut, per axis, to ``2 * side - 1`` on an image too small
+    for it (the widest kernel reflect padding allows). All images share the kernel size, each gets
+    its own weights, and the batch is blurred by one grouped convolution per axis.
+    """
+
+    def __init__(self, p: float = 1.0, sigma: float | Sequence[float] = (0.1, 2.0), kernel_size: int | None = None) -> None:
+        self.p = _check_p(p, "gaussian_blur")
+        if isinstance(sigma, (int, float)):
+            lo = hi = float(sigma)
+        elif len(sigma) != 2:
+            raise ConfigError(f"gaussian_blur.sigma must be one value or a [lo, hi] pair, got {list(sigma)}")
+        else:
+            lo, hi = float(sigma[0]), float(sigma[1])
+        if lo <= 0 or hi <= 0:
+            raise ConfigError(f"gaussian_blur.sigma must be > 0, got {sigma}; use e.g. [0.1, 2.0]")
+        if lo > hi:
+            raise ConfigError(f"gaussian_blur.sigma must be [lo, hi] with lo <= hi, got [{lo}, {hi}]; swap them")
+        self.sigma = (lo, hi)
+        if kernel_size is None:
+            kernel_size = 2 * math.ceil(3 * hi) + 1
+        elif isinstance(kernel_size, bool) or int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"gaussian_blur.kernel_size must be an odd integer >= 1, got {kernel_size}; "
+                              f"use an odd size such as {max(1, int(kernel_size) | 1)} or leave it unset")
+        self.kernel_size = int(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, H, W = x.shape
+        mask = _picked(n, self.p) if self.p < 1.0 else None
+        lo, hi = self.sigma
+        sigma = _uniform(n, lo, hi, x.device) if lo < hi else torch.full((n,), lo, device=x.device)
+        if mask is not None:
+            if not mask.any():
+                return x
+            idx = mask.nonzero().view(-1).to(x.device)
+            out = x.clone()
+            out[idx] = self._blur(x[idx], sigma[idx])
+            return out
+        return self._blur(x, sigma)
+
+    def _blur(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        n, c, H, W = x.shape
+        y = x.float().reshape(1, n * c, H, W)  # every channel of every image is its own group
+        for axis, side in ((-1, W), (-2, H)):
+            size = min(self.kernel_size, 2 * side - 1)
+            if size == 1:
+                continue
+            half = size // 2
+            k = _gaussian_kernels(sigma.float(), size).repeat_interleave(c, 0)  # (n * c) x size
+            if axis == -1:
+                y = F.conv2d(F.pad(y, (half, half, 0, 0), mode="reflect"), k.view(n * c, 1, 1, size), groups=n * c)
+            else:
+                y = F.conv2d(F.pad(y, (0, 0, half, half), mode="reflect"), k.view(n * c, 1, size, 1), groups=n * c)
+        return _restore(y.view(n, c, H, W), x).to(x.dtype)  # same dtype whether or not p < 1
 
 
 @TRANSFORMS.register("random_rotation")
