@@ -741,6 +741,96 @@ RIDE_CIFAR: Row = {
     "class_weights.beta": Orig(0.9999, f"{RIDE_LOSS}: betas = [0, 0.9999], idx 1"),
     "class_weights.start_epoch": Orig(161, f"{RIDE_LOSS}: _hook_before_epoch, epoch > reweight_epoch 160 ({RIDE_EPOCHS}: 1-based epochs)"),
 }
+RIDE_EA_CFG = f"{RIDE_REPO} configs/config_imbalance_cifar100_ride_ea.json"
+RIDE_EA_MODEL = f"{RIDE_REPO} model/ldam_drw_resnets/ea_resnet_cifar.py"
+RIDE_EA: Row = {
+    **{k: v for k, v in RIDE_CIFAR.items() if k != "train.epochs"},
+    "stages.0.epochs": Orig(200, f"{RIDE_CFG}: trainer epochs 200 (the RIDE model the EA stage starts from)"),
+    "model.router": Orig(True, f"{RIDE_EA_CFG}: ResNet32EAModel ({RIDE_EA_MODEL}: expert_help_pred_hidden_fcs, expert_help_pred_fc)"),
+    "stages.1.epochs": Orig(5, f"{RIDE_EA_CFG}: trainer epochs 5"),
+    "stages.1.train_only": Orig("router", f"{RIDE_EA_MODEL}: requires_grad only for 'expert_help_pred' parameters, frozen BN in eval"),
+    "stages.1.loss.name": Orig("ride_router", f"{RIDE_EA_MODEL}: forward(x, target) returns the routers' BCE as the loss"),
+    "stages.1.loss.pos_weight": Orig(100.0, f"{RIDE_EA_CFG}: pos_weight 100"),
+    "stages.1.sampler.name": Orig("class_balanced", f"{RIDE_EA_CFG}: data_loader balanced true"),
+    "stages.1.optimizer.name": Orig("sgd", f"{RIDE_EA_CFG}: optimizer SGD"),
+    "stages.1.optimizer.lr": Orig(0.01, f"{RIDE_EA_CFG}: lr 0.01"),
+    "stages.1.optimizer.momentum": Orig(0.9, f"{RIDE_EA_CFG}: momentum 0.9"),
+    "stages.1.optimizer.nesterov": Orig(True, f"{RIDE_EA_CFG}: nesterov true"),
+    "stages.1.optimizer.weight_decay": Orig(5e-4, f"{RIDE_EA_CFG}: weight_decay 5e-4"),
+    "stages.1.schedule.name": Orig("cosine", f"{RIDE_EA_CFG}: CosineAnnealingLR T_max 5 (the stage's epochs)"),
+    "stages.1.schedule.min_lr": Orig(0.0, f"{RIDE_EA_CFG}: eta_min 0.0"),
+    "stages.1.schedule.warmup_epochs": Orig(0, f"{RIDE_EA_CFG}: no warm-up in the EA stage"),
+}
+SADE_REPO = "Vanint/SADE-AgnosticLT"
+SADE_CFG = f"{SADE_REPO} configs/config_cifar100_ir100_sade.json"
+SADE_MODEL = f"{SADE_REPO} model/ldam_drw_resnets/expert_resnet_cifar.py"
+SADE_LOSS = f"{SADE_REPO} model/loss.py"
+SADE_TRAIN = f"{SADE_REPO} train.py"
+SADE_DATA = f"{SADE_REPO} data_loader/cifar_data_loaders.py"
+SADE_CIFAR: Row = {
+    **{k: v for k, v in RIDE_CIFAR.items() if not k.startswith(("loss.", "class_weights.", "schedule.", "optimizer.", "model.", "data."))},
+    "train.epochs": Orig(200, f"{SADE_CFG}: trainer epochs 200"),
+    "data.batch_size": Orig(128, f"{SADE_CFG}: data_loader batch_size 128"),
+    "data.drop_last": Orig(False, f"{SADE_DATA}: ImbalanceCIFAR100DataLoader is a DataLoader without drop_last"),
+    "data.image_size": Orig(None, f"{SADE_DATA}: 32x32 CIFAR images, never resized"),
+    "data.train_transforms": Orig([*CROP_FLIP, {"name": "random_rotation", "degrees": 15}],
+                                  f"{SADE_DATA}: RandomCrop(32, padding=4), RandomHorizontalFlip(), RandomRotation(15)"),
+    "data.normalize": Orig(CIFAR_MEAN_STD, f"{SADE_DATA}: transforms.Normalize(mean=[0.4914, 0.4822, 0.4465], std=[0.2023, 0.1994, 0.2010])"),
+    "optimizer.name": Orig("sgd", f"{SADE_CFG}: optimizer SGD"),
+    "optimizer.lr": Orig(0.1, f"{SADE_CFG}: lr 0.1"),
+    "optimizer.momentum": Orig(0.9, f"{SADE_CFG}: momentum 0.9"),
+    "optimizer.nesterov": Orig(True, f"{SADE_CFG}: nesterov true"),
+    "optimizer.weight_decay": Orig(5e-4, f"{SADE_CFG}: weight_decay 5e-4"),
+    "optimizer.no_decay": Orig([], f"{SADE_TRAIN}: config.init_obj('optimizer', torch.optim, model.parameters()) decays every parameter"),
+    "schedule.name": Orig("multistep", f"{SADE_TRAIN}: CustomLR, a LambdaLR stepped after each epoch"),
+    "schedule.milestones": Orig([160, 180], f"{SADE_CFG}: step1 160, step2 180 (0-based epochs of LambdaLR)"),
+    "schedule.gamma": Orig(0.1, f"{SADE_CFG}: gamma 0.1 (x gamma from step1, x gamma^2 from step2)"),
+    "schedule.warmup_epochs": Orig(5, f"{SADE_CFG}: warmup_epoch 5"),
+    "schedule.warmup_start": Orig(None, f"{SADE_TRAIN}: lr_lambda, factor (1 + epoch) / warmup_epoch from the first epoch"),
+    "model.name": Orig("ride_resnet32", f"{SADE_CFG}: ResNet32Model with num_experts 3 ({SADE_MODEL}: RIDE's ResNet_s)"),
+    "model.num_experts": Orig(3, f"{SADE_CFG}: num_experts 3"),
+    "model.reduce_dimension": Orig(True, f"{SADE_CFG}: reduce_dimension true, layer2/layer3 widths 24/48 in {SADE_MODEL}"),
+    "model.scale": Orig(30, f"{SADE_MODEL}: ResNet_s(s=30), each expert's logits out * self.s"),
+    "model.head": Orig("cosine", f"{SADE_CFG}: use_norm true, NormedLinear experts"),
+    "loss.name": Orig("sade", f"{SADE_CFG}: loss DiverseExpertLoss ({SADE_LOSS})"),
+    "loss.tau": Orig(2.0, f"{SADE_CFG}: DiverseExpertLoss tau 2"),
+    "class_weights.name": Orig("uniform", f"{SADE_LOSS}: DiverseExpertLoss takes no class weights"),
+}
+BCL_REPO = "FlamieZhu/Balanced-Contrastive-Learning"
+BCL_MAIN = f"{BCL_REPO} main.py"
+BCL_MODEL = f"{BCL_REPO} models/resnext.py"
+BCL_LA = f"{BCL_REPO} loss/logitadjust.py"
+BCL_SCL = f"{BCL_REPO} loss/contrastive.py"
+# the official code has no CIFAR script: main.py's defaults (ImageNet-LT / iNaturalist), on ce.yaml's CIFAR data
+BCL_CIFAR: Row = {
+    "train.epochs": Orig(90, f"{BCL_MAIN}: --epochs default 90"),
+    "data.batch_size": Orig(256, f"{BCL_MAIN}: -b / --batch-size default 256"),
+    "data.drop_last": Orig(False, f"{BCL_MAIN}: train_loader is a DataLoader without drop_last"),
+    "sampler.name": Orig("instance", f"{BCL_MAIN}: train_sampler None, shuffle True"),
+    "class_weights.name": Orig("uniform", f"{BCL_MAIN}: LogitAdjust(cls_num_list), weight None"),
+    "train.mixing": Orig(None, f"{BCL_MAIN}: no mixing"),
+    "optimizer.name": Orig("sgd", f"{BCL_MAIN}: torch.optim.SGD"),
+    "optimizer.lr": Orig(0.1, f"{BCL_MAIN}: --lr default 0.1"),
+    "optimizer.momentum": Orig(0.9, f"{BCL_MAIN}: --momentum default 0.9"),
+    "optimizer.nesterov": Orig(False, f"{BCL_MAIN}: SGD without nesterov"),
+    "optimizer.weight_decay": Orig(5e-4, f"{BCL_MAIN}: --wd default 5e-4"),
+    "optimizer.no_decay": Orig([], f"{BCL_MAIN}: SGD(model.parameters(), weight_decay=...) decays every parameter"),
+    "schedule.name": Orig("cosine", f"{BCL_MAIN}: --cos True, adjust_lr"),
+    "schedule.warmup_epochs": Orig(0, f"{BCL_MAIN}: --warmup_epochs default 0"),
+    "schedule.min_lr": Orig(0.0, f"{BCL_MAIN}: adjust_lr, lr * 0.5 (1 + cos(...)) decays towards 0"),
+    "schedule.epoch_offset": Orig(1, f"{BCL_MAIN}: adjust_lr, cos(pi (epoch - warmup + 1) / (epochs - warmup + 1)) for 0-based epochs"),
+    "model.head": Orig("cosine", f"{BCL_MAIN}: --use_norm True, {BCL_MODEL} NormedLinear"),
+    "model.contrastive.dim": Orig(1024, f"{BCL_MAIN}: --feat_dim default 1024 ({BCL_MODEL} BCLModel feat_dim)"),
+    "model.contrastive.hidden": Orig(None, f"{BCL_MODEL}: BCLModel head and head_fc Linear(dim_in, dim_in), the feature width"),
+    "method.name": Orig("bcl", f"{BCL_MAIN}: train, three views in one forward pass, logits of the first, projections of the other two"),
+    "method.views": Orig(2, f"{BCL_MAIN}: train, f2 and f3 feed criterion_scl"),
+    "loss.name": Orig("bcl", f"{BCL_MAIN}: alpha * ce_loss + beta * scl_loss ({BCL_LA} LogitAdjust, {BCL_SCL} BalSCL)"),
+    "loss.alpha": Orig(1.0, f"{BCL_MAIN}: --alpha default 1.0"),
+    "loss.beta": Orig(0.35, f"{BCL_MAIN}: --beta default 0.35"),
+    "loss.temperature": Orig(0.07, f"{BCL_MAIN}: --temp default 0.07, BalSCL(cls_num_list, args.temp)"),
+    "loss.tau": Orig(1.0, f"{BCL_LA}: LogitAdjust(tau=1)"),
+    "loss.scale": Orig(30, f"{BCL_MODEL}: NormedLinear self.s = 30"),
+}
 POSTHOC_LA: Row = {
     "posthoc.logit_adjust": Orig(True, f"{LA}: post-hoc logit adjustment of an ERM model"),
     "posthoc.tau_norm": Orig(False, f"{LA}: no tau-normalisation"),
@@ -838,6 +928,9 @@ PROTOCOLS: dict[str, Row] = {
     "cifar10_lt/weight_balancing.yaml": {**without(LDAM_DATA, "model.name"), **WEIGHT_BALANCING},
     "cifar10_lt/gcl.yaml": GCL_CIFAR,
     "cifar10_lt/ride.yaml": RIDE_CIFAR,
+    "cifar10_lt/bcl.yaml": BCL_CIFAR,
+    "cifar10_lt/sade.yaml": SADE_CIFAR,
+    "cifar10_lt/ride_ea.yaml": RIDE_EA,
     "cifar10_lt/mislas.yaml": MISLAS_CIFAR,
     "cifar10_lt/crt_tau_norm.yaml": {
         **without(LDAM_PROTOCOL, "train.epochs"),

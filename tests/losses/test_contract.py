@@ -30,16 +30,28 @@ def _experts(logits: torch.Tensor, num_experts: int = 3) -> torch.Tensor:
     return logits[:, None, :] + (offsets - offsets.mean(1, keepdim=True)).to(logits.dtype)
 
 
+def _contrast(logits: torch.Tensor, views: int = 2, dim: int = 4) -> dict[str, torch.Tensor]:
+    """Unit projections of ``views`` views of each image (N x V x d) and unit class centres (C x d), as a model's contrastive branch gives."""
+    g = torch.Generator().manual_seed(11)
+    projections = torch.nn.functional.normalize(torch.randn(logits.shape[0], views, dim, generator=g), dim=-1)
+    centers = torch.nn.functional.normalize(torch.randn(logits.shape[1], dim, generator=g), dim=-1)
+    return {"projections": projections.to(logits.dtype), "centers": centers.to(logits.dtype)}
+
+
 def _call(loss: LongTailLoss, logits, targets, features, **kw) -> torch.Tensor:
     torch.manual_seed(123)  # EQL's Bernoulli and GCL's noise are drawn per call from torch's global RNG
     if loss.needs_experts:  # RIDE: the per-expert logits of a multi-expert model beside their aggregate
         kw["experts"] = _experts(logits)
+    if getattr(loss, "needs_router", False):  # RIDE's router stage: N x (E - 1) router logits, here in the logits' graph
+        kw["router"] = 0.5 * logits[:, :2] - 0.25
+    if getattr(loss, "needs_contrast", False):  # BCL: the contrastive views' projections and the class centres
+        kw.update(_contrast(logits))
     return loss(logits, targets, features if loss.needs_features else None, **kw)
 
 
 def test_registry_lists_the_expected_losses_with_descriptions() -> None:
     expected = {"ce", "focal", "cb", "ldam", "balanced_softmax", "logit_adjusted", "eql", "ghmc", "low",
-                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal", "lade", "gcl", "las", "ride"}
+                "cce", "mwnl", "hml", "ib", "ib_focal", "cdb_ce", "cdb_focal", "lade", "gcl", "las", "ride", "ride_router", "sade", "bcl"}
     assert expected <= set(NAMES)
     for name, text in LOSSES.describe().items():
         assert text and "\n" not in text and len(text) < 130, name
@@ -157,6 +169,9 @@ def test_bad_inputs_are_one_line_errors() -> None:
         ("las", {"shape": "cubic"}, "shape"),
         ("ride", {"temperature": 0.0}, "temperature"),
         ("ride", {"reweight_factor": 3.0}, "reweight_factor"),
+        ("ride_router", {"pos_weight": -1.0}, "pos_weight"),
+        ("sade", {"tau": -1.0}, "tau"),
+        ("bcl", {"temperature": 0.0}, "temperature"),
     ]:
         with pytest.raises(ConfigError, match=key) as info:
             create(name, COUNTS, **kwargs)

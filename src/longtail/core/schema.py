@@ -184,6 +184,14 @@ class DataConfig(Strict):
 
 
 # ---------------------------------------------------------------------------------------- model
+class ContrastiveConfig(Strict):
+    """BCL's contrastive branch beside the head (models/contrastive.py): a projection MLP on the features and a
+    centre MLP on the head's class vectors, each Linear - BatchNorm1d - ReLU - Linear, output L2-normalised."""
+
+    dim: int = Field(128, ge=1, le=65536, description="width of the projected features and class centres (BCLModel's feat_dim)")
+    hidden: int | None = Field(None, ge=1, le=65536, description="hidden width of both MLPs (default: the feature width, as BCLModel)")
+
+
 class ModelConfig(BaseModel):
     """Backbone name + head; extra keys go to the backbone constructor."""
 
@@ -200,6 +208,9 @@ class ModelConfig(BaseModel):
     metadata_missing: Literal["indicator", "error"] | None = Field(None, description="a missing metadata value: indicator (default) = "
                                                                    "train mean / unknown slot plus a missing input; error = refuse the image")
     metadata_hidden: int | None = Field(None, ge=1, le=4096, description="width of the metadata MLP's two layers (default 64)")
+    # BCL (docs/methods.md): None = no contrastive branch, the model and its state dict as before
+    contrastive: ContrastiveConfig | None = Field(None, description="BCL's projection and class-centre MLPs beside the head, used only "
+                                                                    "by method bcl's loss; plain calls, evaluation and export see the logits")
 
     @field_validator("metadata")
     @classmethod
@@ -293,9 +304,19 @@ class StageConfig(Strict):
     train_norm: Literal["stats"] | bool = Field(
         False, description="with freeze_backbone: the backbone's BatchNorm layers still train (MiSLAS's shift learning on BN): "
                            "stats = running statistics updated, affine frozen (the official shift_bn); true = affine weight and bias too")
+    train_only: Literal["router"] | None = Field(
+        None, description="router: train nothing but RIDE's expert-assignment router (model.router: true), every other weight and "
+                          "BatchNorm statistic frozen; evaluation routes from this stage on (the official EA stage)")
+    image_size: Side | None = Field(
+        None, description="train this stage's batches at this many pixels a side (progressive resizing: smaller images in earlier "
+                          "stages), the train pipeline's output resized (antialiased bilinear); validation and test stay at data.image_size")
 
     @model_validator(mode="after")
     def _one_freezing_rule(self) -> "StageConfig":
+        if self.train_only is not None and (self.freeze_backbone or self.trainable_fraction is not None or self.train_norm
+                                            or self.reinit_head or self.head is not None):
+            raise ValueError("train_only: router freezes everything but the router; remove freeze_backbone, trainable_fraction, "
+                             "train_norm, reinit_head and head from that stage")
         if self.freeze_backbone and self.trainable_fraction is not None:
             raise ValueError("set either freeze_backbone or trainable_fraction in a stage, not both")
         if self.train_norm and not self.freeze_backbone:
@@ -576,6 +597,12 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _bcl_step_has_a_contrastive_model(self) -> "Config":
+        if self.method.name == "bcl" and self.model.contrastive is None:
+            raise ValueError("method bcl trains a contrastive branch beside the head; set model.contrastive: {dim: 128} (or another method)")
+        return self
+
+    @model_validator(mode="after")
     def _spbl_combines_with_the_standard_step_only(self) -> "Config":
         if self.spbl is None:
             return self
@@ -608,6 +635,8 @@ class Config(Strict):
                     reinit_head=s.reinit_head,
                     head=s.head,
                     train_norm=s.train_norm,
+                    train_only=s.train_only,
+                    image_size=s.image_size,
                 )
             )
         return out
@@ -629,3 +658,5 @@ class ResolvedStage(BaseModel):
     reinit_head: bool
     head: str | None
     train_norm: Literal["stats"] | bool = False
+    train_only: Literal["router"] | None = None
+    image_size: int | None = None

@@ -109,3 +109,38 @@ def make_long_tailed(
     counts = [min(n, int(a)) for n, a in zip(counts, available)]
     train = ldam_select(targets, counts, seed)
     return LongTailResult(train=train, val=None, counts=np.asarray(counts, dtype=np.int64))
+
+
+#: the test-set profiles of SADE's test-agnostic protocol
+SHIFTS = ("forward", "uniform", "backward")
+
+
+def shifted_counts(img_max: int, num_classes: int, direction: str, ratio: float) -> list[int]:
+    """Per-class counts of a test set whose prior follows (``forward``), reverses (``backward``) or ignores
+    (``uniform``) the training profile: ``exp`` counts with ``img_max`` at the first (forward) or the last
+    (backward) class and ``img_max / ratio`` at the other end (Vanint/SADE-AgnosticLT
+    ``data_loader/imbalance_cifar.py`` with ``reverse``)."""
+    if direction not in SHIFTS:
+        raise DataError(f"test shift '{direction}' is not one of {', '.join(SHIFTS)}")
+    if not ratio >= 1:
+        raise DataError(f"test shift ratio must be >= 1 (the largest class count over the smallest), got {ratio}")
+    if direction == "uniform":
+        return [int(img_max)] * num_classes
+    counts = exp_counts(img_max, num_classes, ratio)
+    return counts if direction == "forward" else counts[::-1]
+
+
+def shifted_subset(targets: np.ndarray, num_classes: int, direction: str, ratio: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of a forward- or backward-skewed, or a uniform, test set drawn from a test split.
+
+    SADE's protocol draws them from the balanced test set: ``img_max`` is the smallest class count
+    (every class's count on a balanced split, where ``uniform`` is the whole split), so the ratio holds
+    exactly on any split, and each class keeps the first images of a seeded shuffle (``ldam_select``,
+    the official ``np.random.seed(0)``)."""
+    targets = np.asarray(targets, dtype=np.int64)
+    available = np.array([len(i) for i in _per_class(targets, num_classes)])
+    if available.min() == 0:
+        raise DataError(f"class {int(available.argmin())} has no image in this split, so a shifted test set cannot be drawn from it; "
+                        "use a split with every class")
+    counts = shifted_counts(int(available.min()), num_classes, direction, ratio)
+    return ldam_select(targets, counts, seed)

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ..core.errors import ConfigError
+
 
 class Batch(NamedTuple):
     """One batch: images (uint8), targets (int64) and the encoded metadata (float32 N x M, or None)."""
@@ -22,6 +24,16 @@ class Batch(NamedTuple):
     images: torch.Tensor
     targets: torch.Tensor
     meta: torch.Tensor | None = None
+
+
+def stage_size(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """A train batch at its stage's ``image_size`` (``stages[].image_size``: progressive resizing), resized
+    after the train pipeline (antialiased bilinear, as the ``resize`` transform); unchanged when None."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    if x.dim() != 4:
+        raise ConfigError("stages[].image_size resizes image batches; a clip run keeps data.image_size: remove it from the stage")
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def meta_kwargs(meta: torch.Tensor | None) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Training steps: how one batch becomes a loss. ``standard`` serves almost every method; BBN
-needs a second, re-balanced batch and a mixed forward pass, so it is its own step."""
+needs a second, re-balanced batch and a mixed forward pass, so it is its own step; BCL needs more
+augmented views of the same batch and the model's contrastive branch, so it is one too."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, LongtailError
 from ..core.registry import METHODS
 from . import distributed
-from .batches import iterate_batches, meta_kwargs
+from .batches import iterate_batches, meta_kwargs, stage_size
+from .device import as_memory_format
 
 
 def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None,
@@ -33,10 +35,12 @@ def default_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: An
 
 def model_outputs(model: nn.Module, x: torch.Tensor, loss_fn: Any, meta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """The logits and features for the loss, and ``experts=`` (N x E x C) when the loss trains a multi-expert
-    model's experts (``needs_experts``: RIDE); the model is asked for them only then (models/experts.py)."""
+    model's experts (``needs_experts``: RIDE), with ``router=`` (N x (E - 1)) for RIDE's router stage
+    (``needs_router``); the model is asked for them only then (models/experts.py)."""
     if getattr(loss_fn, "needs_experts", False):
         out = model(x, return_features=True, return_experts=True, **meta_kwargs(meta))
-        return out.logits, out.features, {"experts": out.experts}
+        extra = {"experts": out.experts, **({"router": out.router} if getattr(loss_fn, "needs_router", False) else {})}
+        return out.logits, out.features, extra
     logits, feats = model(x, return_features=True, **meta_kwargs(meta))
     return logits, feats, {}
 
@@ -111,3 +115,47 @@ class BBNStep:
         n = min(len(y), len(yb))
         logits = model(x[:n], mix_with=xb[:n], alpha=self.alpha)
         return self.alpha * loss_fn(logits, y[:n]) + (1 - self.alpha) * loss_fn(logits, yb[:n])
+
+
+@METHODS.register("bcl")
+class BCLStep:
+    """BCL (Zhu et al., CVPR 2022): the batch plus ``views`` more draws of the train pipeline, one forward pass.
+
+    FlamieZhu/Balanced-Contrastive-Learning ``main.py`` ``train``: three views of each image go through the
+    model as one batch (BatchNorm sees all three); the first view's logits feed the CE term, the other two
+    views' projections and the class centres the balanced contrastive term (``bcl`` loss). Here the first
+    view is the batch the loop made, and the contrastive views are ``views`` further draws of the stage's
+    batched train pipeline (``data.train_transforms``) on the same raw images, so the per-sample transforms,
+    run once in the Dataset, are shared by every view. The loop hands this step the raw batch because it
+    sets ``needs_raw_batch``. A loss without ``needs_contrast`` (a cRT stage after BCL) gets the standard step.
+    """
+
+    #: the loop passes ``raw=`` (the batch as drawn, on the device, before the batched transforms)
+    needs_raw_batch = True
+
+    def __init__(self, views: int = 2) -> None:
+        if not 1 <= int(views) <= 16:
+            raise ConfigError(f"method bcl: views is the number of contrastive views per image (BCL's 2), between 1 and 16; got {views}")
+        self.views = int(views)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, mixing: Any = None, trainer: Any = None,
+                 meta: torch.Tensor | None = None, raw: torch.Tensor | None = None) -> torch.Tensor:
+        if not getattr(loss_fn, "needs_contrast", False):
+            return default_step(model, x, y, loss_fn, mixing, meta=meta)
+        if mixing is not None:
+            raise ConfigError("method bcl: label mixing does not combine with the contrastive views (a mixed image has two classes); "
+                              "remove train.mixing (and the stage's mixing)")
+        if raw is None or trainer is None:
+            raise LongtailError("method bcl draws its contrastive views from the raw batch and the train pipeline; train through longtail.train "
+                                "(the loop passes raw= and trainer=)")
+        channels_last = bool(trainer.cfg.train.channels_last)
+        # each view at the batch's size (a stage with image_size trains smaller: stages[].image_size)
+        drawn = (trainer.train_pipeline.batch(raw) for _ in range(self.views))
+        views = [as_memory_format(v if v.shape[-2:] == x.shape[-2:] else stage_size(v, int(x.shape[-1])), channels_last) for v in drawn]
+        repeat = 1 + self.views
+        meta_all = None if meta is None else torch.cat([meta] * repeat)
+        out = model(torch.cat([x, *views]), return_features=True, return_contrast=True, **meta_kwargs(meta_all))
+        n = len(y)
+        projections = out.projections[n:].reshape(self.views, n, -1).transpose(0, 1)  # N x V x d
+        features = out.features[:n] if getattr(loss_fn, "needs_features", False) else None
+        return loss_fn(out.logits[:n], y, features, projections=projections, centers=out.centers)

@@ -29,7 +29,7 @@ from ..rundir.checkpoint import config_hash, rng_state, save_checkpoint, set_rng
 from ..rundir.clock import RunClock
 from . import distributed, interrupt
 from .batches import batches as split_batches
-from .batches import drops_last_batch, meta_kwargs
+from .batches import drops_last_batch, meta_kwargs, stage_size
 from .device import as_memory_format, autocast, grad_scaler, optimizer_step
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
@@ -154,6 +154,8 @@ class Trainer:
             self.model.freeze_fraction(stage.trainable_fraction)
         if stage.train_norm:  # MiSLAS's shift learning: the frozen backbone's BatchNorm layers still train
             self.model.train_norm(stage.train_norm)
+        if hasattr(self.model, "train_only_router"):  # RIDE's router trains in its own stage only (models/router.py)
+            self.model.train_only_router(stage.train_only == "router")
         loss = build_loss(stage.loss, self.counts).to(self.device)
         weights = build_weights(stage.class_weights, self.counts)
         # stage-local epochs (progressive sampling ramps within its stage); a per-stage seed so a
@@ -315,11 +317,14 @@ class Trainer:
                 self.progress.partial_epoch = {"batches": index, "loss_sum": loss_sum, "images": seen, "skipped_steps": skipped}
                 self._save_last(parts)
             interrupt.check()  # SIGTERM/SIGINT: stop here; last.pt holds every finished batch
-            x = as_memory_format(self.train_pipeline.batch(x.to(device, non_blocking=True)), cfg.train.channels_last)
+            raw = x.to(device, non_blocking=True)
+            x = as_memory_format(stage_size(self.train_pipeline.batch(raw), parts.stage.image_size), cfg.train.channels_last)
             y = y.to(device, non_blocking=True)
             meta = None if meta is None else meta.to(device, non_blocking=True)  # model.metadata runs only
+            # a step that draws more views of the batch itself (BCL: needs_raw_batch) gets the raw images too
+            extra = {"raw": raw} if getattr(parts.step, "needs_raw_batch", False) else {}
             with autocast(device, self.precision):
-                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self, **meta_kwargs(meta))
+                loss = parts.step(model=parts.train_model, x=x, y=y, loss_fn=parts.loss, mixing=parts.mixing, trainer=self, **meta_kwargs(meta), **extra)
             value = float(loss.detach())
             if parts.guard.skip(value, self.progress.global_epoch + 1, index + 1, self._kept()):
                 skipped += 1  # train.on_divergence=skip: this batch is left out of the update and of the epoch's loss

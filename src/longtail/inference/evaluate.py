@@ -24,24 +24,15 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     ``last`` of an SPBL run is its last pace's final-epoch CNN with the run's final classifier
     (:func:`longtail.training.loading.run_checkpoint`)."""
     checkpoint_file(checkpoint)  # an unknown name fails before any data is read
-    from ..data import build_pipeline
-    from ..engine.device import select_device
     from ..engine.inference import build_tta, predict_dataset
     from ..evaluation.intervals import resampling_groups, run_intervals
     from ..evaluation.scoring import split_metrics
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
-    splits = saved_splits(run_dir, cfg)
-    bundle, _ = build_run_data(cfg, splits)
-    attach_saved(run_dir, cfg, bundle)  # model.metadata: the inputs the run's saved encoding gives (no-op without)
+    cfg, bundle, model, pipeline, device = load_for_scoring(run_dir, checkpoint)
     dataset = getattr(bundle, split, None)
     if dataset is None:
         raise LongtailError(f"this run's data has no '{split}' split; use --split val")
-    device = select_device(cfg.train.device)
-    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
-    pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
     out = predict_dataset(model, dataset, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, build_tta(cfg), cfg.data.num_workers, cfg.train.channels_last)
     counts = np.asarray(bundle.train_counts)
     posthoc = read_posthoc(run_dir) if checkpoint == "best" else {}
@@ -60,3 +51,18 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
 
         result["trust"] = trust.summarise(corrected if posthoc else out.logits, out.targets, fitted, list(bundle.class_names))
     return result
+
+
+def load_for_scoring(run_dir: Path, checkpoint: str = "best") -> tuple[Any, Any, Any, Any, Any]:
+    """(config, data bundle, model, eval pipeline, device) of a run, its data rebuilt from the saved splits."""
+    from ..data import build_pipeline
+    from ..engine.device import select_device
+
+    cfg = load_run_config(run_dir)
+    checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
+    bundle, _ = build_run_data(cfg, saved_splits(run_dir, cfg))
+    attach_saved(run_dir, cfg, bundle)  # model.metadata: the inputs the run's saved encoding gives (no-op without)
+    device = select_device(cfg.train.device)
+    model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)
+    pipeline = build_pipeline(cfg.data.eval_transforms, bundle.norm_mean, bundle.norm_std, train=False)
+    return cfg, bundle, model, pipeline, device

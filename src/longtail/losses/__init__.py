@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.registry import LOSSES, WEIGHTS
-from . import cce, cdb, ce, class_balanced, eql, focal, gcl, ghm, hml, ib, lade, las, ldam, low, mwnl, ride, weights  # noqa: F401  (registration)
+from . import bcl, cce, cdb, ce, class_balanced, eql, focal, gcl, ghm, hml, ib, lade, las, ldam, low, mwnl, ride, sade, weights  # noqa: F401  (registration)
 from .base import LongTailLoss
 from .weighting import cdb_weights, dynamic_tau, effective_number_weights, inverse_frequency_weights, spbl_cost_vector
 from .weights import WeightSchedule

@@ -13,6 +13,10 @@ A negative diversity factor (the official -0.2) pushes each expert away from the
 switches the class weights and the per-class temperature on at the same epoch (``reweight_epoch``); here
 the temperature follows the class-weight schedule: per-class while its weights are not all 1 (DRW's
 re-weighted epochs), so one ``class_weights: drw`` entry times both.
+
+``ride_router`` is the official second stage (``model/ldam_drw_resnets/ea_resnet_cifar.py``): BCE with
+``pos_weight`` on each router's logit (models/router.py), the target being "the running prediction after
+this expert is wrong and a later expert's is right"; it runs in a stage with ``train_only: router``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, LongtailError
 from ..core.registry import LOSSES
 from .base import LongTailLoss, check_non_negative
 from .functional import cross_entropy_terms, ldam_margins, subtract_target_margin
@@ -96,3 +100,53 @@ class RIDELoss(LongTailLoss):
             kl = (target * (target_log - F.log_softmax(z_e / t, dim=1))).sum(1)  # KL(aggregate || expert) per image
             total = total + self.additional_diversity_factor * t.mean() ** 2 * (sample_weight * kl).sum() / max(kl.shape[0], 1)
         return total
+
+
+def router_targets(experts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """N x (E - 1) booleans: router i's target, "the running prediction after expert i is wrong and a later one is right".
+
+    The official ``expert_help_target = ~correctness[:, i] & correctness[:, i+1:].any(dim=1)``, with
+    ``correctness[:, i]`` whether the summed logits of experts ``0..i`` (the running mean's argmax) are right."""
+    correct = experts.cumsum(dim=1).argmax(dim=2) == targets[:, None]  # N x E
+    later = correct.flip(1).cumsum(1).flip(1) > 0  # later[:, i]: some expert j >= i is right
+    return ~correct[:, :-1] & later[:, 1:]
+
+
+@LOSSES.register("ride_router")
+class RIDERouterLoss(LongTailLoss):
+    """RIDE's expert-assignment stage: BCE on whether later experts correct the running prediction; train_only: router."""
+
+    needs_experts = True
+    #: True: ``forward`` needs ``router`` (N x (E - 1) router logits, ``ExpertOutput.router``)
+    needs_router = True
+
+    def __init__(self, class_counts: Sequence[int], pos_weight: float = 100.0) -> None:
+        super().__init__(class_counts)
+        if not pos_weight > 0:
+            raise ConfigError(f"pos_weight: the weight of the 'consult the next expert' cases must be > 0 (RIDE's CIFAR value: 100), got {pos_weight}")
+        self.pos_weight = float(pos_weight)
+        self._router: torch.Tensor | None = None  # the call's router logits, for compute (forward sets them)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None = None,
+                sample_weight: torch.Tensor | float | None = None, experts: torch.Tensor | None = None,
+                router: torch.Tensor | None = None) -> torch.Tensor:
+        if router is None:
+            raise ConfigError("loss 'ride_router' trains RIDE's router: use it in a stage with train_only: router on a model with "
+                              "model.router: true (standalone: loss(logits, targets, experts=..., router=...))")
+        if experts is not None and (router.ndim != 2 or router.shape != (logits.shape[0], experts.shape[1] - 1)):
+            raise LongtailError(f"RIDERouterLoss: router logits must be N x (E - 1) = {logits.shape[0]} x {experts.shape[1] - 1}, got {tuple(router.shape)}")
+        self._router = router.float()
+        try:
+            return super().forward(logits, targets, features, sample_weight, experts)
+        finally:
+            self._router = None
+
+    def compute(self, logits: torch.Tensor, targets: torch.Tensor, features: torch.Tensor | None, sample_weight: torch.Tensor,
+                experts: torch.Tensor | None = None) -> torch.Tensor:
+        assert experts is not None and self._router is not None  # forward checks both
+        wanted = router_targets(experts.detach(), targets).to(self._router.dtype)
+        pos_weight = self._router.new_tensor(self.pos_weight)
+        terms = F.binary_cross_entropy_with_logits(self._router, wanted, pos_weight=pos_weight, reduction="none")  # N x (E - 1)
+        # each router's weighted mean (the plain batch mean of the official under uniform class weights), then their mean
+        per_router = [self.weighted_mean(terms[:, i], targets, sample_weight) for i in range(terms.shape[1])]
+        return torch.stack(per_router).mean()

@@ -64,6 +64,11 @@ def build_model(
         raise ConfigError(f"model.metadata does not work with the BBN model '{cfg.name}' (its two branches mix two batches); "
                           "use another backbone or drop model.metadata")
     extra = {"metadata_dim": metadata_dim, "metadata_hidden": cfg.metadata_hidden or 64} if metadata_dim else {}
+    if cfg.contrastive is not None:  # BCL's projection and class-centre MLPs (models/contrastive.py)
+        if cls is BBNClassifier:
+            raise ConfigError(f"model.contrastive does not work with the BBN model '{cfg.name}' (its two branches mix two batches); "
+                              "use another backbone or drop model.contrastive")
+        extra.update(contrastive_dim=cfg.contrastive.dim, contrastive_hidden=cfg.contrastive.hidden)
     return cls(
         backbone,
         num_classes,

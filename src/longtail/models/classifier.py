@@ -18,6 +18,13 @@ On a multi-expert backbone (:class:`~longtail.models.experts.ExpertBackbone`, e.
 :class:`~longtail.models.experts.ExpertHeads`: plain calls give the aggregated logits, and only
 ``forward(x, return_experts=True)`` gives an :class:`~longtail.models.experts.ExpertOutput` with the
 per-expert logits (``models/experts.py``, the one place this is done).
+
+With ``contrastive_dim > 0`` (``model.contrastive``, BCL) a
+:class:`~longtail.models.contrastive.ContrastiveHeads` (a projection MLP on the features, a centre MLP on
+the head's class vectors) sits beside the head; only ``forward(x, return_contrast=True)`` uses it and gives
+a :class:`~longtail.models.contrastive.ContrastOutput`, every other call is as without it. It counts as
+part of the representation: ``freeze_backbone`` freezes it with the backbone. Without it nothing of this
+exists in the module or its state dict.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, LongtailError
-from .experts import ExpertHeads, ExpertOutput, expert_output, head_for
+from .contrastive import ContrastiveHeads, ContrastOutput, class_vectors
+from .experts import ExpertBackbone, ExpertHeads, ExpertOutput, expert_output, head_for
 from .heads import BiasMode, LinearHead, LWSHead, ScaledLinearHead, head_kind, make_head
 from .metadata import MetadataMLP
 from .norms import NormMode, batch_norms, train_affine
@@ -50,6 +58,8 @@ class Classifier(nn.Module):
         class_counts: Sequence[int] | np.ndarray | None = None,
         metadata_dim: int = 0,
         metadata_hidden: int = 64,
+        contrastive_dim: int = 0,
+        contrastive_hidden: int | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -69,6 +79,13 @@ class Classifier(nn.Module):
         self.head_bias: BiasMode = head_bias
         self.class_counts = None if class_counts is None else [int(c) for c in class_counts]
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # model.contrastive (BCL): registered before the head, so that the head's tensors stay the last (freeze_fraction)
+        self.contrastive: ContrastiveHeads | None = None
+        if contrastive_dim:
+            if isinstance(backbone, ExpertBackbone):
+                raise ConfigError(f"model.contrastive needs one head of class vectors, but the multi-expert model '{backbone.arch}' has one per expert; "
+                                  "drop model.contrastive or use a single-head backbone")
+            self.contrastive = ContrastiveHeads(self.feature_dim, self.num_classes, contrastive_dim, contrastive_hidden)
         self.head = head_for(backbone, head, self.feature_dim, self.num_classes, head_bias, self.class_counts)  # ExpertHeads on experts
         self._backbone_frozen = False
         self._fraction_frozen: list[nn.Parameter] = []
@@ -87,13 +104,24 @@ class Classifier(nn.Module):
         return self._backbone_frozen
 
     def forward(self, x: Tensor, return_features: bool = False, meta: Tensor | None = None,
-                return_experts: bool = False) -> Tensor | tuple[Tensor, Tensor] | ExpertOutput:
-        """Logits [, features]; ``return_experts``: an :class:`ExpertOutput` (multi-expert models only, for a loss that trains experts)."""
+                return_experts: bool = False, return_contrast: bool = False) -> Tensor | tuple[Tensor, Tensor] | ExpertOutput | ContrastOutput:
+        """Logits [, features]; ``return_experts``: an :class:`ExpertOutput` (multi-expert models only, for a loss that trains experts);
+        ``return_contrast``: a :class:`ContrastOutput` (``model.contrastive`` only, for BCL's loss)."""
         features = self.features(x, meta)
         if return_experts:
             return expert_output(self.head, self.dropout(features), features)
+        if return_contrast:
+            return self.contrast_output(features)
         logits = self.head(self.dropout(features))
         return (logits, features) if return_features else logits
+
+    def contrast_output(self, features: Tensor) -> ContrastOutput:
+        """The logits, ``features``, their unit projections and the unit class centres (``model.contrastive``)."""
+        if self.contrastive is None:
+            raise ConfigError("this model has no contrastive branch (a projection and a class-centre MLP); set model.contrastive: {dim: 128}")
+        logits = self.head(self.dropout(features))
+        centers = self.contrastive.class_centers(class_vectors(self.head).to(features.dtype))
+        return ContrastOutput(logits, features, self.contrastive.project(features), centers)
 
     def features(self, x: Tensor, meta: Tensor | None = None) -> Tensor:
         """What the head sees: the backbone's features, joined by the metadata embedding in a metadata model."""
@@ -108,8 +136,9 @@ class Classifier(nn.Module):
         return torch.cat([features, embedded.to(features.dtype)], dim=1)
 
     def _representation(self) -> list[nn.Module]:
-        """The modules ``freeze_backbone`` freezes: the backbone and, in a metadata model, its MLP."""
-        return [self.backbone] if self.metadata_mlp is None else [self.backbone, self.metadata_mlp]
+        """The modules ``freeze_backbone`` freezes: the backbone and, in a metadata model, its MLP (and BCL's contrastive branch)."""
+        modules: list[nn.Module] = [self.backbone] if self.metadata_mlp is None else [self.backbone, self.metadata_mlp]
+        return modules if self.contrastive is None else [*modules, self.contrastive]
 
     def train(self, mode: bool = True) -> Classifier:
         """As ``nn.Module.train``, but a frozen backbone stays in eval mode (BN statistics fixed), except its
@@ -185,6 +214,31 @@ class Classifier(nn.Module):
             p.requires_grad_(False)
         self.train(self.training)
         return frozen
+
+    def train_only_router(self, flag: bool) -> None:
+        """Train nothing but RIDE's router (``stages[].train_only: router``), or everything but it.
+
+        ``True``: the backbone frozen (BN statistics too, as :meth:`freeze_backbone`), the expert heads
+        frozen, the router trainable and switched on, so that evaluation from here routes (the official EA
+        stage: every weight but the router's frozen, frozen BatchNorm layers in eval mode). ``False``: the
+        router takes no gradient (a stage that trains the experts leaves it out) and the expert heads
+        follow the stage's own freezing rule. Call it after :meth:`freeze_backbone`."""
+        router = getattr(self.head, "router", None)
+        if router is None:
+            if flag:
+                raise ConfigError(f"stage train_only: router needs RIDE's router on the multi-expert model ('{self.arch}' has none); "
+                                  "set model.router: true (ride_resnet32)")
+            return
+        if flag:
+            self.freeze_backbone(True)
+            for p in self.head.experts.parameters():  # type: ignore[union-attr]
+                p.requires_grad_(False)
+            router.active.fill_(True)
+        else:
+            for p in self.head.experts.parameters():  # type: ignore[union-attr]
+                p.requires_grad_(True)
+        for p in router.parameters():
+            p.requires_grad_(flag)
 
     def reset_head(self) -> None:
         """Re-initialise the head (cRT); an LWS head goes back to scales of 1."""

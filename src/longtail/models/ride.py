@@ -34,8 +34,16 @@ def ride_resnet32(
     expert_widths: Sequence[int] | None = None,
     scale: float = 30.0,
     blocks: int = 5,
+    router: bool = False,
+    router_hidden: int = 16,
+    router_top_choices: int = 30,
+    router_shared_output: bool = True,
 ) -> ExpertBackbone:
-    """RIDE on CIFAR ResNet-32: shared stem and 16-wide stage, E experts with own 24/48-wide stages and heads."""
+    """RIDE on CIFAR ResNet-32: shared stem and 16-wide stage, E experts with own 24/48-wide stages and heads.
+
+    ``router``: RIDE's expert-assignment router beside the heads (models/router.py; trained by a later stage
+    with ``train_only: router``), with ``router_hidden`` units per expert, the ``router_top_choices`` largest
+    running-mean logits and one output layer shared by every router (``router_shared_output``)."""
     widths = [int(w) for w in expert_widths] if expert_widths is not None else ([24, 48] if reduce_dimension else [32, 64])
     if len(widths) != 2 or min(widths) < 1:
         raise ConfigError(f"ride_resnet32: expert_widths {widths} must be two positive widths (second and third stage), e.g. [24, 48]")
@@ -48,4 +56,5 @@ def ride_resnet32(
     for _ in range(int(num_experts)):
         full = _cifar_resnet(int(blocks), [STEM_WIDTH, *widths], in_channels)  # its stem and first stage are dropped
         branches.append(nn.Sequential(full.layer2, full.layer3))
-    return ExpertBackbone(trunk, branches, widths[-1], scale, arch="ride_resnet32")
+    settings = {"hidden": int(router_hidden), "top_choices": int(router_top_choices), "shared_output": bool(router_shared_output)} if router else None
+    return ExpertBackbone(trunk, branches, widths[-1], scale, arch="ride_resnet32", router=settings)

@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 #: model settings that only change the initialisation, never the architecture
 _INIT_ONLY = ("pretrained", "weights")
 #: model options added after runs were written: unset (None), they are left out, so a run that does not use them hashes as before
-_ADDED_OPTIONS = ("metadata", "metadata_missing", "metadata_hidden")
+_ADDED_OPTIONS = ("metadata", "metadata_missing", "metadata_hidden", "contrastive")
 
 
 def config_hash(model_section: Mapping[str, Any]) -> str:

@@ -1,0 +1,77 @@
+"""benchmarks/test_agnostic.py on a tiny grid: CE, balanced softmax and SADE cells trained on a small CIFAR-10
+archive in its real layout, then scored on skewed test sets (as shipped, at the known prior, after
+SADE's test-time aggregation)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import yaml
+
+from longtail import rundir
+from longtail.bench.grid import cell_dir, load_bench, run
+from longtail.data.longtail import shifted_subset
+from longtail.inference.test_agnostic import Shift
+
+from .test_gpu_protocol_smoke import ROOT, make_data
+
+
+def _script(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports doc_blocks beside it
+    spec = importlib.util.spec_from_file_location("test_agnostic_script", ROOT / "benchmarks" / "test_agnostic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ta")
+    data = make_data(tmp)
+    grid = {
+        "name": "ta_tiny", "output_dir": str(tmp / "runs"), "results": str(tmp / "results.csv"), "seeds": [0],
+        "overrides": ["train.progress=false", "train.tensorboard=false", "eval.gallery_cams=false", "train.epochs=1",
+                      "schedule.milestones=[1]", "schedule.warmup_epochs=0", "data.max_per_class=6",
+                      f"data.source.root={data / 'cifar10_jpeg.tar.gz'}"],
+        "methods": {"ce": {"config": "configs/cifar10_lt/ce.yaml"},
+                    "balanced_softmax": {"config": "configs/cifar10_lt/balanced_softmax.yaml"},
+                    "sade": {"config": "configs/cifar10_lt/sade.yaml", "overrides": ["model.blocks=1"]}},
+    }
+    path = tmp / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    spec = load_bench(path)
+    run(spec)
+    return spec, path
+
+
+def test_the_script_scores_every_column_on_every_test_set(tiny_grid, monkeypatch):
+    spec, path = tiny_grid
+    script = _script(monkeypatch)
+    shifts = (Shift("forward", 2), Shift("uniform"), Shift("backward", 2))
+    monkeypatch.setattr(script, "DEFAULT_SHIFTS", shifts)
+    rows = script.score(spec, str(path), [0])
+    assert len(rows) == len(shifts) * len(script.COLUMNS)
+    saved = rundir.load_predictions(cell_dir(spec, "default", "ce", 0), "test")
+    logits, y = saved["logits"], saved["targets"]
+    counts = np.asarray(rundir.read_json(cell_dir(spec, "default", "ce", 0) / rundir.RESULTS)["train_counts"], dtype=float)
+    for shift in shifts:
+        keep = shifted_subset(y, 10, shift.direction, shift.ratio)
+        by_column = {r["column"]: r for r in rows if r["test_set"] == shift.name}
+        assert {r["images"] for r in by_column.values()} == {len(keep)}
+        assert by_column["CE"]["accuracy"] == pytest.approx(float((logits[keep].argmax(1) == y[keep]).mean()))
+        q = np.bincount(y[keep], minlength=10) / len(keep)
+        moved = logits[keep] - np.log(counts / counts.sum()) + np.log(q)  # tau 1, from the train prior to q
+        assert by_column["CE + LA to known prior"]["accuracy"] == pytest.approx(float((moved.argmax(1) == y[keep]).mean()))
+        weights = [float(w) for w in by_column["SADE + test-time aggregation"]["expert_weights"].split()]
+        assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=0.02)
+    table = script.table(rows)
+    assert table.count("\n") == 1 + len(shifts) and "SADE + test-time aggregation" in table
+
+
+def test_an_untrained_cell_is_named_with_the_command_that_trains_it(tiny_grid, monkeypatch, tmp_path):
+    spec, path = tiny_grid
+    script = _script(monkeypatch)
+    with pytest.raises(SystemExit, match="--only ce --seeds 7"):
+        script.trained_cell(spec, str(path), "ce", 7)

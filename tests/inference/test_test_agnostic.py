@@ -1,0 +1,65 @@
+"""The test-agnostic protocol on a tiny SADE run (inference/test_agnostic.py): each test set drawn from the
+run's test split, scored as shipped, with the known prior, and after test-time aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import longtail
+from longtail import rundir
+from longtail.core.errors import LongtailError
+from longtail.data.longtail import shifted_subset
+from longtail.engine.test_time import AggregationSettings
+from longtail.inference.test_agnostic import Shift, evaluate_shifted
+
+from ..helpers import tiny_config
+
+DIGIT_VIEWS = ({"name": "random_crop", "size": 8, "padding": 1}, {"name": "hflip", "p": 0.5})
+SHIFTS = (Shift("forward", 5), Shift("uniform"), Shift("backward", 5))
+
+
+@pytest.fixture(scope="module")
+def sade_run(tmp_path_factory):
+    cfg = tiny_config(tmp_path_factory.mktemp("sade"), name="sade",
+                      model={"name": "ride_resnet32", "num_experts": 3, "blocks": 1, "head": "cosine"}, loss={"name": "sade"})
+    return longtail.train(cfg).run_dir
+
+
+def accuracy(logits: np.ndarray, targets: np.ndarray) -> float:
+    return float((logits.argmax(1) == targets).mean())
+
+
+def test_rows_score_each_shifted_test_set_three_ways(sade_run):
+    rows = evaluate_shifted(sade_run, SHIFTS, ("none", "target_prior", "test_time_aggregation"),
+                            prior_source="uniform", settings=AggregationSettings(epochs=2, batch_size=32), views=DIGIT_VIEWS)
+    saved = rundir.load_predictions(sade_run, "test")
+    logits, y = saved["logits"], saved["targets"]
+    assert [(r["test_set"], r["adaptation"]) for r in rows] == [
+        (s, a) for s in ("forward5", "uniform", "backward5") for a in ("none", "target_prior", "test_time_aggregation")]
+    for row in rows:
+        shift = Shift.parse(row["test_set"])
+        keep = shifted_subset(y, 10, shift.direction, shift.ratio)
+        assert row["images"] == len(keep)
+        if row["adaptation"] == "none":  # the run's own test logits, on the subset
+            assert row["accuracy"] == pytest.approx(accuracy(logits[keep], y[keep]), abs=1e-9)
+        elif row["adaptation"] == "target_prior":  # uniform-prior logits + log(C q), q the subset's prior
+            q = np.bincount(y[keep], minlength=10) / len(keep)
+            assert row["accuracy"] == pytest.approx(accuracy(logits[keep] + np.log(10 * q), y[keep]), abs=1e-9)
+            assert row["tau"] == 1.0 and row["prior_source"] == "uniform"
+        else:
+            assert len(row["expert_weights"]) == 3 and sum(row["expert_weights"]) == pytest.approx(1.0, abs=1e-3)
+            assert 1 <= row["epochs"] <= 2
+    assert Shift.parse("forward50") == Shift("forward", 50.0) and Shift("backward", 10).name == "backward10"
+
+
+def test_one_line_errors(sade_run, tmp_path):
+    with pytest.raises(LongtailError, match="adaptation 'guess'"):
+        evaluate_shifted(sade_run, SHIFTS, ("guess",))
+    with pytest.raises(LongtailError, match="prior_source"):
+        evaluate_shifted(sade_run, SHIFTS, ("none",), prior_source="test")
+    with pytest.raises(LongtailError, match="forward<ratio>"):
+        Shift.parse("forwards")
+    single = longtail.train(tiny_config(tmp_path, name="ce", train={"epochs": 1, "progress": False, "tensorboard": False})).run_dir
+    with pytest.raises(LongtailError, match="single head"):
+        evaluate_shifted(single, SHIFTS, ("test_time_aggregation",), views=DIGIT_VIEWS)
