@@ -155,4 +155,10 @@ def test_a_tiny_run_trains_the_router_alone_and_evaluation_routes(tmp_path):
     with torch.no_grad():
         out = model((x.float() / 255 - mean) / std, return_experts=True)
     assert np.allclose(saved["logits"], routed_logits(out.experts, out.router).numpy(), atol=1e-4)
-    assert 1 <= float(experts_used(out.router).float().mean()) <= 3
+    # results.json reports how many experts the test images used and what that would cost
+    routing = result.results["routing"]
+    used = experts_used(out.router).float()
+    assert routing["experts"] == 3 and routing["experts_per_image"] == pytest.approx(float(used.mean()))
+    assert routing["reach"] == pytest.approx([float((used > e).float().mean()) for e in range(3)]) and routing["reach"][0] == 1.0
+    assert 0 < routing["mflops_per_image"] <= routing["mflops_all_experts"]
+    assert "routing" not in first.results  # a model whose router never trained uses every expert

@@ -57,6 +57,53 @@ def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch
     )
 
 
+@torch.no_grad()
+def routing_summary(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32",
+                    channels_last: bool = False) -> dict[str, Any] | None:
+    """How far RIDE's router lets the images of ``dataset`` go (None without an active router, models/router.py).
+
+    ``experts_per_image`` is the mean number of experts an image uses, ``reach[e]`` the share of images
+    that use expert e, and ``mflops_per_image`` what the routed model would cost per image had the skipped
+    experts not run (the shared trunk plus the mean number of expert branches; ``all_experts`` is the cost
+    with every branch), counted with ``torch.utils.flop_counter`` on one image. Here every branch runs
+    and the routing masks them, so this saving is counted, not timed."""
+    from ..models.router import experts_used
+
+    head = getattr(model, "head", None)
+    router = getattr(head, "router", None)
+    if router is None or not bool(router.active) or len(dataset) == 0:
+        return None
+    model.eval()
+    used = []
+    for x, _, _ in batches(dataset, range(len(dataset)), batch_size, 0, seed=0):
+        x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
+        with autocast(device, precision, model):
+            out = model(x, return_features=True, return_experts=True)
+        used.append(experts_used(out.router).cpu())
+    counts = torch.cat(used).numpy()
+    trunk, branch = _branch_costs(model, x[:1])
+    experts = int(head.num_experts)  # type: ignore[union-attr]
+    return {
+        "experts": experts,
+        "experts_per_image": float(counts.mean()),
+        "reach": [float((counts > e).mean()) for e in range(experts)],
+        "mflops_per_image": (trunk + float(counts.mean()) * branch) / 1e6,
+        "mflops_all_experts": (trunk + experts * branch) / 1e6,
+    }
+
+
+def _branch_costs(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """FLOPs of a multi-expert backbone's shared trunk and of one expert branch, for the one image ``x``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    backbone = model.backbone  # type: ignore[union-attr]
+    with FlopCounterMode(display=False) as trunk_counter:
+        shared = backbone.trunk.forward_maps(x.float())
+    with FlopCounterMode(display=False) as branch_counter:
+        backbone.experts[0](shared)
+    return float(trunk_counter.get_total_flops()), float(branch_counter.get_total_flops())
+
+
 def per_class_accuracy(logits: np.ndarray, targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Recall of each class (NaN for a class absent from ``targets``)."""
     pred = logits.argmax(1)

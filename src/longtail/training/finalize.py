@@ -27,7 +27,7 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     ``record`` holds what training knows (best_epoch, best_val_score, epochs, method extras) and
     goes into results.json as is.
     """
-    from ..engine.inference import build_tta, predict_dataset
+    from ..engine.inference import build_tta, predict_dataset, routing_summary
     from ..evaluation.gallery import save_correct, save_errors
     from ..evaluation.intervals import resampling_groups, run_intervals
     from ..evaluation.scoring import split_metrics
@@ -75,6 +75,9 @@ def finalize(run_dir: Path, cfg: Config, bundle: Any, device: torch.device, eval
     if "test" in results:
         test, explain = outputs["test"], _gallery_explainer(cfg, model, eval_pipeline, device)
         results["intervals"] = run_intervals(test.logits, test.targets, corrected["test"] if posthoc else None, units["test"], cfg.eval.bootstrap)
+        routing = routing_summary(model, bundle.test, eval_pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, cfg.train.channels_last)
+        if routing is not None:  # RIDE's router: the experts each test image used and what that would cost
+            results["routing"] = routing
         save_errors(run_dir / rundir.PREDICTIONS, bundle.test, corrected["test"], test.targets, test.ids, explain=explain)
         if cfg.eval.gallery_correct:
             save_correct(run_dir / rundir.PREDICTIONS, bundle.test, corrected["test"], test.targets, test.ids, cfg.eval.gallery_correct, cfg.seed, explain)
