@@ -345,6 +345,9 @@ class TrainConfig(Strict):
     select_from: Literal["last_stage", "all"] = Field("last_stage", description="which epochs compete for the best checkpoint; decoupled stage 2 must not lose to stage 1")
     val_every: int = Field(1, ge=1, le=MAX_EPOCHS)
     select_metric: str = "balanced_accuracy"
+    select_window: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="choose the best checkpoint by the mean of the last select_window validation scores of the "
+                                            "competing epochs (a less noisy choice on a small validation split); 1 = each epoch's own score")
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="watch select_metric in the epochs that compete for the best checkpoint (select_from); a stop ends the run"
     )

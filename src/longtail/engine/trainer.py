@@ -84,6 +84,8 @@ class Progress:
     # train.early_stopping: the counter's state (survives a resume) and the global epoch that stopped the run
     early_stopping: dict[str, Any] | None = None
     stopped_epoch: int | None = None
+    # train.select_window: the competing validations' latest scores, whose mean selects the best checkpoint
+    recent_scores: list[float] = field(default_factory=list)
     # wall seconds of the run when this checkpoint was written, over every process (run_clock.py)
     elapsed_seconds: float = 0.0
 
@@ -360,14 +362,28 @@ class Trainer:
         record = {f"val_{k}": result[k] for k in LOGGED_METRICS if isinstance(result.get(k), float)}
         record[f"val_{metric}"] = score
         record["val_loss"] = cross_entropy(out.logits, out.targets)
-        if self._competes(parts.stage) and score > self.progress.best_score:
-            self.progress.best_score = score
+        selecting = self._selecting_score(parts, score)
+        if selecting is not None and self.cfg.train.select_window > 1:
+            record[f"val_{metric}_window"] = selecting
+        if selecting is not None and selecting > self.progress.best_score:
+            self.progress.best_score = selecting
             self.progress.best_epoch = self.progress.global_epoch
             record["best"] = True
             self._save(rundir.BEST, parts, include_optimizer=False)
         if self._competes(parts.stage) and self.cfg.train.early_stopping is not None:
             record.update(self._early_stopping_step(score))
         return record
+
+    def _selecting_score(self, parts: StageParts, score: float) -> float | None:
+        """The score that competes for the best checkpoint: None outside the competing stages, else the mean of the
+        last ``train.select_window`` competing validation scores (this one included; ``score`` itself for 1)."""
+        if not self._competes(parts.stage):
+            return None
+        window = self.cfg.train.select_window
+        if window == 1:
+            return score
+        self.progress.recent_scores = [*self.progress.recent_scores, score][-window:]
+        return float(np.mean(self.progress.recent_scores))
 
     def _early_stopping_step(self, score: float) -> dict[str, Any]:
         """Feed the counter (kept in ``Progress`` so a resume continues it); mark the epoch that stops the run."""
