@@ -63,3 +63,19 @@ def test_one_line_errors(sade_run, tmp_path):
     single = longtail.train(tiny_config(tmp_path, name="ce", train={"epochs": 1, "progress": False, "tensorboard": False})).run_dir
     with pytest.raises(LongtailError, match="single head"):
         evaluate_shifted(single, SHIFTS, ("test_time_aggregation",), views=DIGIT_VIEWS)
+
+
+def test_eval_test_set_prints_one_line_per_test_set_and_adaptation(sade_run, capsys):
+    from longtail.cli.commands import main
+
+    assert main(["eval", str(sade_run), "--test-set", "forward5", "--test-set", "uniform", "--adapt", "none", "--adapt", "test_time_aggregation"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["test", "set"] and len(lines) == 1 + 2 * 2
+    forward = [line.split() for line in lines[1:] if line.startswith("forward5")]
+    assert [f[2] for f in forward] == ["none", "test_time_aggregation"] and len(forward[1]) == 6 + 3  # three expert weights
+    expected = {(r["test_set"], r["adaptation"]): r for r in evaluate_shifted(sade_run, (Shift("forward", 5),), ("none",))}
+    assert float(forward[0][3]) == pytest.approx(expected[("forward5", "none")]["accuracy"], abs=1e-4)
+    assert main(["eval", str(sade_run), "--adapt", "target_prior"]) == 2
+    assert "add --test-set" in capsys.readouterr().err
+    assert main(["eval", str(sade_run), "--test-set", "uniform", "--split", "val"]) == 2
+    assert "drop --split" in capsys.readouterr().err

@@ -74,6 +74,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..metrics.tables import interval_note
     from ..training.loading import read_data_meta
 
+    if args.test_set:
+        return _eval_shifted(args)
+    if args.adapt or args.prior_source:
+        raise LongtailError("--adapt and --prior-source score the shifted test sets of --test-set; add --test-set (e.g. --test-set forward50)")
     result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
     names = read_data_meta(args.run_dir)["class_names"]
     intervals = result.get("intervals")
@@ -83,6 +87,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(format_table(result["posthoc"], names, per_class=False, intervals=intervals, split=f"{args.split}_posthoc"))
     if intervals and "settings" in intervals:
         print(f"\n{interval_note(intervals['settings'])}")
+    return 0
+
+
+def _eval_shifted(args: argparse.Namespace) -> int:
+    """``eval --test-set``: the test-agnostic protocol (inference/test_agnostic.py), one line per test set and adaptation."""
+    from ..inference.test_agnostic import Shift, evaluate_shifted
+
+    if args.split != "test" or args.checkpoint != "best":
+        raise LongtailError("--test-set draws its test sets from the test split and scores the best checkpoint; drop --split and --checkpoint")
+    shifts = [Shift.parse(name) for name in args.test_set]
+    rows = evaluate_shifted(args.run_dir, shifts, args.adapt or ["none"], prior_source=args.prior_source or "train")
+    print(f"{'test set':<12} {'images':>6}  {'adaptation':<22} {'accuracy':>8} {'bal. acc.':>9} {'macro F1':>8}  expert weights")
+    for r in rows:
+        weights = " ".join(f"{w:.2f}" for w in r.get("expert_weights", []))
+        print(f"{r['test_set']:<12} {r['images']:>6}  {r['adaptation']:<22} {r['accuracy']:>8.4f} {r['balanced_accuracy']:>9.4f} {r['macro_f1']:>8.4f}  {weights}")
     return 0
 
 
@@ -181,6 +200,13 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "val"], default="test", help="the split to evaluate (default: test)")
     # checked by api.evaluate, so a bad value is the usual one-line error
     p.add_argument("--checkpoint", default="best", metavar="best|last", help="best: selected on validation (default); last: the final epoch")
+    p.add_argument("--test-set", action="append", metavar="NAME", help="score test sets drawn from the run's test split with another class prior "
+                   "(SADE's test-agnostic protocol): uniform, forward<ratio> or backward<ratio>, e.g. forward50; repeat for several")
+    p.add_argument("--adapt", action="append", choices=["none", "target_prior", "test_time_aggregation"],
+                   help="with --test-set: none (the run as it ships, default), target_prior (moved to each test set's known prior), "
+                        "test_time_aggregation (SADE's expert weights learned on the test images, a multi-expert run); repeat for several")
+    p.add_argument("--prior-source", choices=["train", "uniform"], help="with --adapt target_prior and no logit adjustment in the run: the prior "
+                   "its logits carry, train (a CE model, default) or uniform (balanced softmax, LADE)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="class probabilities for images with a trained run")

@@ -39,6 +39,12 @@ SADE_CIFAR_VIEWS: tuple[dict[str, Any], ...] = (
 )
 
 
+def default_views(side: int) -> tuple[dict[str, Any], ...]:
+    """:data:`SADE_CIFAR_VIEWS` for images ``side`` pixels wide: the crop at that size with a padding of side / 8 (4 at 32)."""
+    crop = {"name": "random_crop", "size": int(side), "padding": max(1, int(side) // 8)}
+    return (crop, *SADE_CIFAR_VIEWS[1:])
+
+
 @dataclass(frozen=True)
 class AggregationSettings:
     """The test-time optimisation: the official CIFAR values (``configs/test_time_cifar100_ir100_sade.json``)."""

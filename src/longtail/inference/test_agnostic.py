@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.errors import LongtailError
 from ..data.longtail import SHIFTS, shifted_subset
-from ..engine.test_time import SADE_CIFAR_VIEWS, AggregationSettings, aggregate, fit_expert_weights, predict_experts
+from ..engine.test_time import AggregationSettings, aggregate, default_views, fit_expert_weights, predict_experts
 from ..evaluation.posthoc import SOURCE_PRIORS, logit_adjust
 from ..training.finalize import apply_posthoc_to
 from ..training.loading import read_posthoc
@@ -73,8 +73,11 @@ DEFAULT_SHIFTS = tuple(Shift.parse(s) for s in ("forward50", "forward10", "unifo
 
 def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIFTS, adaptations: Sequence[str] = ("none",),
                   prior_source: str = "train", settings: AggregationSettings = AggregationSettings(),
-                  views: Sequence[dict[str, Any]] = SADE_CIFAR_VIEWS, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per (test set, adaptation): its size, its scores, and for test-time aggregation the weights learned."""
+                  views: Sequence[dict[str, Any]] | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (test set, adaptation): its size, its scores, and for test-time aggregation the weights learned.
+
+    ``views``: the test-time augmentation (transform entries); None: SADE's CIFAR views with the crop at
+    the test images' size (``engine.test_time.default_views``)."""
     from ..core.schema import Component
     from ..data import build_pipeline
     from ..engine.inference import Outputs, predict_dataset
@@ -94,7 +97,8 @@ def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIF
     if "test_time_aggregation" in adaptations:
         experts, targets = predict_experts(model, test, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, cfg.train.channels_last)
         out = Outputs(logits=aggregate(experts), targets=targets, ids=list(test.ids), features=None)  # no tau-norm on experts
-        views_pipeline = build_pipeline([Component(**v) for v in views], bundle.norm_mean, bundle.norm_std, train=True)
+        chosen = views if views is not None else default_views(int(test[0][0].shape[-1]))
+        views_pipeline = build_pipeline([Component(**v) for v in chosen], bundle.norm_mean, bundle.norm_std, train=True)
     else:
         out = predict_dataset(model, test, pipeline, device, cfg.data.eval_batch_size, cfg.train.precision, None, 0, cfg.train.channels_last)
     raw, targets = out.logits, out.targets
