@@ -169,17 +169,35 @@ def test_one_seed_has_no_spread_and_several_seeds_use_the_sample_std():
 
 
 def test_cifar_cpu_grid_is_the_recipes_protocol_compressed_to_10_epochs():
-    """benchmarks/cifar10_lt_cpu.yaml: 5 methods (HML1 in two forms) x 3 seeds, the recipes' batch and decay rules, the 200-epoch lr schedule / 20."""
+    """benchmarks/cifar10_lt_cpu.yaml: 5 methods (HML1 in two forms) x 3 seeds, the recipes' batch and decay rules, the 200-epoch lr schedule / 20;
+    issue #29's methods at the same 10 epochs with their own recipes' optimizers."""
     from longtail.bench.grid import cells, load_bench
     from longtail.catalog.check import load_config
     from longtail.engine.optim import lr_factor
 
     root = Path(__file__).resolve().parents[2]
     spec = load_bench(root / "benchmarks" / "cifar10_lt_cpu.yaml")
-    assert sorted(spec.methods) == ["balanced_softmax", "cdb_ce", "ce", "hml1", "hml1_official", "ldam_drw"] and spec.seeds == [0, 1, 2]
-    assert len(cells(spec)) == 18
+    legacy = ["balanced_softmax", "cdb_ce", "ce", "hml1", "hml1_official", "ldam_drw"]
+    newer = ["bcl", "gcl", "lade", "mislas", "ride", "ride_ea", "sade", "weight_balancing"]
+    assert sorted(spec.methods) == sorted(legacy + newer) and spec.seeds == [0, 1, 2]
+    assert len(cells(spec)) == 3 * len(legacy + newer)
+    for name in newer:
+        method = spec.methods[name]
+        cfg = load_config(root / method.config, [*spec.overrides, *method.overrides])
+        recipe = load_config(root / method.config)
+        stages, own = cfg.resolved_stages(), recipe.resolved_stages()
+        assert sum(s.epochs for s in stages) == 10 and len(stages) == len(own), name
+        for stage, original in zip(stages, own):
+            assert stage.optimizer == original.optimizer and stage.loss == original.loss, name  # the recipe's own optimizer and loss
+            if stage.schedule.name == "multistep":  # the 160 / 180 of 200 at the same share of the stage, one warm-up epoch
+                assert stage.schedule.milestones == [stage.epochs - 2, stage.epochs - 1] and stage.schedule.warmup_epochs == 1, name
+                assert stage.schedule.gamma == original.schedule.gamma, name
+        if len(stages) == 2:  # the two-stage methods: 9 epochs of the first stage, 1 of the second
+            assert [s.epochs for s in stages] == [9, 1], name
+    assert load_config(root / spec.methods["ride"].config, [*spec.overrides, *spec.methods["ride"].overrides]).class_weights.kwargs["start_epoch"] == 9
+    assert load_config(root / spec.methods["bcl"].config, [*spec.overrides, *spec.methods["bcl"].overrides]).schedule.warmup_epochs == 0
     compressed = [0.1] * 8 + [1e-3, 1e-5]  # 200 epochs: 0.1 (warm-up 5), x0.01 after 160, again after 180
-    for name, method in spec.methods.items():
+    for name, method in ((n, spec.methods[n]) for n in legacy):
         cfg = load_config(root / method.config, [*spec.overrides, *method.overrides])
         assert cfg.data.drop_last is False, name
         lrs = []
