@@ -27,7 +27,7 @@ def test_the_best_epoch_is_the_best_window_mean(tmp_path):
 
 
 def test_a_window_of_one_is_each_epochs_own_score(tmp_path):
-    result = longtail.train(tiny_config(tmp_path, name="plain"))
+    result = longtail.train(tiny_config(tmp_path, name="plain", train={"epochs": 1, "progress": False, "tensorboard": False}))
     rows = [json.loads(line) for line in (result.run_dir / rundir.METRICS).read_text().splitlines()]
     assert all("val_balanced_accuracy_window" not in r for r in rows)
     assert result.results["best_val_score"] == pytest.approx(max(r["val_balanced_accuracy"] for r in rows))

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import longtail
 from longtail import rundir
 from longtail.catalog.check import load_config
 from longtail.core.errors import ConfigError
@@ -19,10 +18,9 @@ from longtail.losses import create
 from longtail.losses.ride import router_targets
 from longtail.models import build_model
 from longtail.models.router import ExpertRouter, experts_used, routed_logits
-from longtail.rundir.checkpoint import load_checkpoint
 from longtail.training import loading
 
-from ..helpers import tiny_config
+from ..helpers import tiny_config, weights_after_each_stop
 
 COUNTS = [40, 20, 10, 5, 2]
 C = len(COUNTS)
@@ -133,32 +131,38 @@ def test_a_tiny_run_trains_the_router_alone_and_evaluation_routes(tmp_path):
         stages=[{"name": "ride", "epochs": 2},
                 {"name": "router", "epochs": 2, "train_only": "router", "loss": {"name": "ride_router"}, "sampler": {"name": "class_balanced"}}],
     )
-    first = longtail.train({**cfg, "name": "experts_only", "stages": cfg["stages"][:1]})
-    result = longtail.train(cfg)
-    rows = [json.loads(line) for line in (result.run_dir / rundir.METRICS).read_text().splitlines()]
+    run_dir, (before, _) = weights_after_each_stop(cfg, [2, None])  # paused after the experts' two epochs, then the router's
+    results = rundir.read_json(run_dir / rundir.RESULTS)
+    rows = [json.loads(line) for line in (run_dir / rundir.METRICS).read_text().splitlines()]
     assert [r["loss"] for r in rows] == ["ride", "ride", "ride_router", "ride_router"]
-    run_cfg = load_config(result.run_dir / rundir.CONFIG)
-    data = loading.read_data_meta(result.run_dir)
-    model = loading.load_model(result.run_dir, run_cfg, len(data["class_names"]), data["channels"], data["train_counts"], torch.device("cpu"))
-    before = load_checkpoint(first.run_dir / rundir.LAST)["model"]  # the weights after the experts' two epochs
-    after = model.state_dict()
-    # the same seed trains the same experts; the router stage moves nothing but the router
-    moved = [key for key, value in before.items() if not torch.equal(after[key], value)]
+    run_cfg = load_config(run_dir / rundir.CONFIG)
+    data = loading.read_data_meta(run_dir)
+    model = loading.load_model(run_dir, run_cfg, len(data["class_names"]), data["channels"], data["train_counts"], torch.device("cpu"))
+    assert not bool(before["head.router.active"])  # off while the experts trained
+    # the router stage moves nothing but the router
+    moved = [key for key, value in before.items() if not torch.equal(model.state_dict()[key], value)]
     assert moved and all(key.startswith("head.router.") for key in moved)
     assert bool(model.head.router.active)
     # the saved test logits are the routed ones: the mean of the experts each image used
-    saved = rundir.load_predictions(result.run_dir, "test")
+    saved = rundir.load_predictions(run_dir, "test")
     mean, std = (torch.tensor(data[k]).view(1, -1, 1, 1) for k in ("norm_mean", "norm_std"))
-    bundle, _ = loading.build_run_data(run_cfg, loading.saved_splits(result.run_dir, run_cfg))
+    bundle, _ = loading.build_run_data(run_cfg, loading.saved_splits(run_dir, run_cfg))
     x = bundle.test.images[torch.as_tensor(bundle.test.index)] if bundle.test.index is not None else bundle.test.images
     model.eval()
     with torch.no_grad():
         out = model((x.float() / 255 - mean) / std, return_experts=True)
     assert np.allclose(saved["logits"], routed_logits(out.experts, out.router).numpy(), atol=1e-4)
     # results.json reports how many experts the test images used and what that would cost
-    routing = result.results["routing"]
+    routing = results["routing"]
     used = experts_used(out.router).float()
     assert routing["experts"] == 3 and routing["experts_per_image"] == pytest.approx(float(used.mean()))
     assert routing["reach"] == pytest.approx([float((used > e).float().mean()) for e in range(3)]) and routing["reach"][0] == 1.0
     assert 0 < routing["mflops_per_image"] <= routing["mflops_all_experts"]
-    assert "routing" not in first.results  # a model whose router never trained uses every expert
+
+
+def test_a_run_whose_router_never_trained_reports_no_routing(tmp_path):
+    model = router_model()
+    assert not bool(model.head.router.active)
+    from longtail.engine.inference import routing_summary
+
+    assert routing_summary(model, None, None, torch.device("cpu"), 4) is None
