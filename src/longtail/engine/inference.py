@@ -58,6 +58,26 @@ def predict_dataset(model: nn.Module, dataset: Any, pipeline: Any, device: torch
 
 
 @torch.no_grad()
+def predict_expert_outputs(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32",
+                           channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A multi-expert model over ``dataset``, in order: per-expert logits (N x E x C, float32), router logits
+    (N x (E - 1); None without an active router, models/router.py) and targets."""
+    model.eval()
+    experts, routers, targets = [], [], []
+    for x, y, _ in batches(dataset, range(len(dataset)), batch_size, 0, seed=0):
+        x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
+        with autocast(device, precision, model):
+            out = model(x, return_features=True, return_experts=True)
+        experts.append(out.experts.float().cpu())
+        if out.router is not None:
+            routers.append(out.router.float().cpu())
+        targets.append(torch.as_tensor(y).cpu())
+    if not experts:
+        raise LongtailError("cannot evaluate an empty split; check the data config")
+    router = torch.cat(routers).numpy() if routers else None
+    return torch.cat(experts).numpy(), router, torch.cat(targets).numpy()
+
+
 def routing_summary(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32",
                     channels_last: bool = False) -> dict[str, Any] | None:
     """How far RIDE's router lets the images of ``dataset`` go (None without an active router, models/router.py).
@@ -73,15 +93,10 @@ def routing_summary(model: nn.Module, dataset: Any, pipeline: Any, device: torch
     router = getattr(head, "router", None)
     if router is None or not bool(router.active) or len(dataset) == 0:
         return None
-    model.eval()
-    used = []
-    for x, _, _ in batches(dataset, range(len(dataset)), batch_size, 0, seed=0):
-        x = as_memory_format(pipeline.batch(x.to(device, non_blocking=True)), channels_last)
-        with autocast(device, precision, model):
-            out = model(x, return_features=True, return_experts=True)
-        used.append(experts_used(out.router).cpu())
-    counts = torch.cat(used).numpy()
-    trunk, branch = _branch_costs(model, x[:1])
+    _, router_logits, _ = predict_expert_outputs(model, dataset, pipeline, device, batch_size, precision, channels_last)
+    counts = experts_used(torch.as_tensor(router_logits)).numpy()
+    first = as_memory_format(pipeline.batch(dataset[0][0].unsqueeze(0).to(device)), channels_last)
+    trunk, branch = _branch_costs(model, first)
     experts = int(head.num_experts)  # type: ignore[union-attr]
     return {
         "experts": experts,

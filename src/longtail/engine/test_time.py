@@ -28,6 +28,7 @@ from ..core.errors import ConfigError, LongtailError
 from ..models.experts import ExpertHeads
 from .batches import batches
 from .device import as_memory_format, autocast
+from .inference import predict_expert_outputs
 
 #: the official two-view augmentation (test_training_cifar.py ``train_trsfm`` in ``TwoCropsTransform``)
 SADE_CIFAR_VIEWS: tuple[dict[str, Any], ...] = (
@@ -131,21 +132,12 @@ def view_agreement(first: torch.Tensor, second: torch.Tensor, raw_weights: torch
     return F.cosine_similarity(p1, p2, dim=1, eps=1e-6).mean()
 
 
-@torch.no_grad()
 def predict_experts(model: nn.Module, dataset: Any, pipeline: Any, device: torch.device, batch_size: int, precision: str = "32",
                     channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-expert logits (N x E x C, float32) and targets of every item of ``dataset``, in order."""
     expert_heads(model)
-    model.eval()
-    logits, targets = [], []
-    for x, y, _ in batches(dataset, range(len(dataset)), batch_size, 0, seed=0):
-        x = as_memory_format(pipeline.batch(x.to(device)), channels_last)
-        with autocast(device, precision, model):
-            logits.append(expert_logits(model, x).cpu())
-        targets.append(torch.as_tensor(y).cpu())
-    if not logits:
-        raise LongtailError("cannot evaluate an empty split; check the data config")
-    return torch.cat(logits).numpy(), torch.cat(targets).numpy()
+    experts, _, targets = predict_expert_outputs(model, dataset, pipeline, device, batch_size, precision, channels_last)
+    return experts, targets
 
 
 def aggregate(experts: np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
