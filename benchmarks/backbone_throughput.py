@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 from doc_blocks import markdown_table, print_and_publish
-from ride_cost import cpu_name
 
 from longtail.core.schema import ModelConfig
 from longtail.engine.device import as_memory_format, autocast
 from longtail.engine.precision import choose_precision, depthwise_share, device_facts
 from longtail.models import build_model
+from longtail.rundir.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 7
@@ -111,7 +111,7 @@ def main() -> None:
     header = ["backbone", "fastest", "`auto` picks", *(f"{label}, img/s" for label, _, _ in SETTINGS), "fastest / fp32 NCHW"]
     table = markdown_table(header, rows, text_columns=3)
     amx = "AMX" if "amx_bf16" in device_facts(torch.device("cpu")).cpu_flags else "no AMX"
-    machine = (f"{cpu_name()} ({amx}), {os.cpu_count()} cores, {args.threads} torch thread(s), {platform.system().lower()}, "
+    machine = (f"{cpu_model() or platform.machine()} ({amx}), {os.cpu_count()} cores, {args.threads} torch thread(s), {platform.system().lower()}, "
                f"torch {torch.__version__}, CPU only")
     command = (f"python benchmarks/backbone_throughput.py --size {args.size} --batch {args.batch} --rounds {args.rounds} "
                f"--threads {args.threads}" + (f" --only {args.only}" if args.only else ""))

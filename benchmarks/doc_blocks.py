@@ -40,4 +40,6 @@ def machine_line(threads: int, extra: str = "") -> str:
 
     import torch
 
-    return f"{platform.machine()}, {threads} torch threads, {sys.platform}, torch {torch.__version__}, CPU only{extra}"
+    from longtail.rundir.provenance import cpu_model
+
+    return f"{cpu_model() or platform.machine()}, {threads} torch threads, {sys.platform}, torch {torch.__version__}, CPU only{extra}"

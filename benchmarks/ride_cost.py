@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from longtail.core.schema import ModelConfig
 from longtail.models import build_model, count_parameters
+from longtail.rundir.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 10
@@ -47,15 +48,6 @@ def forward_seconds(model: torch.nn.Module, x: torch.Tensor) -> float:
         start = time.perf_counter()
         model(x)
         return time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -85,7 +77,7 @@ def main() -> None:
                      f"{1000 * seconds:.0f}", f"{seconds / base_time:.2f}"])
     table = markdown_table(["model (10 classes)", "parameters", "x ResNet-32", "MFLOPs / image", "x ResNet-32",
                             f"forward ms / batch {args.batch}", "x ResNet-32"], rows)
-    machine = (f"{cpu_name()}, {os.cpu_count()} cores (shared), {args.threads} torch thread(s), {platform.system().lower()}, "
+    machine = (f"{cpu_model() or platform.machine()}, {os.cpu_count()} cores (shared), {args.threads} torch thread(s), {platform.system().lower()}, "
                f"torch {torch.__version__}, CPU only")
     print_and_publish(table, machine, f"python benchmarks/ride_cost.py --batch {args.batch} --rounds {args.rounds} --threads {args.threads}",
                       f"random 32 x 32 inputs, eval mode, no gradient; median of {args.rounds} alternating rounds",

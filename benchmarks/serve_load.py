@@ -30,19 +30,6 @@ from doc_blocks import machine_line, markdown_table, print_and_publish
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_name() -> str:
-    """The CPU model (/proc/cpuinfo), for the machine line."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -154,7 +141,7 @@ def main() -> int:
     command = f"python benchmarks/serve_load.py {args.run_dir} --image {shown} --requests {args.requests} " \
               f"--clients {' '.join(map(str, args.clients))} --workers {args.workers}" + \
               (f" --marker {args.marker}" if args.marker != "serve-load" else "")
-    print_and_publish(table, f"{cpu_name()}, {os.cpu_count()} cores, " + machine_line(torch_threads(), f", {args.workers} server worker(s)"),
+    print_and_publish(table, machine_line(torch_threads(), f", {os.cpu_count()} cores, {args.workers} server worker(s)"),
                       command, f"one {image.name} ({image.stat().st_size:,} bytes) per request, run {Path(args.run_dir).name} ({served_model(Path(args.run_dir))})",
                       ROOT / "docs" / "benchmarks.md", args.marker, write=not args.no_docs)
     return 0

@@ -18,7 +18,7 @@ from .test_gpu_protocol_smoke import ROOT
 
 @pytest.fixture
 def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports doc_blocks and ride_cost beside it
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports doc_blocks beside it
     spec = importlib.util.spec_from_file_location("backbone_throughput_script", ROOT / "benchmarks" / "backbone_throughput.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -223,6 +223,26 @@ def test_provenance_keeps_the_dirty_mark_of_uncommitted_code(tmp_path):
     assert "- git revision: 0123456789ab+dirty; fedcba987654" in bench.describe_provenance(runs)
 
 
+def test_the_machine_column_names_the_cpu_model_where_the_run_recorded_it(tmp_path, monkeypatch):
+    from longtail.rundir import provenance
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
+    real_path = provenance.Path
+    monkeypatch.setattr(provenance, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert provenance.cpu_model() == "AMD EPYC 7B13"
+    env = provenance.environment(seed=0)
+    assert env["machine"]["cpu_model"] == "AMD EPYC 7B13"
+    for name, machine in (("new", env["machine"]), ("old", {"processor": "x86_64", "cpu_count": 2, "torch_threads": 2})):
+        (tmp_path / name).mkdir()
+        rundir.write_json(tmp_path / name / rundir.ENVIRONMENT, {"git_revision": "ab", "packages": {}, "machine": machine, "command": "x"})
+    assert bench.provenance_of(tmp_path / "new")["machine"].startswith("AMD EPYC 7B13, ")
+    assert bench.provenance_of(tmp_path / "old")["machine"] == "x86_64, 2 CPUs, 2 torch threads, CUDA: none"  # runs from before the field
+    cpuinfo.unlink()
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "")
+    assert provenance.cpu_model() is None  # neither /proc/cpuinfo nor the platform says
+
+
 def test_optional_columns_reach_the_csv_and_the_summary(tmp_path):
     path = make_grid(tmp_path)
     raw = yaml.safe_load(path.read_text())

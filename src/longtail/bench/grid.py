@@ -486,7 +486,7 @@ def provenance_of(run_dir: Path) -> dict[str, str]:
     return {
         "git_revision": rev[:12] + ("+dirty" if rev.endswith("+dirty") else ""),  # a run of uncommitted code says so
         "torch": str(env.get("packages", {}).get("torch")),
-        "machine": f"{m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}",
+        "machine": f"{m.get('cpu_model') or m.get('processor')}, {m.get('cpu_count')} CPUs, {m.get('torch_threads')} torch threads, CUDA: {m.get('cuda') or 'none'}",
         "command": str(env.get("command")),
     }
 

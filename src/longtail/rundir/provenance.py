@@ -35,6 +35,7 @@ def environment(seed: int, weights: dict[str, Any] | None = None) -> dict[str, A
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -42,6 +43,19 @@ def environment(seed: int, weights: dict[str, Any] | None = None) -> dict[str, A
         "command": " ".join(sys.argv),
         "weights": weights,
     }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo on Linux, else the platform's processor string), None where neither says.
+
+    Timings and even float results differ between CPUs (AMX kernels, vector widths), so every run names its CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def git_revision() -> str | None:
