@@ -147,6 +147,14 @@ def test_bench_paired_column_across_seeds(trained, tmp_path):
     assert [good["p_holm"], twin["p_holm"]] == pytest.approx(B.holm([good["p_value"], twin["p_value"]]).tolist())
     diff, verdict = paired_cell(good)
     assert diff.startswith("+") and verdict.startswith("yes (Holm p")
+    assert good["mixed_machines"] == [] and "machine" not in verdict  # the rows name no machine
+    amd, intel = "AMD EPYC 7B13, 2 CPUs, 2 torch threads, CUDA: none", "Intel(R) Xeon(R) Processor, 2 CPUs, 2 torch threads, CUDA: none"
+    for r in rows:  # every cell on the AMD machine, but good's seeds 0 and 2 on the Intel one
+        r["machine"] = intel if r["method"] == "good" and r["seed"] in (0, 2) else amd
+    mixed = paired_against(rows, "ce", "balanced_accuracy", BootstrapConfig(resamples=300))
+    assert mixed[("d", "good")]["mixed_machines"] == [0, 2] and mixed[("d", "twin")]["mixed_machines"] == []
+    assert mixed[("d", "good")]["difference"] == good["difference"]  # flagged, not changed
+    assert paired_cell(mixed[("d", "good")])[1].endswith("3 seeds; seeds 0, 2 trained on another machine than the baseline's)")
     rows.append({"dataset": "d", "method": "alone", "seed": 7, "run_dir": str(tmp_path / "ce-s0")})
     assert paired_against(rows, "ce", "accuracy")[("d", "alone")] == {"note": "no seed was run for both this method and the baseline"}
 

@@ -54,7 +54,10 @@ def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> 
 
 def paired_against(rows: Sequence[dict[str, Any]], baseline: str, metric: str, boot: BootstrapConfig | None = None,
                    archive: Path | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds} or {note} when it cannot be computed.
+    """(dataset, method) -> {difference, low, high, p_value, p_holm, excludes_zero, seeds, mixed_machines} or {note} when it cannot be computed.
+
+    ``mixed_machines`` lists the seeds whose method and baseline cells name different machines in the CSV (runs on
+    two CPUs are not bit-identical, so such a pair also differs by machine); the table's verdict says so.
 
     ``archive``: the grid's folder of saved test decisions (:func:`.archive.archive_root`), first brought up to date
     from the run folders that exist (every holdout row's, compared or not); None reads only run folders."""
@@ -101,7 +104,9 @@ def _one(base: dict[int, dict[str, Any]], base_preds: dict[int, dict[str, Any]],
     result = B.seed_paired_bootstrap([x[labelled] for x in a], [x[labelled] for x in b], first["targets"][labelled], groups=groups,
                                      same_test_set=True, resamples=boot.resamples or 1000, confidence=boot.confidence, seed=boot.seed,
                                      metrics=(metric,))[metric]
-    return {**result, "seeds": len(seeds)}
+    # a seed's two cells trained on different machines: float kernels differ by CPU, which moves a run as far as a seed can
+    mixed = [s for s in seeds if base[s].get("machine") and cells[s].get("machine") and base[s]["machine"] != cells[s]["machine"]]
+    return {**result, "seeds": len(seeds), "mixed_machines": mixed}
 
 
 def paired_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
@@ -115,4 +120,6 @@ def paired_cell(entry: dict[str, Any] | None) -> tuple[str, str]:
         return "n/a", entry["note"]
     diff = f"{entry['difference']:+.4f} [{entry['low']:.4f}, {entry['high']:.4f}]"
     label, p = ("Holm p", entry["p_holm"]) if "p_holm" in entry else ("p", entry["p_value"])
-    return diff, f"{'yes' if entry['excludes_zero'] else 'no'} ({label} {p:.3g}, {entry['seeds']} seeds)"
+    mixed = entry.get("mixed_machines") or []
+    where = f"; seed{'s' if len(mixed) > 1 else ''} {', '.join(map(str, mixed))} trained on another machine than the baseline's" if mixed else ""
+    return diff, f"{'yes' if entry['excludes_zero'] else 'no'} ({label} {p:.3g}, {entry['seeds']} seeds{where})"
