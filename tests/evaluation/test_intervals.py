@@ -155,6 +155,8 @@ def test_bench_paired_column_across_seeds(trained, tmp_path):
     assert mixed[("d", "good")]["mixed_machines"] == [0, 2] and mixed[("d", "twin")]["mixed_machines"] == []
     assert mixed[("d", "good")]["difference"] == good["difference"]  # flagged, not changed
     assert paired_cell(mixed[("d", "good")])[1].endswith("3 seeds; seeds 0, 2 trained on another machine than the baseline's)")
+    rows[1]["machine"] = "x86_64, 2 CPUs, 2 torch threads, CUDA: none"  # good seed 0 from before the CSV named the CPU: unknown, not flagged
+    assert paired_against(rows, "ce", "balanced_accuracy", BootstrapConfig(resamples=300))[("d", "good")]["mixed_machines"] == [2]
     rows.append({"dataset": "d", "method": "alone", "seed": 7, "run_dir": str(tmp_path / "ce-s0")})
     assert paired_against(rows, "ce", "accuracy")[("d", "alone")] == {"note": "no seed was run for both this method and the baseline"}
 

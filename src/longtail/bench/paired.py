@@ -31,6 +31,15 @@ def _cells(rows: Sequence[dict[str, Any]], dataset: str, method: str) -> dict[in
             if r.get("dataset") == dataset and r.get("method") == method and is_holdout(r)}
 
 
+#: what platform.machine() says where the CPU model is unknown: rows from before the CSV named the CPU (64f3888)
+_BARE_ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le", "s390x", "none", ""}
+
+
+def names_cpu(machine: Any) -> bool:
+    """Whether a CSV ``machine`` value names the CPU model (not only the architecture, as rows before 64f3888 do)."""
+    return bool(machine) and str(machine).split(",", 1)[0].strip().lower() not in _BARE_ARCHITECTURES
+
+
 def cell_predictions(row: dict[str, Any], archive: Path | None, metric: str) -> dict[str, Any]:
     """A cell's final test predictions for the comparison: from the archive for a decision metric (written by
     :func:`paired_against` from the run folders that exist), else from the run folder; a one-line error when
@@ -105,7 +114,8 @@ def _one(base: dict[int, dict[str, Any]], base_preds: dict[int, dict[str, Any]],
                                      same_test_set=True, resamples=boot.resamples or 1000, confidence=boot.confidence, seed=boot.seed,
                                      metrics=(metric,))[metric]
     # a seed's two cells trained on different machines: float kernels differ by CPU, which moves a run as far as a seed can
-    mixed = [s for s in seeds if base[s].get("machine") and cells[s].get("machine") and base[s]["machine"] != cells[s]["machine"]]
+    mixed = [s for s in seeds if names_cpu(base[s].get("machine")) and names_cpu(cells[s].get("machine"))
+             and base[s]["machine"] != cells[s]["machine"]]
     return {**result, "seeds": len(seeds), "mixed_machines": mixed}
 
 
