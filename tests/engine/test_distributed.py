@@ -150,8 +150,9 @@ def test_a_failing_rank_stops_every_rank_and_names_itself(tmp_path):
 
 def wait_until_group_exited(pgid: int, timeout: float = 60.0) -> None:
     """SIGKILL is delivered asynchronously: reaping the launcher does not mean that its workers have
-    exited, and rank 0's worker holds the run lock until it has. Wait until no process of the group is
-    alive (a zombie has already closed its files, so its lock is released)."""
+    exited, and rank 0's worker holds the run lock until it has. Wait until no thread of the group is
+    alive: a worker's main thread can show as a zombie while its other threads (torch's pools, gloo)
+    still exit, and the open files, the lock among them, are closed only with the last thread."""
     deadline = time.time() + timeout
     while (alive := group_members(pgid)) and time.time() < deadline:
         time.sleep(0.05)
@@ -159,16 +160,36 @@ def wait_until_group_exited(pgid: int, timeout: float = 60.0) -> None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``, from /proc/<pid>/stat."""
+    """Processes in process group ``pgid`` with a thread that is not a zombie, from /proc/<pid>/task/<tid>/stat."""
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            group = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
         except (OSError, IndexError, ValueError):
             continue  # exited while we looked
-        if int(group) == pgid and state not in ("Z", "X"):
-            members.append(int(stat.parent.name))
+        if group == pgid and any(_thread_alive(task) for task in proc.glob("task/[0-9]*")):
+            members.append(int(proc.name))
     return members
+
+
+def _thread_alive(task: Path) -> bool:
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False  # gone while we looked
+
+
+def wait_until_unlocked(run_dir: Path, timeout: float = 30.0) -> None:
+    """The run lock is the kernel's to release once the last file of the dead writer closes: wait for it."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with rundir.RunLock(run_dir):
+                return
+        except LongtailError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def test_ddp_run_resumes_after_kill_9_with_another_number_of_processes(tmp_path):
@@ -194,6 +215,7 @@ def test_ddp_run_resumes_after_kill_9_with_another_number_of_processes(tmp_path)
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         wait_until_group_exited(proc.pid)
+        wait_until_unlocked(run_dir)
     done = load_checkpoint(run_dir / rundir.LAST)["progress"]["global_epoch"]
     assert 1 <= done < 3 and not (run_dir / rundir.RESULTS).exists()
 
