@@ -65,16 +65,21 @@ def default_ham_config() -> str:
 
 
 def size_overrides(config: str, size: int) -> list[str]:
-    """``data.image_size`` set to ``size``, and every transform ``size`` that equals the recipe's image size with it
-    (a random resized crop to the input size stays one), so a recipe runs at another resolution unchanged otherwise."""
+    """``data.image_size`` set to ``size``, every transform ``size`` that equals the recipe's image size with it
+    (a random resized crop to the input size stays one), and every stage's ``image_size`` (progressive resizing)
+    scaled by the same factor, so a recipe runs at another resolution unchanged otherwise."""
     from longtail.catalog.check import load_config
 
-    data = load_config(config).data
+    cfg = load_config(config)
+    data = cfg.data
     out = [f"data.image_size={size}"]
     for section in ("train_transforms", "eval_transforms"):
         for i, entry in enumerate(getattr(data, section)):
             if data.image_size is not None and entry.kwargs.get("size") == data.image_size:
                 out.append(f"data.{section}.{i}.size={size}")
+    for i, stage in enumerate(cfg.stages):
+        if stage.image_size is not None and isinstance(data.image_size, int):
+            out.append(f"stages.{i}.image_size={max(1, round(stage.image_size * size / data.image_size))}")
     return out
 
 

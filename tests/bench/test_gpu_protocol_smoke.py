@@ -95,3 +95,16 @@ def test_the_gpu_run_refuses_to_start_without_a_gpu(tmp_path, monkeypatch, capsy
     assert gpu_protocol.main(["--out", str(tmp_path / "out")]) == 2
     assert "needs a CUDA GPU and none is visible" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_recipe_at_another_size_scales_its_progressive_stages(tmp_path):
+    gpu_protocol = _protocol()
+    recipe = tmp_path / "progressive.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "base": str(ROOT / "configs" / "ham10000" / "ce_pretrained.yaml"),
+        "stages": [{"name": "head_warmup", "epochs": 1, "freeze_backbone": True},
+                   {"name": "small", "epochs": 3, "image_size": 112}, {"name": "full", "epochs": 4}],
+    }))
+    out = gpu_protocol.size_overrides(str(recipe), 224)
+    # 112 of 144 px is 174 of 224 (round(112 * 224 / 144) = 174); the crop follows the input size; a stage without one keeps none
+    assert out == ["data.image_size=224", "data.train_transforms.0.size=224", "stages.1.image_size=174"]
