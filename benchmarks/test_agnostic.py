@@ -5,10 +5,11 @@ Columns (top-1 accuracy, mean ± sample std over seeds): CE as trained; CE with 
 the test set's known prior (``z - log pi + log q``, tau 1); balanced softmax as trained; balanced softmax
 moved to the known prior (``z + log q``); SADE's mean of the experts; SADE after test-time
 self-supervised aggregation on the test set's unlabelled images (engine/test_time.py, the official CIFAR
-settings: 5 epochs, SGD lr 0.1, two views). The cells must be trained first, with their folders kept:
+settings: 5 epochs, SGD lr 0.1, two views). The cells must be trained first, with their folders kept (benchmarks/test_agnostic.yaml: the CIFAR grid's
+recipes and budget, on one machine; any grid with these three methods will do):
 
-    longtail bench -c benchmarks/cifar10_lt_cpu.yaml --only ce,balanced_softmax,sade
-    python benchmarks/test_agnostic.py [-c benchmarks/cifar10_lt_cpu.yaml] [--seeds 0 1 2] [--no-docs]
+    longtail bench -c benchmarks/test_agnostic.yaml
+    python benchmarks/test_agnostic.py [-c benchmarks/test_agnostic.yaml] [--seeds 0 1 2] [--no-docs]
 
 Writes benchmarks/results/test_agnostic.csv (one row per seed, column and test set) and the table into
 docs/benchmarks.md between the ``test-agnostic`` markers, unless ``--no-docs`` (then it only prints).
@@ -18,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
 
-from doc_blocks import markdown_table, print_and_publish
+import torch
+from doc_blocks import machine_line, markdown_table, print_and_publish
 
 from longtail import rundir
 from longtail.bench.grid import cell_dir, load_bench
@@ -81,7 +81,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", default="benchmarks/cifar10_lt_cpu.yaml")
+    parser.add_argument("-c", "--config", default="benchmarks/test_agnostic.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
@@ -92,7 +92,7 @@ def main() -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system().lower()}, CPU only"
+    machine = machine_line(torch.get_num_threads())
     print_and_publish(table(rows), machine, f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}",
                       f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))}); test sets drawn from its balanced test split "
                       "(data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", "test-agnostic", write=not args.no_docs)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from longtail import rundir
-from longtail.bench.grid import cell_dir, load_bench, run
+from longtail.bench.grid import cell_config, cell_dir, config_hash, load_bench, run
 from longtail.data.longtail import shifted_subset
 from longtail.inference.test_agnostic import Shift
 
@@ -75,3 +75,12 @@ def test_an_untrained_cell_is_named_with_the_command_that_trains_it(tiny_grid, m
     script = _script(monkeypatch)
     with pytest.raises(SystemExit, match="--only ce --seeds 7"):
         script.trained_cell(spec, str(path), "ce", 7)
+
+
+def test_the_shipped_test_agnostic_grid_trains_what_the_cifar_grid_trains():
+    """benchmarks/test_agnostic.yaml says its cells equal the CIFAR grid's cells of the same method and seed."""
+    ours, cifar = load_bench(ROOT / "benchmarks" / "test_agnostic.yaml"), load_bench(ROOT / "benchmarks" / "cifar10_lt_cpu.yaml")
+    assert set(ours.methods) == {"ce", "balanced_softmax", "sade"} and ours.seeds == cifar.seeds
+    for method in ours.methods:
+        for seed in ours.seeds:
+            assert config_hash(cell_config(ours, "default", method, seed)) == config_hash(cell_config(cifar, "default", method, seed)), method
