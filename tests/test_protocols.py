@@ -966,6 +966,7 @@ PROTOCOLS: dict[str, Row] = {
     # ---- methods fine-tuned from ImageNet weights at a CPU budget (base: ham10000/ce_pretrained.yaml)
     "ham10000/balanced_softmax_pretrained.yaml": BALANCED_SOFTMAX,
     "ham10000/logit_adjust_pretrained.yaml": POSTHOC_LA,
+    "ham10000/lade_pretrained.yaml": LADE_METHOD,
     # staged (0: head warm-up, 1: fine-tuning, 2: cRT's classifier re-training): train.epochs is unused,
     # the originals' epochs are compared with the stage that does their training
     "ham10000/crt_pretrained.yaml": {
