@@ -5,8 +5,12 @@ Columns (top-1 accuracy, mean ± sample std over seeds): CE as trained; CE with 
 the test set's known prior (``z - log pi + log q``, tau 1); balanced softmax as trained; balanced softmax
 moved to the known prior (``z + log q``); SADE's mean of the experts; SADE after test-time
 self-supervised aggregation on the test set's unlabelled images (engine/test_time.py, the official CIFAR
-settings: 5 epochs, SGD lr 0.1, two views). The cells must be trained first, with their folders kept (benchmarks/test_agnostic.yaml: the CIFAR grid's
-recipes and budget, on one machine; any grid with these three methods will do):
+settings: 5 epochs, SGD lr 0.1, two views), with the weights it learned and each expert's view agreement alone
+(the objective it climbs, read at one expert: the step is drawn to the expert that scores highest); the same
+step on training images drawn at each test set's prior (``adapt_images: train_pool``, the official CIFAR
+script's form; inference/test_agnostic.py). The cells must be trained first, with their folders kept
+(benchmarks/test_agnostic.yaml: the CIFAR grid's recipes and budget, on one machine; any grid with these
+three methods will do):
 
     longtail bench -c benchmarks/test_agnostic.yaml
     python benchmarks/test_agnostic.py [-c benchmarks/test_agnostic.yaml] [--seeds 0 1 2] [--no-docs]
@@ -31,15 +35,19 @@ from longtail.bench.grid import cell_dir, load_bench
 from longtail.inference.test_agnostic import DEFAULT_SHIFTS, evaluate_shifted
 
 ROOT = Path(__file__).resolve().parents[1]
-#: column label -> (grid method, adaptation, the prior the raw logits carry)
+#: column label -> (grid method, adaptation, the prior the raw logits carry, the images test-time aggregation learns on)
 COLUMNS = {
-    "CE": ("ce", "none", "train"),
-    "CE + LA to known prior": ("ce", "target_prior", "train"),
-    "balanced softmax": ("balanced_softmax", "none", "uniform"),
-    "BS + known prior": ("balanced_softmax", "target_prior", "uniform"),
-    "SADE (mean of experts)": ("sade", "none", "uniform"),
-    "SADE + test-time aggregation": ("sade", "test_time_aggregation", "uniform"),
+    "CE": ("ce", "none", "train", "test"),
+    "CE + LA to known prior": ("ce", "target_prior", "train", "test"),
+    "balanced softmax": ("balanced_softmax", "none", "uniform", "test"),
+    "BS + known prior": ("balanced_softmax", "target_prior", "uniform", "test"),
+    "SADE (mean of experts)": ("sade", "none", "uniform", "test"),
+    "SADE + test-time aggregation": ("sade", "test_time_aggregation", "uniform", "test"),
+    # the official test_training_cifar.py's form: the weights learned on training images drawn at the test set's prior
+    "SADE + aggregation on training-pool images": ("sade", "test_time_aggregation", "uniform", "train_pool"),
 }
+#: the columns whose expert weights and agreements the table lists, with the short name it gives them
+AGGREGATIONS = {"SADE + test-time aggregation": "test images", "SADE + aggregation on training-pool images": "training pool"}
 
 
 def trained_cell(spec, grid: str, method: str, seed: int) -> Path:
@@ -53,16 +61,20 @@ def score(spec, grid: str, seeds: list[int]) -> list[dict]:
     """One CSV row per (seed, column, test set)."""
     rows = []
     for seed in seeds:
-        by_method: dict[tuple[str, str], list[dict]] = {}
-        for method in sorted({m for m, _, _ in COLUMNS.values()}):
-            wanted = [a for m, a, _ in COLUMNS.values() if m == method]
-            source = next(s for m, _, s in COLUMNS.values() if m == method)
-            for r in evaluate_shifted(trained_cell(spec, grid, method, seed), DEFAULT_SHIFTS, wanted, prior_source=source, seed=0):
-                by_method.setdefault((method, r["adaptation"]), []).append(r)
-        for label, (method, adaptation, _) in COLUMNS.items():
-            for r in by_method[(method, adaptation)]:
+        by_column: dict[str, list[dict]] = {}
+        for method, images in sorted({(m, i) for m, _, _, i in COLUMNS.values()}):
+            labels = [label for label, (m, _, _, i) in COLUMNS.items() if (m, i) == (method, images)]
+            wanted = [COLUMNS[label][1] for label in labels]
+            source = COLUMNS[labels[0]][2]
+            for r in evaluate_shifted(trained_cell(spec, grid, method, seed), DEFAULT_SHIFTS, wanted, prior_source=source, seed=0,
+                                      adapt_images=images):
+                by_column.setdefault(labels[wanted.index(r["adaptation"])], []).append(r)
+        for label in COLUMNS:
+            for r in by_column[label]:
                 rows.append({"seed": seed, "column": label, "test_set": r["test_set"], "images": r["images"], "accuracy": r["accuracy"],
-                             "expert_weights": " ".join(f"{w:.2f}" for w in r.get("expert_weights", []))})
+                             "expert_weights": " ".join(f"{w:.2f}" for w in r.get("expert_weights", [])),
+                             "expert_agreement": " ".join(f"{a:.3f}" for a in r.get("expert_agreement", [])),
+                             "adapt_size": r.get("adapt_size", "")})
     return rows
 
 
@@ -73,10 +85,12 @@ def table(rows: list[dict]) -> str:
         for label in COLUMNS:
             values = [100 * r["accuracy"] for r in rows if r["test_set"] == shift.name and r["column"] == label]
             cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}")
-        weights = [r["expert_weights"] for r in rows if r["test_set"] == shift.name and r["expert_weights"]]
-        cells.append("; ".join(weights))
+        for key in ("expert_weights", "expert_agreement"):
+            cells.append("; ".join(f"{short}: {r[key]}" for label, short in AGGREGATIONS.items()
+                                   for r in rows if r["test_set"] == shift.name and r["column"] == label and r[key]))
         body.append(cells)
-    return markdown_table(["test set", "images", *COLUMNS, "SADE expert weights (forward, uniform, backward), per seed"], body, text_columns=1)
+    return markdown_table(["test set", "images", *COLUMNS, "SADE expert weights (forward, uniform, backward), per seed",
+                           "view agreement of each expert alone (same order), per seed"], body, text_columns=1)
 
 
 def main() -> None:

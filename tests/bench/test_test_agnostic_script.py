@@ -66,6 +66,8 @@ def test_the_script_scores_every_column_on_every_test_set(tiny_grid, monkeypatch
         assert by_column["CE + LA to known prior"]["accuracy"] == pytest.approx(float((moved.argmax(1) == y[keep]).mean()))
         weights = [float(w) for w in by_column["SADE + test-time aggregation"]["expert_weights"].split()]
         assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=0.02)
+        agreement = [float(a) for a in by_column["SADE + test-time aggregation"]["expert_agreement"].split()]
+        assert len(agreement) == 3 and all(0.0 < a <= 1.0 + 1e-6 for a in agreement)
     table = script.table(rows)
     assert table.count("\n") == 1 + len(shifts) and "SADE + test-time aggregation" in table
 

@@ -12,7 +12,8 @@ from longtail.core.errors import ConfigError, LongtailError
 from longtail.core.schema import Component, ModelConfig
 from longtail.data import build_pipeline
 from longtail.data.dataset import TensorImageDataset
-from longtail.engine.test_time import AggregationSettings, aggregate, fit_expert_weights, predict_experts, view_agreement
+from longtail.engine.test_time import (AggregationSettings, aggregate, expert_agreements, fit_expert_weights, predict_experts,
+                                       view_agreement)
 from longtail.models import ExpertHeads, ExpertOutput, build_model
 
 C = 4
@@ -77,6 +78,25 @@ def test_the_view_invariant_expert_wins_and_the_fit_is_deterministic():
     assert fit.history[0][0] < fit.history[-1][0]  # it grows epoch by epoch
     again = fit_expert_weights(model, data, flip_views(), torch.device("cpu"), settings, seed=1)
     assert np.array_equal(again.weights, fit.weights)
+
+
+def test_expert_agreements_read_the_objective_at_each_expert_alone():
+    model, data = FlipSensitiveExperts(), images()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    agreement = expert_agreements(model, data, flip_views(), torch.device("cpu"), batch_size=16, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert agreement.shape == (3,) and agreement[0] == pytest.approx(1.0, abs=1e-6)  # a flip leaves the mean as it is
+    assert agreement[1] < 0.99 and agreement[2] < 0.99  # a flip negates the others' logits in about half the pairs
+    assert np.array_equal(agreement, expert_agreements(model, data, flip_views(), torch.device("cpu"), batch_size=16, seed=3))
+    # views that never change an image: every expert agrees with itself
+    same = build_pipeline([Component(name="hflip", p=0.0)], [0.0], [1.0], train=True)
+    assert expert_agreements(model, data, same, torch.device("cpu"), batch_size=16) == pytest.approx(np.ones(3), abs=1e-6)
+    # a pair that flipped differently scores cos(softmax(a), softmax(-a)): the mean over images lies between that and 1
+    x = data.images.float().div(255.0)
+    a = torch.stack([8 * (x[..., 0].mean((1, 2)) - x[..., -1].mean((1, 2)))[:, None] * torch.arange(C, dtype=torch.float32)], 0)[0]
+    worst = torch.nn.functional.cosine_similarity(torch.softmax(a, 1), torch.softmax(-a, 1), dim=1, eps=1e-6).mean().item()
+    assert worst < agreement[1] < 1.0
 
 
 def test_stops_once_a_weight_falls_below_min_weight_and_leaves_the_callers_rng_alone():

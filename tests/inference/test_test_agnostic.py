@@ -53,9 +53,31 @@ def test_rows_score_each_shifted_test_set_three_ways(sade_run):
     assert Shift.parse("forward50") == Shift("forward", 50.0) and Shift("backward", 10).name == "backward10"
 
 
+def test_train_pool_aggregation_learns_on_training_images_drawn_at_the_test_prior(sade_run):
+    from longtail.core.errors import DataError
+    from longtail.inference.evaluate import load_for_scoring
+
+    _, bundle, *_ = load_for_scoring(sade_run, keep_pools=True)
+    pool = bundle.pool_of("train")
+    assert set(bundle.train.ids) <= set(pool.ids) and len(pool) > len(bundle.train)  # the run's train split was drawn from it
+    with pytest.raises(DataError, match="keep_pools=True"):
+        load_for_scoring(sade_run)[1].pool_of("train")
+    settings = AggregationSettings(epochs=1, batch_size=32)
+    shift = (Shift("forward", 5),)
+    pooled = evaluate_shifted(sade_run, shift, ("test_time_aggregation",), settings=settings, views=DIGIT_VIEWS, adapt_images="train_pool")[0]
+    own = evaluate_shifted(sade_run, shift, ("test_time_aggregation",), settings=settings, views=DIGIT_VIEWS)[0]
+    y = rundir.load_predictions(sade_run, "test")["targets"]
+    assert pooled["images"] == own["images"] == len(shifted_subset(y, 10, "forward", 5))  # both score the test set
+    assert pooled["adapt_images"] == "train_pool" and pooled["adapt_size"] == len(shifted_subset(pool.targets, 10, "forward", 5))
+    assert own["adapt_images"] == "test" and own["adapt_size"] == own["images"] and pooled["adapt_size"] != own["adapt_size"]
+    assert len(pooled["expert_agreement"]) == 3 and pooled["expert_weights"] != own["expert_weights"]
+
+
 def test_one_line_errors(sade_run, tmp_path):
     with pytest.raises(LongtailError, match="adaptation 'guess'"):
         evaluate_shifted(sade_run, SHIFTS, ("guess",))
+    with pytest.raises(LongtailError, match="adapt_images 'train'"):
+        evaluate_shifted(sade_run, SHIFTS, ("test_time_aggregation",), adapt_images="train")
     with pytest.raises(LongtailError, match="prior_source"):
         evaluate_shifted(sade_run, SHIFTS, ("none",), prior_source="test")
     with pytest.raises(LongtailError, match="forward<ratio>"):
@@ -72,7 +94,8 @@ def test_eval_test_set_prints_one_line_per_test_set_and_adaptation(sade_run, cap
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:2] == ["test", "set"] and len(lines) == 1 + 2 * 2
     forward = [line.split() for line in lines[1:] if line.startswith("forward5")]
-    assert [f[2] for f in forward] == ["none", "test_time_aggregation"] and len(forward[1]) == 6 + 3  # three expert weights
+    # three expert weights, then "|" and each expert's view agreement
+    assert [f[2] for f in forward] == ["none", "test_time_aggregation"] and len(forward[1]) == 6 + 3 + 1 + 3 and forward[1][9] == "|"
     expected = {(r["test_set"], r["adaptation"]): r for r in evaluate_shifted(sade_run, (Shift("forward", 5),), ("none",))}
     assert float(forward[0][3]) == pytest.approx(expected[("forward5", "none")]["accuracy"], abs=1e-4)
     assert main(["eval", str(sade_run), "--adapt", "target_prior"]) == 2

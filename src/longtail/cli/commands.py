@@ -76,8 +76,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.test_set:
         return _eval_shifted(args)
-    if args.adapt or args.prior_source:
-        raise LongtailError("--adapt and --prior-source score the shifted test sets of --test-set; add --test-set (e.g. --test-set forward50)")
+    if args.adapt or args.prior_source or getattr(args, "adapt_images", "test") != "test":
+        raise LongtailError("--adapt, --adapt-images and --prior-source score the shifted test sets of --test-set; add --test-set "
+                            "(e.g. --test-set forward50)")
     result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
     names = read_data_meta(args.run_dir)["class_names"]
     intervals = result.get("intervals")
@@ -97,11 +98,15 @@ def _eval_shifted(args: argparse.Namespace) -> int:
     if args.split != "test" or args.checkpoint != "best":
         raise LongtailError("--test-set draws its test sets from the test split and scores the best checkpoint; drop --split and --checkpoint")
     shifts = [Shift.parse(name) for name in args.test_set]
-    rows = evaluate_shifted(args.run_dir, shifts, args.adapt or ["none"], prior_source=args.prior_source or "train")
-    print(f"{'test set':<12} {'images':>6}  {'adaptation':<22} {'accuracy':>8} {'bal. acc.':>9} {'macro F1':>8}  expert weights")
+    rows = evaluate_shifted(args.run_dir, shifts, args.adapt or ["none"], prior_source=args.prior_source or "train",
+                            adapt_images=getattr(args, "adapt_images", "test"))
+    print(f"{'test set':<12} {'images':>6}  {'adaptation':<22} {'accuracy':>8} {'bal. acc.':>9} {'macro F1':>8}  "
+          "expert weights | each expert's view agreement alone")
     for r in rows:
         weights = " ".join(f"{w:.2f}" for w in r.get("expert_weights", []))
-        print(f"{r['test_set']:<12} {r['images']:>6}  {r['adaptation']:<22} {r['accuracy']:>8.4f} {r['balanced_accuracy']:>9.4f} {r['macro_f1']:>8.4f}  {weights}")
+        agreement = " ".join(f"{a:.3f}" for a in r.get("expert_agreement", []))
+        print(f"{r['test_set']:<12} {r['images']:>6}  {r['adaptation']:<22} {r['accuracy']:>8.4f} {r['balanced_accuracy']:>9.4f} {r['macro_f1']:>8.4f}  "
+              f"{weights}{' | ' + agreement if agreement else ''}")
     return 0
 
 
@@ -205,6 +210,9 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--adapt", action="append", choices=["none", "target_prior", "test_time_aggregation"],
                    help="with --test-set: none (the run as it ships, default), target_prior (moved to each test set's known prior), "
                         "test_time_aggregation (SADE's expert weights learned on the test images, a multi-expert run); repeat for several")
+    p.add_argument("--adapt-images", choices=["test", "train_pool"], default="test",
+                   help="with --adapt test_time_aggregation: the unlabelled images it learns on, test (each test set's own, default) or "
+                        "train_pool (a set of the same prior drawn from the source's training split, the official CIFAR script's form)")
     p.add_argument("--prior-source", choices=["train", "uniform"], help="with --adapt target_prior and no logit adjustment in the run: the prior "
                    "its logits carry, train (a CE model, default) or uniform (balanced softmax, LADE)")
     p.set_defaults(func=cmd_eval)

@@ -59,6 +59,15 @@ class DataBundle:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     class_map: dict[str, list[str]] | None = None  # data.classes: new class -> the source classes it holds
     metadata: dict[str, dict[str, str]] | None = None  # item id -> its annotation row's other columns (csv, ham10000)
+    pools: dict[str, ImageDataset] | None = None  # the source's decoded native splits, kept only on request (build_data keep_pools)
+
+    def pool_of(self, part: str) -> ImageDataset:
+        """Every image of the native split that ``part`` was drawn from (CIFAR's 50,000 training images for a
+        long-tailed train split): SADE's official CIFAR test-time step draws its unlabelled images from there."""
+        entry = self.split_indices.get(part)
+        if self.pools is None or not entry:
+            raise DataError(f"the data of this run kept no source pool for its {part} split; rebuild it with keep_pools=True")
+        return self.pools[entry["split"]]
 
     def columns(self, ids: Sequence[Any], names: list[str]) -> dict[str, list[str | None]]:
         """Per-item values of metadata columns for the items ``ids`` (None where an item has no such value)."""
@@ -421,12 +430,15 @@ def build_data(
     seed: int,
     splits: dict[str, Any] | None = None,
     model_stats: tuple[Sequence[float], Sequence[float]] | None = None,
+    keep_pools: bool = False,
 ) -> DataBundle:
     """Source -> (classes) -> (long-tail) -> train/val/test -> (cap) -> checks -> normalisation statistics.
 
     ``splits`` (or ``data.split.file``) reuses the ``split_indices`` of an earlier run. ``seed``
     only drives the ``max_per_class`` subsample; splits use ``split.seed``, long tails ``long_tail.seed``.
-    ``model_stats`` (the backbone's pretrained mean/std) serves ``data.normalize: model``.
+    ``model_stats`` (the backbone's pretrained mean/std) serves ``data.normalize: model``. ``keep_pools``
+    keeps the decoded native splits in the bundle (:meth:`DataBundle.pool_of`); off by default, since a
+    training run needs only its parts and the pools can be many times larger.
     """
     source = load_source(cfg)
     class_map = None
@@ -472,4 +484,4 @@ def build_data(
     mean, std = normalization(cfg, train, channels, model_stats)
     return DataBundle(class_names=names, train=train, val=val, test=parts["test"],
                       split_indices=splits_to_json(plan, native, cfg.source.name, kfold), norm_mean=mean, norm_std=std,
-                      skipped=skipped, class_map=class_map, metadata=source.info.get("metadata"))
+                      skipped=skipped, class_map=class_map, metadata=source.info.get("metadata"), pools=native if keep_pools else None)

@@ -15,7 +15,7 @@ the images it will be scored on, never their labels: it is transductive by desig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,11 +95,7 @@ def fit_expert_weights(model: nn.Module, dataset: Any, views: Any, device: torch
     ``views`` is a train-mode pipeline (``data.build_pipeline(..., train=True)``) of batched ops; its
     randomness and the batch order come from ``seed`` and leave the caller's RNG as it was."""
     heads = expert_heads(model)
-    if getattr(views, "sample", None) is not None:
-        raise ConfigError("test-time aggregation views must be batched transforms (random_crop, color_jitter, random_grayscale, "
-                          "gaussian_blur, hflip, ...); drop the per-sample ones")
-    if len(dataset) == 0:
-        raise LongtailError("test-time aggregation needs images: the test set is empty")
+    check_inputs(dataset, views)
     model.eval()
     raw = torch.full((heads.num_experts,), 1.0 / heads.num_experts, requires_grad=True)  # the official fill_(1/3)
     optimizer = torch.optim.SGD([raw], lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov, weight_decay=settings.weight_decay)
@@ -107,12 +103,7 @@ def fit_expert_weights(model: nn.Module, dataset: Any, views: Any, device: torch
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for epoch in range(settings.epochs):
-            order = np.random.RandomState(seed + epoch).permutation(len(dataset))  # the official shuffle=True
-            for x, _, _ in batches(dataset, order, settings.batch_size, 0, seed=seed + epoch):
-                x = x.to(device)
-                with torch.no_grad(), autocast(device, precision, model):  # the experts are fixed: only the weights learn
-                    first = expert_logits(model, as_memory_format(views.batch(x), channels_last)).cpu()
-                    second = expert_logits(model, as_memory_format(views.batch(x), channels_last)).cpu()
+            for first, second in view_pairs(model, dataset, views, device, settings.batch_size, seed + epoch, precision, channels_last):
                 loss = -view_agreement(first, second, raw)
                 optimizer.zero_grad()
                 loss.backward()
@@ -124,9 +115,55 @@ def fit_expert_weights(model: nn.Module, dataset: Any, views: Any, device: torch
     return AggregationFit(weights=np.asarray(history[-1], dtype=np.float64), epochs=len(history), history=history)
 
 
+def view_pairs(model: nn.Module, dataset: Any, views: Any, device: torch.device, batch_size: int, seed: int, precision: str = "32",
+               channels_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over ``dataset`` in the order ``seed`` shuffles (the official ``shuffle=True``): the N x E x C expert
+    logits (float32, on the CPU) of two random views of each batch, computed without gradients (the experts are fixed)."""
+    order = np.random.RandomState(seed).permutation(len(dataset))
+    for x, _, _ in batches(dataset, order, batch_size, 0, seed=seed):
+        x = x.to(device)
+        with torch.no_grad(), autocast(device, precision, model):
+            first = expert_logits(model, as_memory_format(views.batch(x), channels_last)).cpu()
+            second = expert_logits(model, as_memory_format(views.batch(x), channels_last)).cpu()
+        yield first, second
+
+
+def expert_agreements(model: nn.Module, dataset: Any, views: Any, device: torch.device, batch_size: int = 128, seed: int = 0,
+                      precision: str = "32", channels_last: bool = False) -> np.ndarray:
+    """Each expert's view agreement alone (its weight 1, the others 0) over one pass of ``dataset``, E values.
+
+    The objective the aggregation climbs, read at the corners of the simplex: it says which expert the
+    step is drawn to on these images (the one whose predictions change least between two views), whatever
+    that expert's accuracy; the caller's RNG is left as it was."""
+    heads = expert_heads(model)
+    check_inputs(dataset, views)
+    model.eval()
+    total, count = np.zeros(heads.num_experts), 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for first, second in view_pairs(model, dataset, views, device, batch_size, seed, precision, channels_last):
+            for e in range(heads.num_experts):
+                total[e] += float(weighted_agreement(first, second, F.one_hot(torch.tensor(e), heads.num_experts).float())) * len(first)
+            count += len(first)
+    return total / count
+
+
+def check_inputs(dataset: Any, views: Any) -> None:
+    """One-line errors for what the test-time step cannot use: per-sample views, an empty test set."""
+    if getattr(views, "sample", None) is not None:
+        raise ConfigError("test-time aggregation views must be batched transforms (random_crop, color_jitter, random_grayscale, "
+                          "gaussian_blur, hflip, ...); drop the per-sample ones")
+    if len(dataset) == 0:
+        raise LongtailError("test-time aggregation needs images: the test set is empty")
+
+
 def view_agreement(first: torch.Tensor, second: torch.Tensor, raw_weights: torch.Tensor) -> torch.Tensor:
     """Mean cosine similarity of the two views' softmax predictions under ``softmax(raw_weights)`` (SADE's objective)."""
-    w = torch.softmax(raw_weights, 0)
+    return weighted_agreement(first, second, torch.softmax(raw_weights, 0))
+
+
+def weighted_agreement(first: torch.Tensor, second: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity of the two views' softmax predictions of the expert logits summed under the weights ``w``."""
     p1 = F.softmax(torch.einsum("e,nec->nc", w, first), dim=1)
     p2 = F.softmax(torch.einsum("e,nec->nc", w, second), dim=1)
     return F.cosine_similarity(p1, p2, dim=1, eps=1e-6).mean()

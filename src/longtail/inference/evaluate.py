@@ -53,14 +53,15 @@ def evaluate(run_dir: str | Path, split: str = "test", checkpoint: str = "best")
     return result
 
 
-def load_for_scoring(run_dir: Path, checkpoint: str = "best") -> tuple[Any, Any, Any, Any, Any]:
-    """(config, data bundle, model, eval pipeline, device) of a run, its data rebuilt from the saved splits."""
+def load_for_scoring(run_dir: Path, checkpoint: str = "best", keep_pools: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+    """(config, data bundle, model, eval pipeline, device) of a run, its data rebuilt from the saved splits
+    (``keep_pools``: the bundle keeps the source's native splits too)."""
     from ..data import build_pipeline
     from ..engine.device import select_device
 
     cfg = load_run_config(run_dir)
     checkpoint_path = run_checkpoint(run_dir, cfg, checkpoint)
-    bundle, _ = build_run_data(cfg, saved_splits(run_dir, cfg))
+    bundle, _ = build_run_data(cfg, saved_splits(run_dir, cfg), keep_pools=keep_pools)
     attach_saved(run_dir, cfg, bundle)  # model.metadata: the inputs the run's saved encoding gives (no-op without)
     device = select_device(cfg.train.device)
     model = load_model(run_dir, cfg, bundle.num_classes, bundle.channels, bundle.train_counts, device, checkpoint=checkpoint_path)

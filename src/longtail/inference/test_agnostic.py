@@ -12,8 +12,15 @@ balanced split), ``forward`` r (the training profile, the first class r times th
   prior from the run's ``posthoc.json`` when it has a logit adjustment (its tau was chosen on
   validation), else ``tau = 1`` and ``prior_source`` (``train`` for a CE model, ``uniform`` for
   balanced softmax or LADE, whose logits already carry a uniform prior);
-- ``test_time_aggregation`` (a multi-expert run, SADE): expert weights learned on the test set's
-  unlabelled images (engine/test_time.py), then the weighted sum of the experts' logits.
+- ``test_time_aggregation`` (a multi-expert run, SADE): expert weights learned on unlabelled images of
+  the test set's prior (engine/test_time.py), then the weighted sum of the experts' logits; the row also
+  gives each expert's view agreement alone on those images (``expert_agreement``, the objective at the
+  simplex's corners: which expert the step is drawn to). Which images (``adapt_images``): ``test``, the
+  test set's own (the paper's wording and the official ImageNet-LT, iNaturalist and Places scripts, which
+  read the test list), or ``train_pool``, a set drawn with the same direction and ratio from the source's
+  native training split, the pool the run's long-tailed train split came from (the official
+  ``test_training_cifar.py``: ``IMBALANCECIFAR100(train=True, imb_factor=test_imb_factor, reverse=...)``,
+  so on CIFAR the step sees training images, the head classes' ones among them seen in training).
 
 The labels of a test set are used only to score it.
 """
@@ -29,13 +36,15 @@ import numpy as np
 
 from ..core.errors import LongtailError
 from ..data.longtail import SHIFTS, shifted_subset
-from ..engine.test_time import AggregationSettings, aggregate, default_views, fit_expert_weights, predict_experts
+from ..engine.test_time import AggregationSettings, aggregate, default_views, expert_agreements, fit_expert_weights, predict_experts
 from ..evaluation.posthoc import SOURCE_PRIORS, logit_adjust
 from ..training.finalize import apply_posthoc_to
 from ..training.loading import read_posthoc
 from .evaluate import load_for_scoring
 
 ADAPTATIONS = ("none", "target_prior", "test_time_aggregation")
+#: the unlabelled images test-time aggregation learns on (the module docstring)
+ADAPT_IMAGES = ("test", "train_pool")
 #: the columns of a protocol row that come from the metrics
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -73,11 +82,11 @@ DEFAULT_SHIFTS = tuple(Shift.parse(s) for s in ("forward50", "forward10", "unifo
 
 def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIFTS, adaptations: Sequence[str] = ("none",),
                   prior_source: str = "train", settings: AggregationSettings = AggregationSettings(),
-                  views: Sequence[dict[str, Any]] | None = None, seed: int = 0) -> list[dict[str, Any]]:
+                  views: Sequence[dict[str, Any]] | None = None, seed: int = 0, adapt_images: str = "test") -> list[dict[str, Any]]:
     """One row per (test set, adaptation): its size, its scores, and for test-time aggregation the weights learned.
 
     ``views``: the test-time augmentation (transform entries); None: SADE's CIFAR views with the crop at
-    the test images' size (``engine.test_time.default_views``)."""
+    the test images' size (``engine.test_time.default_views``). ``adapt_images``: one of :data:`ADAPT_IMAGES`."""
     from ..core.schema import Component
     from ..data import build_pipeline
     from ..engine.inference import Outputs, predict_dataset
@@ -88,8 +97,12 @@ def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIF
         raise LongtailError(f"adaptation '{unknown[0]}' is not one of {', '.join(ADAPTATIONS)}")
     if prior_source not in SOURCE_PRIORS:
         raise LongtailError(f"prior_source '{prior_source}' is not one of {', '.join(SOURCE_PRIORS)}")
+    if adapt_images not in ADAPT_IMAGES:
+        raise LongtailError(f"adapt_images '{adapt_images}' is not one of {', '.join(ADAPT_IMAGES)}")
     run_dir = Path(run_dir)
-    cfg, bundle, model, pipeline, device = load_for_scoring(run_dir)
+    pooled = adapt_images == "train_pool" and "test_time_aggregation" in adaptations
+    cfg, bundle, model, pipeline, device = load_for_scoring(run_dir, keep_pools=pooled)
+    pool = bundle.pool_of("train") if pooled else None
     test = bundle.test
     if test is None or (np.asarray(test.targets) < 0).any():
         raise LongtailError(f"'{run_dir}' has no labelled test split; the test-agnostic protocol draws its test sets from one")
@@ -118,9 +131,15 @@ def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIF
                 logits = logit_adjust(raw[keep], counts, tau, prior, source)
                 extra = {"tau": tau, "prior_source": source}
             else:
-                fit = fit_expert_weights(model, test.subset(keep), views_pipeline, device, settings, seed, cfg.train.precision, cfg.train.channels_last)
+                images = test.subset(keep) if pool is None else pool.subset(
+                    shifted_subset(pool.targets, bundle.num_classes, shift.direction, shift.ratio, seed))
+                fit = fit_expert_weights(model, images, views_pipeline, device, settings, seed, cfg.train.precision, cfg.train.channels_last)
+                agreement = expert_agreements(model, images, views_pipeline, device, settings.batch_size, seed, cfg.train.precision,
+                                              cfg.train.channels_last)
                 logits = aggregate(experts[keep], fit.weights)
-                extra = {"expert_weights": [round(float(w), 4) for w in fit.weights], "epochs": fit.epochs}
+                extra = {"expert_weights": [round(float(w), 4) for w in fit.weights], "epochs": fit.epochs,
+                         "expert_agreement": [round(float(a), 4) for a in agreement], "adapt_images": adapt_images,
+                         "adapt_size": int(len(images))}
             scores = split_metrics(logits, y, counts, bundle.class_names, cfg.eval)
             rows.append({"test_set": shift.name, "images": int(len(y)), "adaptation": adaptation,
                          **{k: float(scores[k]) for k in SCORES}, "shots": scores.get("shots"), **extra})

@@ -157,14 +157,15 @@ def saved_splits(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     return None
 
 
-def build_run_data(cfg: Config, splits: dict[str, Any] | None) -> tuple[Any, Any]:
-    """The run's data, with ``data.image_size: model`` / ``data.normalize: model`` taken from the backbone."""
+def build_run_data(cfg: Config, splits: dict[str, Any] | None, keep_pools: bool = False) -> tuple[Any, Any]:
+    """The run's data, with ``data.image_size: model`` / ``data.normalize: model`` taken from the backbone
+    (``keep_pools``: with the source's native splits, ``data.build.build_data``)."""
     from ..data import build_data
     from ..models import data_for_model
 
     data_cfg, spec = data_for_model(cfg.data, cfg.model)
     stats = (spec.mean, spec.std) if spec is not None and cfg.data.normalize == "model" else None
-    return build_data(data_cfg, cfg.seed, splits=splits, model_stats=stats), spec
+    return build_data(data_cfg, cfg.seed, splits=splits, model_stats=stats, keep_pools=keep_pools), spec
 
 
 def data_meta(bundle: Any, cfg: Config, spec: Any) -> dict[str, Any]:
