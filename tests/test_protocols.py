@@ -851,6 +851,15 @@ def restaged(row: Row, old: str, new: str) -> Row:
     return {new + k[len(old) :] if k.startswith(old) else k: v for k, v in row.items()}
 
 
+def after_head_warmup(row: Row) -> Row:
+    """A staged original's row read one stage later: a ``*_pretrained`` recipe puts ce_pretrained.yaml's head
+    warm-up first, so the original's stage N is the recipe's stage N + 1."""
+    def shifted(key: str) -> str:
+        match = re.match(r"stages\.(\d+)\.(.*)", key)
+        return f"stages.{int(match.group(1)) + 1}.{match.group(2)}" if match else key
+    return {shifted(k): v for k, v in row.items()}
+
+
 def method_at_budget(protocol: Row, method: Row) -> Row:
     """A method run on other data: the original protocol without its data-bound settings."""
     data_bound = ("data.image_size", "data.normalize", "data.train_transforms", "data.eval_transforms", "model.name", "model.arch", "model.pretrained")
@@ -967,6 +976,10 @@ PROTOCOLS: dict[str, Row] = {
     "ham10000/balanced_softmax_pretrained.yaml": BALANCED_SOFTMAX,
     "ham10000/logit_adjust_pretrained.yaml": POSTHOC_LA,
     "ham10000/lade_pretrained.yaml": LADE_METHOD,
+    # staged originals behind ce_pretrained.yaml's head warm-up (stage 0); their CIFAR-only keys left out
+    "ham10000/weight_balancing_pretrained.yaml": after_head_warmup(method_at_budget(WEIGHT_BALANCING, {})),
+    "ham10000/mislas_pretrained.yaml": after_head_warmup(method_at_budget(
+        without(MISLAS_CIFAR, "data.long_tail.recipe", "data.long_tail.profile", "data.long_tail.imbalance_ratio"), {})),
     # staged (0: head warm-up, 1: fine-tuning, 2: cRT's classifier re-training): train.epochs is unused,
     # the originals' epochs are compared with the stage that does their training
     "ham10000/crt_pretrained.yaml": {
