@@ -14,6 +14,7 @@ three methods will do):
 
     longtail bench -c benchmarks/test_agnostic.yaml
     python benchmarks/test_agnostic.py [-c benchmarks/test_agnostic.yaml] [--seeds 0 1 2] [--no-docs]
+    python benchmarks/test_agnostic.py --methods sade --test-sets forward50 backward50 --marker NAME --csv PATH
 
 Writes benchmarks/results/test_agnostic.csv (one row per seed, column and test set) and the table into
 docs/benchmarks.md between the ``test-agnostic`` markers, unless ``--no-docs`` (then it only prints).
@@ -32,7 +33,7 @@ from doc_blocks import machine_line, markdown_table, print_and_publish
 
 from longtail import rundir
 from longtail.bench.grid import cell_dir, load_bench
-from longtail.inference.test_agnostic import DEFAULT_SHIFTS, evaluate_shifted
+from longtail.inference.test_agnostic import DEFAULT_SHIFTS, Shift, evaluate_shifted
 
 ROOT = Path(__file__).resolve().parents[1]
 #: column label -> (grid method, adaptation, the prior the raw logits carry, the images test-time aggregation learns on)
@@ -57,19 +58,28 @@ def trained_cell(spec, grid: str, method: str, seed: int) -> Path:
     return run_dir
 
 
-def score(spec, grid: str, seeds: list[int]) -> list[dict]:
-    """One CSV row per (seed, column, test set)."""
+def chosen_columns(methods: list[str] | None) -> dict[str, tuple[str, str, str, str]]:
+    """The columns of ``methods`` (all of them for None), in table order."""
+    unknown = sorted(set(methods or []) - {m for m, *_ in COLUMNS.values()})
+    if unknown:
+        sys.exit(f"--methods {', '.join(unknown)}: the columns are for {', '.join(sorted({m for m, *_ in COLUMNS.values()}))}")
+    return {label: c for label, c in COLUMNS.items() if methods is None or c[0] in methods}
+
+
+def score(spec, grid: str, seeds: list[int], methods: list[str] | None = None, shifts=None) -> list[dict]:
+    """One CSV row per (seed, column, test set): ``methods``' columns (all for None) on ``shifts`` (DEFAULT_SHIFTS for None)."""
+    columns, shifts = chosen_columns(methods), DEFAULT_SHIFTS if shifts is None else tuple(shifts)
     rows = []
     for seed in seeds:
         by_column: dict[str, list[dict]] = {}
-        for method, images in sorted({(m, i) for m, _, _, i in COLUMNS.values()}):
-            labels = [label for label, (m, _, _, i) in COLUMNS.items() if (m, i) == (method, images)]
-            wanted = [COLUMNS[label][1] for label in labels]
-            source = COLUMNS[labels[0]][2]
-            for r in evaluate_shifted(trained_cell(spec, grid, method, seed), DEFAULT_SHIFTS, wanted, prior_source=source, seed=0,
+        for method, images in sorted({(m, i) for m, _, _, i in columns.values()}):
+            labels = [label for label, (m, _, _, i) in columns.items() if (m, i) == (method, images)]
+            wanted = [columns[label][1] for label in labels]
+            source = columns[labels[0]][2]
+            for r in evaluate_shifted(trained_cell(spec, grid, method, seed), shifts, wanted, prior_source=source, seed=0,
                                       adapt_images=images):
                 by_column.setdefault(labels[wanted.index(r["adaptation"])], []).append(r)
-        for label in COLUMNS:
+        for label in columns:
             for r in by_column[label]:
                 rows.append({"seed": seed, "column": label, "test_set": r["test_set"], "images": r["images"], "accuracy": r["accuracy"],
                              "expert_weights": " ".join(f"{w:.2f}" for w in r.get("expert_weights", [])),
@@ -79,37 +89,50 @@ def score(spec, grid: str, seeds: list[int]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
+    """Mean ± std top-1 (%) per test set and column of ``rows``, then the aggregations' weights and agreements per seed."""
+    shifts = list(dict.fromkeys(r["test_set"] for r in rows))
+    columns = list(dict.fromkeys(r["column"] for r in rows))
+    aggregations = {label: short for label, short in AGGREGATIONS.items() if label in columns}
     body = []
-    for shift in DEFAULT_SHIFTS:
-        cells = [shift.name, str(next(r["images"] for r in rows if r["test_set"] == shift.name))]
-        for label in COLUMNS:
-            values = [100 * r["accuracy"] for r in rows if r["test_set"] == shift.name and r["column"] == label]
+    for shift in shifts:
+        cells = [shift, str(next(r["images"] for r in rows if r["test_set"] == shift))]
+        for label in columns:
+            values = [100 * r["accuracy"] for r in rows if r["test_set"] == shift and r["column"] == label]
             cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}")
-        for key in ("expert_weights", "expert_agreement"):
-            cells.append("; ".join(f"{short}: {r[key]}" for label, short in AGGREGATIONS.items()
-                                   for r in rows if r["test_set"] == shift.name and r["column"] == label and r[key]))
+        for key in ("expert_weights", "expert_agreement") if aggregations else ():
+            cells.append("; ".join(f"{short}: {r[key]}" for label, short in aggregations.items()
+                                   for r in rows if r["test_set"] == shift and r["column"] == label and r[key]))
         body.append(cells)
-    return markdown_table(["test set", "images", *COLUMNS, "SADE expert weights (forward, uniform, backward), per seed",
-                           "view agreement of each expert alone (same order), per seed"], body, text_columns=1)
+    extra = ["SADE expert weights (forward, uniform, backward), per seed", "view agreement of each expert alone (same order), per seed"]
+    return markdown_table(["test set", "images", *columns, *(extra if aggregations else [])], body, text_columns=1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="benchmarks/test_agnostic.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--methods", nargs="+", help="only these methods' columns (ce, balanced_softmax, sade); default: all")
+    parser.add_argument("--test-sets", nargs="+", help="only these test sets (e.g. forward50 backward50); default: the five of DEFAULT_SHIFTS")
+    parser.add_argument("--marker", default="test-agnostic", help="the docs/benchmarks.md block the table goes into")
+    parser.add_argument("--csv", default="benchmarks/results/test_agnostic.csv", help="the rows' CSV (relative to the repository root)")
+    parser.add_argument("--no-docs", action="store_true", help="only print: no CSV, no docs")
     args = parser.parse_args()
     spec = load_bench(args.config)
-    rows = score(spec, args.config, args.seeds)
+    shifts = [Shift.parse(name) for name in args.test_sets] if args.test_sets else None
+    rows = score(spec, args.config, args.seeds, args.methods, shifts)
     if not args.no_docs:
-        with (ROOT / "benchmarks" / "results" / "test_agnostic.csv").open("w", newline="") as f:
+        with (ROOT / args.csv).open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
     machine = machine_line(torch.get_num_threads())
-    print_and_publish(table(rows), machine, f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}",
+    options = "".join(f" {flag} {' '.join(values)}" for flag, values in (("--methods", args.methods), ("--test-sets", args.test_sets)) if values)
+    options += "".join(f" {flag} {value}" for flag, value, default in (("--marker", args.marker, "test-agnostic"),
+                                                                        ("--csv", args.csv, "benchmarks/results/test_agnostic.csv"))
+                       if value != default)
+    print_and_publish(table(rows), machine, f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}{options}",
                       f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))}); test sets drawn from its balanced test split "
-                      "(data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", "test-agnostic", write=not args.no_docs)
+                      "(data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", args.marker, write=not args.no_docs)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,21 @@ def test_the_script_scores_every_column_on_every_test_set(tiny_grid, monkeypatch
     assert table.count("\n") == 1 + len(shifts) and "SADE + test-time aggregation" in table
 
 
+def test_methods_and_test_sets_narrow_the_table(tiny_grid, monkeypatch):
+    spec, path = tiny_grid
+    script = _script(monkeypatch)
+    rows = script.score(spec, str(path), [0], ["sade"], [Shift("backward", 2)])
+    sade_columns = [label for label, c in script.COLUMNS.items() if c[0] == "sade"]
+    assert [r["column"] for r in rows] == sade_columns and {r["test_set"] for r in rows} == {"backward2"}
+    pooled = next(r for r in rows if r["column"] == "SADE + aggregation on training-pool images")
+    own = next(r for r in rows if r["column"] == "SADE + test-time aggregation")
+    assert own["adapt_size"] == own["images"] and pooled["adapt_size"] > 0 and pooled["adapt_size"] != own["adapt_size"]
+    header = script.table(rows).splitlines()[0]
+    assert "CE" not in header.split(" | ") and all(label in header for label in sade_columns) and "view agreement" in header
+    with pytest.raises(SystemExit, match="--methods lade"):
+        script.score(spec, str(path), [0], ["lade"])
+
+
 def test_an_untrained_cell_is_named_with_the_command_that_trains_it(tiny_grid, monkeypatch, tmp_path):
     spec, path = tiny_grid
     script = _script(monkeypatch)
