@@ -126,10 +126,9 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(rows)
     machine = machine_line(torch.get_num_threads())
-    options = "".join(f" {flag} {' '.join(values)}" for flag, values in (("--methods", args.methods), ("--test-sets", args.test_sets)) if values)
-    options += "".join(f" {flag} {value}" for flag, value, default in (("--marker", args.marker, "test-agnostic"),
-                                                                        ("--csv", args.csv, "benchmarks/results/test_agnostic.csv"))
-                       if value != default)
+    chosen = (("--methods", args.methods), ("--test-sets", args.test_sets), ("--marker", args.marker), ("--csv", args.csv))
+    options = "".join(f" {flag} {' '.join(value) if isinstance(value, list) else value}" for flag, value in chosen
+                      if value != parser.get_default(flag.lstrip("-").replace("-", "_")))
     print_and_publish(table(rows), machine, f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}{options}",
                       f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))}); test sets drawn from its balanced test split "
                       "(data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", args.marker, write=not args.no_docs)

@@ -76,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.test_set:
         return _eval_shifted(args)
-    if args.adapt or args.prior_source or getattr(args, "adapt_images", "test") != "test":
+    if args.adapt or args.prior_source or args.adapt_images != "test":
         raise LongtailError("--adapt, --adapt-images and --prior-source score the shifted test sets of --test-set; add --test-set "
                             "(e.g. --test-set forward50)")
     result = api.evaluate(args.run_dir, split=args.split, checkpoint=args.checkpoint)
@@ -99,7 +99,7 @@ def _eval_shifted(args: argparse.Namespace) -> int:
         raise LongtailError("--test-set draws its test sets from the test split and scores the best checkpoint; drop --split and --checkpoint")
     shifts = [Shift.parse(name) for name in args.test_set]
     rows = evaluate_shifted(args.run_dir, shifts, args.adapt or ["none"], prior_source=args.prior_source or "train",
-                            adapt_images=getattr(args, "adapt_images", "test"))
+                            adapt_images=args.adapt_images)
     print(f"{'test set':<12} {'images':>6}  {'adaptation':<22} {'accuracy':>8} {'bal. acc.':>9} {'macro F1':>8}  "
           "expert weights | each expert's view agreement alone")
     for r in rows:
