@@ -5,8 +5,9 @@ Columns (top-1 accuracy, mean ± sample std over seeds): CE as trained; CE with 
 the test set's known prior (``z - log pi + log q``, tau 1); balanced softmax as trained; balanced softmax
 moved to the known prior (``z + log q``); SADE's mean of the experts; SADE after test-time
 self-supervised aggregation on the test set's unlabelled images (engine/test_time.py, the official CIFAR
-settings: 5 epochs, SGD lr 0.1, two views), with the weights it learned and each expert's view agreement alone
-(the objective it climbs, read at one expert: the step is drawn to the expert that scores highest); the same
+settings: 5 epochs, SGD lr 0.1, two views), with the weights it learned, each expert's view agreement alone
+(the objective it climbs, read at one expert: the step is drawn to the expert that scores highest) and each
+expert's top-1 alone (what the weights at that corner would score); the same
 step on training images drawn at each test set's prior (``adapt_images: train_pool``, the official CIFAR
 script's form; inference/test_agnostic.py). The cells must be trained first, with their folders kept
 (benchmarks/test_agnostic.yaml: the CIFAR grid's recipes and budget, on one machine; any grid with these
@@ -49,6 +50,10 @@ COLUMNS = {
 }
 #: the columns whose expert weights and agreements the table lists, with the short name it gives them
 AGGREGATIONS = {"SADE + test-time aggregation": "test images", "SADE + aggregation on training-pool images": "training pool"}
+#: what the table lists per seed for each of those columns: row key -> header
+ALONE = {"expert_weights": "SADE expert weights (forward, uniform, backward), per seed",
+         "expert_agreement": "view agreement of each expert alone (same order), per seed",
+         "expert_accuracy": "top-1 of each expert alone (same order), per seed"}
 
 
 def trained_cell(spec, grid: str, method: str, seed: int) -> Path:
@@ -84,6 +89,7 @@ def score(spec, grid: str, seeds: list[int], methods: list[str] | None = None, s
                 rows.append({"seed": seed, "column": label, "test_set": r["test_set"], "images": r["images"], "accuracy": r["accuracy"],
                              "expert_weights": " ".join(f"{w:.2f}" for w in r.get("expert_weights", [])),
                              "expert_agreement": " ".join(f"{a:.3f}" for a in r.get("expert_agreement", [])),
+                             "expert_accuracy": " ".join(f"{100 * a:.1f}" for a in r.get("expert_accuracy", [])),
                              "adapt_size": r.get("adapt_size", "")})
     return rows
 
@@ -99,12 +105,11 @@ def table(rows: list[dict]) -> str:
         for label in columns:
             values = [100 * r["accuracy"] for r in rows if r["test_set"] == shift and r["column"] == label]
             cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}")
-        for key in ("expert_weights", "expert_agreement") if aggregations else ():
+        for key in ALONE if aggregations else ():
             cells.append("; ".join(f"{short}: {r[key]}" for label, short in aggregations.items()
                                    for r in rows if r["test_set"] == shift and r["column"] == label and r[key]))
         body.append(cells)
-    extra = ["SADE expert weights (forward, uniform, backward), per seed", "view agreement of each expert alone (same order), per seed"]
-    return markdown_table(["test set", "images", *columns, *(extra if aggregations else [])], body, text_columns=1)
+    return markdown_table(["test set", "images", *columns, *(ALONE.values() if aggregations else [])], body, text_columns=1)
 
 
 def main() -> None:

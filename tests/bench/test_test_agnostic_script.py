@@ -68,6 +68,8 @@ def test_the_script_scores_every_column_on_every_test_set(tiny_grid, monkeypatch
         assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=0.02)
         agreement = [float(a) for a in by_column["SADE + test-time aggregation"]["expert_agreement"].split()]
         assert len(agreement) == 3 and all(0.0 < a <= 1.0 + 1e-6 for a in agreement)
+        alone = [float(a) for a in by_column["SADE + test-time aggregation"]["expert_accuracy"].split()]  # top-1 %, one decimal
+        assert len(alone) == 3 and all(0.0 <= a <= 100.0 for a in alone)
     table = script.table(rows)
     assert table.count("\n") == 1 + len(shifts) and "SADE + test-time aggregation" in table
 
@@ -83,6 +85,7 @@ def test_methods_and_test_sets_narrow_the_table(tiny_grid, monkeypatch):
     assert own["adapt_size"] == own["images"] and pooled["adapt_size"] > 0 and pooled["adapt_size"] != own["adapt_size"]
     header = script.table(rows).splitlines()[0]
     assert "CE" not in header.split(" | ") and all(label in header for label in sade_columns) and "view agreement" in header
+    assert "top-1 of each expert alone" in header
     with pytest.raises(SystemExit, match="--methods lade"):
         script.score(spec, str(path), [0], ["lade"])
 

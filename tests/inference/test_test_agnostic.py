@@ -10,8 +10,9 @@ import longtail
 from longtail import rundir
 from longtail.core.errors import LongtailError
 from longtail.data.longtail import shifted_subset
-from longtail.engine.test_time import AggregationSettings
-from longtail.inference.test_agnostic import Shift, evaluate_shifted
+from longtail.engine.test_time import AggregationSettings, predict_experts
+from longtail.inference.evaluate import load_for_scoring
+from longtail.inference.test_agnostic import Shift, evaluate_shifted, expert_accuracies
 
 from ..helpers import tiny_config
 
@@ -35,6 +36,9 @@ def test_rows_score_each_shifted_test_set_three_ways(sade_run):
                             prior_source="uniform", settings=AggregationSettings(epochs=2, batch_size=32), views=DIGIT_VIEWS)
     saved = rundir.load_predictions(sade_run, "test")
     logits, y = saved["logits"], saved["targets"]
+    cfg, bundle, model, pipeline, device = load_for_scoring(sade_run)
+    experts, expert_targets = predict_experts(model, bundle.test, pipeline, device, cfg.data.eval_batch_size)
+    assert np.array_equal(expert_targets, y)
     assert [(r["test_set"], r["adaptation"]) for r in rows] == [
         (s, a) for s in ("forward5", "uniform", "backward5") for a in ("none", "target_prior", "test_time_aggregation")]
     for row in rows:
@@ -50,12 +54,20 @@ def test_rows_score_each_shifted_test_set_three_ways(sade_run):
         else:
             assert len(row["expert_weights"]) == 3 and sum(row["expert_weights"]) == pytest.approx(1.0, abs=1e-3)
             assert 1 <= row["epochs"] <= 2
+            assert row["expert_accuracy"] == pytest.approx([accuracy(experts[keep][:, e], y[keep]) for e in range(3)], abs=1e-4)
     assert Shift.parse("forward50") == Shift("forward", 50.0) and Shift("backward", 10).name == "backward10"
+
+
+def test_expert_accuracies_score_each_expert_alone():
+    # 4 images, 2 experts, 3 classes: expert 0 right on images 0 and 1, expert 1 right on images 1, 2 and 3
+    experts = np.zeros((4, 2, 3))
+    for image, (first, second) in enumerate([(0, 1), (1, 1), (0, 2), (1, 0)]):
+        experts[image, 0, first] = experts[image, 1, second] = 1.0
+    assert expert_accuracies(experts, np.array([0, 1, 2, 0])) == [0.5, 0.75]
 
 
 def test_train_pool_aggregation_learns_on_training_images_drawn_at_the_test_prior(sade_run):
     from longtail.core.errors import DataError
-    from longtail.inference.evaluate import load_for_scoring
 
     _, bundle, *_ = load_for_scoring(sade_run, keep_pools=True)
     pool = bundle.pool_of("train")
@@ -94,8 +106,9 @@ def test_eval_test_set_prints_one_line_per_test_set_and_adaptation(sade_run, cap
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:2] == ["test", "set"] and len(lines) == 1 + 2 * 2
     forward = [line.split() for line in lines[1:] if line.startswith("forward5")]
-    # three expert weights, then "|" and each expert's view agreement
-    assert [f[2] for f in forward] == ["none", "test_time_aggregation"] and len(forward[1]) == 6 + 3 + 1 + 3 and forward[1][9] == "|"
+    # three expert weights, then "|" and each expert's view agreement, then "|" and each expert's accuracy alone
+    assert [f[2] for f in forward] == ["none", "test_time_aggregation"] and len(forward[1]) == 6 + 3 + 1 + 3 + 1 + 3
+    assert forward[1][9] == forward[1][13] == "|" and all(0.0 <= float(a) <= 1.0 for a in forward[1][14:])
     expected = {(r["test_set"], r["adaptation"]): r for r in evaluate_shifted(sade_run, (Shift("forward", 5),), ("none",))}
     assert float(forward[0][3]) == pytest.approx(expected[("forward5", "none")]["accuracy"], abs=1e-4)
     assert main(["eval", str(sade_run), "--adapt", "target_prior"]) == 2

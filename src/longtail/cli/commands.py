@@ -101,12 +101,12 @@ def _eval_shifted(args: argparse.Namespace) -> int:
     rows = evaluate_shifted(args.run_dir, shifts, args.adapt or ["none"], prior_source=args.prior_source or "train",
                             adapt_images=args.adapt_images)
     print(f"{'test set':<12} {'images':>6}  {'adaptation':<22} {'accuracy':>8} {'bal. acc.':>9} {'macro F1':>8}  "
-          "expert weights | each expert's view agreement alone")
+          "expert weights | each expert alone: view agreement | accuracy")
     for r in rows:
         weights = " ".join(f"{w:.2f}" for w in r.get("expert_weights", []))
-        agreement = " ".join(f"{a:.3f}" for a in r.get("expert_agreement", []))
+        alone = " | ".join(" ".join(f"{a:.3f}" for a in r[key]) for key in ("expert_agreement", "expert_accuracy") if key in r)
         print(f"{r['test_set']:<12} {r['images']:>6}  {r['adaptation']:<22} {r['accuracy']:>8.4f} {r['balanced_accuracy']:>9.4f} {r['macro_f1']:>8.4f}  "
-              f"{weights}{' | ' + agreement if agreement else ''}")
+              f"{weights}{' | ' + alone if alone else ''}")
     return 0
 
 

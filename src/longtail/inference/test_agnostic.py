@@ -15,7 +15,9 @@ balanced split), ``forward`` r (the training profile, the first class r times th
 - ``test_time_aggregation`` (a multi-expert run, SADE): expert weights learned on unlabelled images of
   the test set's prior (engine/test_time.py), then the weighted sum of the experts' logits; the row also
   gives each expert's view agreement alone on those images (``expert_agreement``, the objective at the
-  simplex's corners: which expert the step is drawn to). Which images (``adapt_images``): ``test``, the
+  simplex's corners: which expert the step is drawn to) and each expert's top-1 alone on the test set
+  (``expert_accuracy``, what those corners score: a forward-skewed set's top-1 with all the weight on the
+  forward expert). Which images (``adapt_images``): ``test``, the
   test set's own (the paper's wording and the official ImageNet-LT, iNaturalist and Places scripts, which
   read the test list), or ``train_pool``, a set drawn with the same direction and ratio from the source's
   native training split, the pool the run's long-tailed train split came from (the official
@@ -138,12 +140,18 @@ def evaluate_shifted(run_dir: str | Path, shifts: Sequence[Shift] = DEFAULT_SHIF
                                               cfg.train.channels_last)
                 logits = aggregate(experts[keep], fit.weights)
                 extra = {"expert_weights": [round(float(w), 4) for w in fit.weights], "epochs": fit.epochs,
-                         "expert_agreement": [round(float(a), 4) for a in agreement], "adapt_images": adapt_images,
+                         "expert_agreement": [round(float(a), 4) for a in agreement],
+                         "expert_accuracy": [round(a, 4) for a in expert_accuracies(experts[keep], y)], "adapt_images": adapt_images,
                          "adapt_size": int(len(images))}
             scores = split_metrics(logits, y, counts, bundle.class_names, cfg.eval)
             rows.append({"test_set": shift.name, "images": int(len(y)), "adaptation": adaptation,
                          **{k: float(scores[k]) for k in SCORES}, "shots": scores.get("shots"), **extra})
     return rows
+
+
+def expert_accuracies(experts: np.ndarray, targets: np.ndarray) -> list[float]:
+    """Top-1 of each expert alone (N x E x C logits): the aggregation's weights at a corner of the simplex."""
+    return [float((experts[:, e].argmax(1) == targets).mean()) for e in range(experts.shape[1])]
 
 
 def _adjustment(posthoc: dict[str, Any], prior_source: str) -> tuple[float, str]:
