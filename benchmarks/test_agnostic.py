@@ -54,6 +54,8 @@ AGGREGATIONS = {"SADE + test-time aggregation": "test images", "SADE + aggregati
 ALONE = {"expert_weights": "SADE expert weights (forward, uniform, backward), per seed",
          "expert_agreement": "view agreement of each expert alone (same order), per seed",
          "expert_accuracy": "top-1 of each expert alone (same order), per seed"}
+#: of those, the ones scored on the test set whichever images the weights were learned on: listed once
+PER_TEST_SET = {"expert_accuracy"}
 
 
 def trained_cell(spec, grid: str, method: str, seed: int) -> Path:
@@ -106,7 +108,8 @@ def table(rows: list[dict]) -> str:
             values = [100 * r["accuracy"] for r in rows if r["test_set"] == shift and r["column"] == label]
             cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}")
         for key in ALONE if aggregations else ():
-            cells.append("; ".join(f"{short}: {r[key]}" for label, short in aggregations.items()
+            sources = list(aggregations.items())[:1] if key in PER_TEST_SET else aggregations.items()
+            cells.append("; ".join(r[key] if key in PER_TEST_SET else f"{short}: {r[key]}" for label, short in sources
                                    for r in rows if r["test_set"] == shift and r["column"] == label and r[key]))
         body.append(cells)
     return markdown_table(["test set", "images", *columns, *(ALONE.values() if aggregations else [])], body, text_columns=1)

@@ -72,6 +72,9 @@ def test_the_script_scores_every_column_on_every_test_set(tiny_grid, monkeypatch
         assert len(alone) == 3 and all(0.0 <= a <= 100.0 for a in alone)
     table = script.table(rows)
     assert table.count("\n") == 1 + len(shifts) and "SADE + test-time aggregation" in table
+    first = table.splitlines()[2].split(" | ")  # forward2: the per-expert top-1 once, without an image-source prefix
+    own = next(r for r in rows if r["test_set"] == "forward2" and r["column"] == "SADE + test-time aggregation")
+    assert first[-1].rstrip(" |") == own["expert_accuracy"] and first[-2].startswith("test images: ")
 
 
 def test_methods_and_test_sets_narrow_the_table(tiny_grid, monkeypatch):
