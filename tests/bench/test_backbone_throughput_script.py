@@ -60,7 +60,18 @@ def test_main_prints_one_row_and_leaves_the_docs_alone(script, monkeypatch, caps
     script.main()
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| EfficientNet")]
-    assert len(rows) == 1 and rows[0].startswith("| EfficientNet-Lite0 (timm) | fp")
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    name, fastest, auto, *rates, ratio = cells
+    assert name == "EfficientNet-Lite0 (timm)"
+    # which setting wins is the machine's to say (bf16 can win on an AMX CPU), so the row is checked for
+    # consistency: the fastest is one of the four settings, its rate is the largest, the ratio is its rate over fp32 NCHW
+    labels = [label for label, _, _ in script.SETTINGS]
+    assert fastest in labels and len(rates) == len(labels)
+    values = dict(zip(labels, map(float, rates)))
+    assert values[fastest] == max(values.values())
+    assert float(ratio) == pytest.approx(values[fastest] / values["fp32 NCHW"], abs=0.02)
+    assert auto == ("bf16" if script.auto_choice(script.BACKBONES[name]) == "bf16" else "fp32")
     assert doc.read_text() == before
 
 
