@@ -16,9 +16,13 @@ three methods will do):
     longtail bench -c benchmarks/test_agnostic.yaml
     python benchmarks/test_agnostic.py [-c benchmarks/test_agnostic.yaml] [--seeds 0 1 2] [--no-docs]
     python benchmarks/test_agnostic.py --methods sade --test-sets forward50 backward50 --marker NAME --csv PATH
+    python benchmarks/test_agnostic.py --seeds 1 2 --merge
 
-Writes benchmarks/results/test_agnostic.csv (one row per seed, column and test set) and the table into
-docs/benchmarks.md between the ``test-agnostic`` markers, unless ``--no-docs`` (then it only prints).
+Writes benchmarks/results/test_agnostic.csv (one row per seed, column and test set, each naming the machine
+that scored it) and the table into docs/benchmarks.md between the ``test-agnostic`` markers, unless
+``--no-docs`` (then it only prints). ``--merge`` keeps the CSV's rows that this call does not score again
+(seeds scored on another machine, whose cells are not here), so that the table covers every seed; a column
+that not every seed has names its seeds, and the machine line names each seed's machine.
 """
 
 from __future__ import annotations
@@ -97,10 +101,23 @@ def score(spec, grid: str, seeds: list[int], methods: list[str] | None = None, s
 
 
 def table(rows: list[dict]) -> str:
-    """Mean ± std top-1 (%) per test set and column of ``rows``, then the aggregations' weights and agreements per seed."""
+    """Mean ± std top-1 (%) per test set and column of ``rows``, then the aggregations' weights and agreements per seed.
+
+    With several seeds, each per-seed entry starts with its seed (``s1``), and a column that not every seed has
+    (rows merged from an earlier call that lacked it) names its seeds in its header."""
     shifts = list(dict.fromkeys(r["test_set"] for r in rows))
-    columns = list(dict.fromkeys(r["column"] for r in rows))
+    present = {r["column"] for r in rows}
+    columns = [label for label in COLUMNS if label in present] + sorted(present - set(COLUMNS))
     aggregations = {label: short for label, short in AGGREGATIONS.items() if label in columns}
+    seeds = sorted({r["seed"] for r in rows})
+
+    def seeds_of(label: str) -> list[int]:
+        return sorted({r["seed"] for r in rows if r["column"] == label})
+
+    def entry(r: dict, key: str, short: str) -> str:
+        tag = " ".join(([f"s{r['seed']}"] if len(seeds) > 1 else []) + ([] if key in PER_TEST_SET else [f"{short}:"]))
+        return f"{tag} {r[key]}" if tag else r[key]
+
     body = []
     for shift in shifts:
         cells = [shift, str(next(r["images"] for r in rows if r["test_set"] == shift))]
@@ -109,10 +126,38 @@ def table(rows: list[dict]) -> str:
             cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}")
         for key in ALONE if aggregations else ():
             sources = list(aggregations.items())[:1] if key in PER_TEST_SET else aggregations.items()
-            cells.append("; ".join(r[key] if key in PER_TEST_SET else f"{short}: {r[key]}" for label, short in sources
-                                   for r in rows if r["test_set"] == shift and r["column"] == label and r[key]))
+            cells.append("; ".join(entry(r, key, short) for seed in seeds for label, short in sources
+                                   for r in rows if r["seed"] == seed and r["test_set"] == shift and r["column"] == label and r.get(key)))
         body.append(cells)
-    return markdown_table(["test set", "images", *columns, *(ALONE.values() if aggregations else [])], body, text_columns=1)
+    headers = [label if seeds_of(label) == seeds else f"{label} (seeds {', '.join(map(str, seeds_of(label)))})" for label in columns]
+    return markdown_table(["test set", "images", *headers, *(ALONE.values() if aggregations else [])], body, text_columns=1)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier call's CSV, typed as :func:`score` makes them (keys an older CSV lacks read as empty)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{**r, "seed": int(r["seed"]), "images": int(r["images"]), "accuracy": float(r["accuracy"])} for r in csv.DictReader(f)]
+
+
+def merged(earlier: list[dict], scored: list[dict]) -> list[dict]:
+    """``scored`` with the rows of ``earlier`` that it does not score again (same seed, column and test set), by seed."""
+    again = {(r["seed"], r["column"], r["test_set"]) for r in scored}
+    kept = [r for r in earlier if (r["seed"], r["column"], r["test_set"]) not in again]
+    return sorted(kept + scored, key=lambda r: r["seed"])
+
+
+def machines(rows: list[dict]) -> str:
+    """The machine line of ``rows``: the one machine, or each machine with the seeds it scored."""
+    by_machine: dict[str, list[int]] = {}
+    for r in rows:
+        seeds = by_machine.setdefault(r.get("machine") or "not recorded", [])
+        if r["seed"] not in seeds:
+            seeds.append(r["seed"])
+    if len(by_machine) == 1:
+        return next(iter(by_machine))
+    return "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}: {machine}" for machine, seeds in by_machine.items())
 
 
 def main() -> None:
@@ -123,23 +168,31 @@ def main() -> None:
     parser.add_argument("--test-sets", nargs="+", help="only these test sets (e.g. forward50 backward50); default: the five of DEFAULT_SHIFTS")
     parser.add_argument("--marker", default="test-agnostic", help="the docs/benchmarks.md block the table goes into")
     parser.add_argument("--csv", default="benchmarks/results/test_agnostic.csv", help="the rows' CSV (relative to the repository root)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the CSV's rows that this call does not score again (seeds scored on another machine)")
     parser.add_argument("--no-docs", action="store_true", help="only print: no CSV, no docs")
     args = parser.parse_args()
     spec = load_bench(args.config)
     shifts = [Shift.parse(name) for name in args.test_sets] if args.test_sets else None
-    rows = score(spec, args.config, args.seeds, args.methods, shifts)
+    machine = machine_line(torch.get_num_threads())
+    rows = [{**r, "machine": machine} for r in score(spec, args.config, args.seeds, args.methods, shifts)]
+    kept = sorted({r["seed"] for r in read_rows(ROOT / args.csv)} - set(args.seeds)) if args.merge else []
+    if args.merge:
+        rows = merged(read_rows(ROOT / args.csv), rows)
     if not args.no_docs:
+        fields = list(dict.fromkeys(key for r in rows for key in r))
         with (ROOT / args.csv).open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
-    machine = machine_line(torch.get_num_threads())
     chosen = (("--methods", args.methods), ("--test-sets", args.test_sets), ("--marker", args.marker), ("--csv", args.csv))
     options = "".join(f" {flag} {' '.join(value) if isinstance(value, list) else value}" for flag, value in chosen
-                      if value != parser.get_default(flag.lstrip("-").replace("-", "_")))
-    print_and_publish(table(rows), machine, f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}{options}",
-                      f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))}); test sets drawn from its balanced test split "
-                      "(data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", args.marker, write=not args.no_docs)
+                      if value != parser.get_default(flag.lstrip("-").replace("-", "_"))) + (" --merge" if args.merge else "")
+    earlier = f"; seed{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))} kept from the CSV's earlier rows" if kept else ""
+    print_and_publish(table(rows), machines(rows), f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}{options}",
+                      f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))} scored now{earlier}); test sets drawn from its "
+                      "balanced test split (data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", args.marker,
+                      write=not args.no_docs)
 
 
 if __name__ == "__main__":

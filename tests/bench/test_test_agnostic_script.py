@@ -4,7 +4,9 @@ SADE's test-time aggregation)."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -91,6 +93,51 @@ def test_methods_and_test_sets_narrow_the_table(tiny_grid, monkeypatch):
     assert "top-1 of each expert alone" in header
     with pytest.raises(SystemExit, match="--methods lade"):
         script.score(spec, str(path), [0], ["lade"])
+
+
+def test_merge_keeps_the_seeds_scored_elsewhere_and_names_each_machine(tiny_grid, monkeypatch, tmp_path):
+    """--merge: the CSV's rows of another seed stay (with their machine), the table averages over both seeds where
+    both have a column, a column only the earlier seed has names its seed, and a rescored row replaces its old one."""
+    _, path = tiny_grid
+    script = _script(monkeypatch)
+    monkeypatch.setattr(script, "ROOT", tmp_path)
+    monkeypatch.setattr(script, "DEFAULT_SHIFTS", (Shift("uniform"),))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "benchmarks.md").write_text("intro\n<!-- ta:start -->\nold\n<!-- ta:end -->\n")
+    earlier = [{"seed": 5, "column": "CE", "test_set": "uniform", "images": 60, "accuracy": 0.25, "expert_weights": "", "machine": "Earlier CPU"},
+               {"seed": 5, "column": "SADE (mean of experts)", "test_set": "uniform", "images": 60, "accuracy": 0.5,
+                "expert_weights": "", "machine": "Earlier CPU"},
+               {"seed": 0, "column": "CE", "test_set": "uniform", "images": 60, "accuracy": 0.99, "expert_weights": "", "machine": "stale"}]
+    with (tmp_path / "ta.csv").open("w", newline="") as f:  # the older CSV's columns: no expert_agreement, no adapt_size
+        writer = csv.DictWriter(f, fieldnames=list(earlier[0]))
+        writer.writeheader()
+        writer.writerows(earlier)
+    monkeypatch.setattr(sys, "argv", ["test_agnostic.py", "-c", str(path), "--seeds", "0", "--methods", "ce", "--marker", "ta",
+                                      "--csv", "ta.csv", "--merge"])
+    script.main()
+    rows = script.read_rows(tmp_path / "ta.csv")
+    assert [(r["seed"], r["column"]) for r in rows] == [(0, "CE"), (0, "CE + LA to known prior"), (5, "CE"), (5, "SADE (mean of experts)")]
+    ce0 = rows[0]
+    assert ce0["accuracy"] != 0.99 and ce0["machine"] not in ("stale", "Earlier CPU")  # rescored here, the stale row gone
+    doc = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert doc.startswith("intro\n<!-- ta:start -->") and "old" not in doc
+    assert f"Machine: seed 0: {ce0['machine']}; seed 5: Earlier CPU" in doc
+    assert "--seeds 0 --methods ce --marker ta --csv ta.csv --merge" in doc and "seed 5 kept from the CSV's earlier rows" in doc
+    header, _, body = doc.split("| test set")[1].splitlines()[:3]
+    assert "| CE + LA to known prior (seeds 0) | SADE (mean of experts) (seeds 5) |" in header and "| CE |" in header
+    mean = (100 * ce0["accuracy"] + 25.0) / 2
+    assert body.split(" | ")[2].startswith(f"{mean:.1f} ± ")
+    assert body.split(" | ")[4].rstrip(" |") == "50.0"
+
+
+def test_per_seed_entries_name_their_seed_once_there_are_several(monkeypatch):
+    script = _script(monkeypatch)
+    rows = [{"seed": s, "column": "SADE + test-time aggregation", "test_set": "uniform", "images": 9, "accuracy": 0.5,
+             "expert_weights": w, "expert_agreement": a, "expert_accuracy": t}
+            for s, w, a, t in ((1, "0.1 0.2 0.7", "", ""), (2, "0.3 0.3 0.4", "0.800 0.700 0.900", "50.0 40.0 30.0"))]
+    cells = script.table(rows).splitlines()[2].strip("| ").split(" | ")
+    assert cells[-3:] == ["s1 test images: 0.1 0.2 0.7; s2 test images: 0.3 0.3 0.4", "s2 test images: 0.800 0.700 0.900", "s2 50.0 40.0 30.0"]
+    assert script.machines(rows) == "not recorded"
 
 
 def test_an_untrained_cell_is_named_with_the_command_that_trains_it(tiny_grid, monkeypatch, tmp_path):
