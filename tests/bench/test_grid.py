@@ -144,7 +144,7 @@ def test_interrupted_cell_is_resumed_not_restarted(tmp_path):
     spec = bench.load_bench(make_grid(tmp_path))
     spec.overrides = ["train.epochs=2"]
     run_dir = bench.cell_dir(spec, "default", "ce", 0)
-    cfg = yaml.safe_load(open(spec.methods["ce"].config))
+    cfg = yaml.safe_load(Path(spec.methods["ce"].config).read_text())
     cfg.update(name=run_dir.name, output_dir=str(run_dir.parent))
     cfg["train"]["epochs"] = 2
     longtail.train(cfg, stop_after=1)
