@@ -148,6 +148,11 @@ def merged(earlier: list[dict], scored: list[dict]) -> list[dict]:
     return sorted(kept + scored, key=lambda r: r["seed"])
 
 
+def seeds_phrase(seeds: list[int]) -> str:
+    """'seed 0' or 'seeds 0, 1': the one wording of the docs' seed lists."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}"
+
+
 def machines(rows: list[dict]) -> str:
     """The machine line of ``rows``: the one machine, or each machine with the seeds it scored."""
     by_machine: dict[str, list[int]] = {}
@@ -157,7 +162,7 @@ def machines(rows: list[dict]) -> str:
             seeds.append(r["seed"])
     if len(by_machine) == 1:
         return next(iter(by_machine))
-    return "; ".join(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, sorted(seeds)))}: {machine}" for machine, seeds in by_machine.items())
+    return "; ".join(f"{seeds_phrase(seeds)}: {machine}" for machine, seeds in by_machine.items())
 
 
 def main() -> None:
@@ -176,9 +181,10 @@ def main() -> None:
     shifts = [Shift.parse(name) for name in args.test_sets] if args.test_sets else None
     machine = machine_line(torch.get_num_threads())
     rows = [{**r, "machine": machine} for r in score(spec, args.config, args.seeds, args.methods, shifts)]
-    kept = sorted({r["seed"] for r in read_rows(ROOT / args.csv)} - set(args.seeds)) if args.merge else []
+    earlier_rows = read_rows(ROOT / args.csv) if args.merge else []
+    kept = sorted({r["seed"] for r in earlier_rows} - set(args.seeds))
     if args.merge:
-        rows = merged(read_rows(ROOT / args.csv), rows)
+        rows = merged(earlier_rows, rows)
     if not args.no_docs:
         fields = list(dict.fromkeys(key for r in rows for key in r))
         with (ROOT / args.csv).open("w", newline="") as f:
@@ -188,7 +194,7 @@ def main() -> None:
     chosen = (("--methods", args.methods), ("--test-sets", args.test_sets), ("--marker", args.marker), ("--csv", args.csv))
     options = "".join(f" {flag} {' '.join(value) if isinstance(value, list) else value}" for flag, value in chosen
                       if value != parser.get_default(flag.lstrip("-").replace("-", "_"))) + (" --merge" if args.merge else "")
-    earlier = f"; seed{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))} kept from the CSV's earlier rows" if kept else ""
+    earlier = f"; {seeds_phrase(kept)} kept from the CSV's earlier rows" if kept else ""
     print_and_publish(table(rows), machines(rows), f"python benchmarks/test_agnostic.py -c {args.config} --seeds {' '.join(map(str, args.seeds))}{options}",
                       f"the {spec.name} grid's cells (seeds {', '.join(map(str, args.seeds))} scored now{earlier}); test sets drawn from its "
                       "balanced test split (data.longtail.shifted_subset, seed 0)", ROOT / "docs" / "benchmarks.md", args.marker,
